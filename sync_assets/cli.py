@@ -1,0 +1,105 @@
+"""The `sync-assets` command line: demo, sandbox, generate, sync and ui."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    help="Nightly Data Cloud → Salesforce Opportunity sync (Bulk API 2.0, Dagster).",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals may hold secrets
+)
+
+
+@app.command()
+def sandbox(
+    port: Annotated[int, typer.Option(help="HTTPS port (0 picks a free one).")] = 8443,
+    data_dir: Annotated[
+        Path, typer.Option(help="SQLite, CA and connection.json live here.")
+    ] = Path("data/sandbox"),
+    accounts: Annotated[
+        int, typer.Option(help="Accounts ACC-000000… seeded on first start.")
+    ] = 20_000,
+    slots: Annotated[int, typer.Option(help="Parallel processing slots (internal batches).")] = 10,
+    rate: Annotated[
+        float, typer.Option(help="Records/second per slot; 0 = as fast as possible.")
+    ] = 0.0,
+    lock_timeout: Annotated[
+        float, typer.Option(help="Seconds a record waits for a locked parent Account.")
+    ] = 10.0,
+    faults: Annotated[
+        str, typer.Option(help='Fault rates, e.g. "http_500=0.02,http_429=0.01,reset=0.01".')
+    ] = "",
+    seed: Annotated[int, typer.Option(help="Seed for fault injection and ids.")] = 0,
+    daily_records: Annotated[
+        int, typer.Option(help="Daily Bulk ingest record allowance.")
+    ] = 150_000_000,
+    token_ttl: Annotated[
+        float, typer.Option(help="Seconds an access token stays valid; 0 = forever.")
+    ] = 0.0,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+) -> None:
+    """Run the local Salesforce sandbox (Bulk API 2.0 over HTTPS) in the foreground."""
+    from sync_assets.sandbox.server import SandboxConfig, serve
+
+    serve(
+        SandboxConfig(
+            host=host,
+            port=port,
+            data_dir=data_dir,
+            accounts=accounts,
+            slots=slots,
+            rate=rate,
+            lock_timeout=lock_timeout,
+            faults=faults,
+            seed=seed,
+            daily_records=daily_records,
+            token_ttl=token_ttl,
+        )
+    )
+
+
+@app.command()
+def generate(
+    drop_id: Annotated[str, typer.Option(help="Drop id, e.g. 2026-11-28.")],
+    rows: Annotated[int, typer.Option(help="Rows in the drop.")] = 2_000_000,
+    accounts: Annotated[int, typer.Option(help="Distinct parent accounts.")] = 20_000,
+    bad_fraction: Annotated[float, typer.Option(help="Fraction of rows that break a rule.")] = 0.0,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same drop).")] = 0,
+    based_on: Annotated[
+        str | None, typer.Option(help="Make the next night's drop from this drop id.")
+    ] = None,
+    changed: Annotated[float, typer.Option(help="With --based-on: fraction changed.")] = 0.05,
+    new: Annotated[float, typer.Option(help="With --based-on: fraction of new rows.")] = 0.01,
+    deleted: Annotated[float, typer.Option(help="With --based-on: fraction deleted.")] = 0.005,
+    file_format: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+    landing_dir: Annotated[
+        Path | None, typer.Option(help="Landing dir (default $SYNC_LANDING_DIR).")
+    ] = None,
+) -> None:
+    """Write a demo drop (part files, then _manifest.json) into the landing dir."""
+    from sync_assets.drops.generate import GenerateOptions, generate_drop
+    from sync_assets.settings import SyncSettings
+
+    target = landing_dir or SyncSettings.from_env().landing_dir
+    manifest = generate_drop(
+        target,
+        GenerateOptions(
+            drop_id=drop_id,
+            rows=rows,
+            accounts=accounts,
+            bad_fraction=bad_fraction,
+            seed=seed,
+            based_on=based_on,
+            changed=changed,
+            new=new,
+            deleted=deleted,
+            file_format=file_format,
+        ),
+    )
+    typer.echo(f"wrote drop {manifest.drop_id}: {manifest.row_count:,} rows in {target}")
+
+
+def main() -> None:
+    app()
