@@ -1,5 +1,6 @@
 """The `sync-assets` command line: demo, sandbox, generate, sync and ui."""
 
+import contextlib
 from pathlib import Path
 from typing import Annotated
 
@@ -39,6 +40,13 @@ def sandbox(
         float, typer.Option(help="Seconds an access token stays valid; 0 = forever.")
     ] = 0.0,
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    daily_api_requests: Annotated[
+        int, typer.Option(help="Daily API request allowance (DailyApiRequests).")
+    ] = 1_000_000,
+    daily_batches: Annotated[
+        int, typer.Option(help="Daily Bulk batch allowance (DailyBulkApiBatches).")
+    ] = 15_000,
+    verbose: Annotated[bool, typer.Option(help="Log every request.")] = False,
 ) -> None:
     """Run the local Salesforce sandbox (Bulk API 2.0 over HTTPS) in the foreground."""
     from sync_assets.sandbox.server import SandboxConfig, serve
@@ -56,6 +64,9 @@ def sandbox(
             seed=seed,
             daily_records=daily_records,
             token_ttl=token_ttl,
+            daily_api_requests=daily_api_requests,
+            daily_batches=daily_batches,
+            verbose=verbose,
         )
     )
 
@@ -101,5 +112,88 @@ def generate(
     typer.echo(f"wrote drop {manifest.drop_id}: {manifest.row_count:,} rows in {target}")
 
 
-def main() -> None:
-    app()
+@app.command()
+def demo(
+    rows: Annotated[
+        int, typer.Option(help="Rows of the demo drop, if one must be made.")
+    ] = 2_000_000,
+    parallel: Annotated[int, typer.Option(help="Partition runs side by side.")] = 10,
+) -> None:
+    """The whole nightly sync on the embedded default: demo drop, local sandbox, 10 partitions."""
+    from rich.console import Console
+
+    from sync_assets.demo import run_night
+    from sync_assets.drops.shards import PARTITION_KEYS
+
+    ok = run_night(
+        drop_id=None,
+        partitions=PARTITION_KEYS,
+        parallel=parallel,
+        launched_by="sync-assets demo",
+        rows_if_missing=rows,
+        console=Console(),
+    )
+    raise typer.Exit(0 if ok else 1)
+
+
+@app.command()
+def sync(
+    drop_id: Annotated[
+        str | None, typer.Option(help="Drop to sync (default: the newest complete drop).")
+    ] = None,
+    partition: Annotated[
+        list[str] | None, typer.Option(help="Partition(s) to sync (default: all 10).")
+    ] = None,
+    parallel: Annotated[int, typer.Option(help="Partition runs side by side.")] = 10,
+) -> None:
+    """Run the nightly sync headless against the configured org (or the local sandbox)."""
+    from rich.console import Console
+
+    from sync_assets.demo import run_night
+    from sync_assets.drops.shards import PARTITION_KEYS, partition_label
+
+    ok = run_night(
+        drop_id=drop_id,
+        partitions=[partition_label(key) for key in partition] if partition else PARTITION_KEYS,
+        parallel=parallel,
+        launched_by="sync-assets sync",
+        rows_if_missing=None,
+        console=Console(),
+    )
+    raise typer.Exit(0 if ok else 1)
+
+
+@app.command()
+def ui(
+    port: Annotated[int, typer.Option(help="Port of the Dagster UI.")] = 3000,
+    host: Annotated[str, typer.Option(help="Address of the Dagster UI.")] = "127.0.0.1",
+) -> None:
+    """The Dagster UI (webserver + daemon) on the project's workspace, sandbox started if needed."""
+    import subprocess
+    import sys
+
+    from rich.console import Console
+
+    from sync_assets.demo import salesforce_for_commands
+    from sync_assets.runner import default_dagster_home, prepare_dagster_home
+    from sync_assets.settings import SyncSettings
+
+    console = Console()
+    prepare_dagster_home(default_dagster_home())
+    workspace = Path(__file__).resolve().parent.parent / "workspace.yaml"
+    with salesforce_for_commands(SyncSettings.from_env(), console):
+        console.print(f"Dagster UI on http://{host}:{port} (Ctrl-C stops it)")
+        command = [
+            sys.executable,
+            "-m",
+            "dagster",
+            "dev",
+            "-w",
+            str(workspace),
+            "-h",
+            host,
+            "-p",
+            str(port),
+        ]
+        with contextlib.suppress(KeyboardInterrupt):
+            subprocess.run(command, check=False)

@@ -11,6 +11,7 @@ class SyncSettings(BaseModel):
     landing_dir: str = Field(default="./data/landing", description="SYNC_LANDING_DIR")
     state_dir: str = Field(default="./data/state", description="SYNC_STATE_DIR")
     alert_webhook_url: str | None = Field(default=None, description="SYNC_ALERT_WEBHOOK_URL")
+    sandbox_dir: str = Field(default="./data/sandbox", description="SYNC_SANDBOX_DIR")
 
     @classmethod
     def from_env(cls) -> "SyncSettings":
@@ -18,4 +19,5 @@ class SyncSettings(BaseModel):
             landing_dir=os.environ.get("SYNC_LANDING_DIR") or "./data/landing",
             state_dir=os.environ.get("SYNC_STATE_DIR") or "./data/state",
             alert_webhook_url=os.environ.get("SYNC_ALERT_WEBHOOK_URL") or None,
+            sandbox_dir=os.environ.get("SYNC_SANDBOX_DIR") or "./data/sandbox",
         )

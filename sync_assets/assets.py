@@ -1,0 +1,331 @@
+"""The nightly sync as assets: stage a partition of the drop, upsert it into Salesforce, sum up the night."""
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import dagster as dg
+import polars as pl
+import requests
+
+from sync_assets.drops.ledger import load_ledger
+from sync_assets.drops.reader import DropError, list_complete_drops, read_manifest
+from sync_assets.drops.staging import StagingCounts, load_staged, stage_partition
+from sync_assets.partitions import opportunity_partitions
+from sync_assets.progress import ProgressReporter
+from sync_assets.resources import SalesforceResource, SyncStorage
+from sync_assets.salesforce.bulk_api import BulkApiUnavailableError
+from sync_assets.salesforce.loader import LoadIncompleteError, LoadResult
+from sync_assets.storage import StateStore
+
+DROP_TAG = "sync/drop_id"
+GROUP = "opportunity_sync"
+SALESFORCE_POOL = "salesforce_bulk_api"
+
+# Transient Salesforce trouble (5xx, 429, dropped connections) that outlasted the loader's own
+# request-level retries: retry the step a few times, backing off minutes, not seconds. Any other
+# error fails the step at once (see `salesforce_opportunities`).
+TRANSIENT_ERRORS = (BulkApiUnavailableError, LoadIncompleteError, requests.RequestException)
+SALESFORCE_RETRY_POLICY = dg.RetryPolicy(
+    max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
+
+
+def newest_complete_drop(landing: StateStore) -> str | None:
+    """The drop whose manifest was created last (ties broken by id), or None before the first."""
+    manifests = [read_manifest(landing, drop_id) for drop_id in list_complete_drops(landing)]
+    if not manifests:
+        return None
+    return max(manifests, key=lambda manifest: (manifest.created_at, manifest.drop_id)).drop_id
+
+
+def drop_to_stage(context: dg.AssetExecutionContext, storage: SyncStorage) -> str:
+    """The run's drop: the one its tag names (schedule, sensor) or else the newest complete drop."""
+    tagged = context.run.tags.get(DROP_TAG)
+    if tagged:
+        return tagged
+    newest = newest_complete_drop(storage.landing())
+    if newest is None:
+        raise dg.Failure(
+            description=f"No complete drop in {storage.landing_dir}: nothing to sync "
+            "(a drop is complete once its _manifest.json has landed).",
+            allow_retries=False,
+        )
+    return newest
+
+
+def last_staged_drop(
+    instance: dg.DagsterInstance, run_tags: Mapping[str, str], partition: str
+) -> str:
+    """The drop this partition was last staged from: the run's tag, else `opportunity_batches`' record."""
+    tagged = run_tags.get(DROP_TAG)
+    if tagged:
+        return tagged
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(
+            asset_key=dg.AssetKey("opportunity_batches"), asset_partitions=[partition]
+        ),
+        limit=1,
+    ).records
+    if not records or records[0].asset_materialization is None:
+        raise dg.Failure(
+            description=f"Partition {partition} has never been staged: materialize "
+            "opportunity_batches for it first.",
+            allow_retries=False,
+        )
+    return str(records[0].asset_materialization.metadata["drop_id"].value)
+
+
+def reasons_table(counts: dict[str, int], what: str) -> dg.MetadataValue:
+    """A markdown table of reasons and their counts, most frequent first."""
+    if not counts:
+        return dg.MetadataValue.md(f"No {what}.")
+    lines = ["| reason | rows |", "|---|---:|"]
+    lines += [
+        f"| `{reason}` | {count:,} |"
+        for reason, count in sorted(counts.items(), key=lambda item: -item[1])
+    ]
+    return dg.MetadataValue.md("\n".join(lines))
+
+
+def staging_metadata(counts: StagingCounts) -> dict[str, Any]:
+    return {
+        "drop_id": counts.drop_id,
+        "source": dg.MetadataValue.int(counts.source),
+        "rejected": dg.MetadataValue.int(counts.rejected),
+        "unchanged": dg.MetadataValue.int(counts.unchanged),
+        "new": dg.MetadataValue.int(counts.new),
+        "changed": dg.MetadataValue.int(counts.changed),
+        "to_send": dg.MetadataValue.int(counts.to_send),
+        "deleted_in_source": dg.MetadataValue.int(counts.deleted),
+        "reject_rate": dg.MetadataValue.float(
+            counts.rejected / counts.source if counts.source else 0.0
+        ),
+    }
+
+
+@dg.asset(
+    partitions_def=opportunity_partitions,
+    group_name=GROUP,
+    kinds={"polars", "parquet"},
+    owners=["team:data-engineering"],
+    tags={"sync/stage": "stage"},
+)
+def opportunity_batches(
+    context: dg.AssetExecutionContext, storage: SyncStorage
+) -> dg.MaterializeResult:
+    """Validate one partition (one shard of parent Accounts) of the drop and stage what changed.
+
+    Rows that break the contract are quarantined with their reason; rows Salesforce already holds
+    unchanged (per the ledger) are skipped; only new and changed rows are staged to be sent.
+    """
+    partition = context.partition_key
+    drop_id = drop_to_stage(context, storage)
+    started = time.monotonic()
+    try:
+        staged = stage_partition(storage.landing(), storage.state(), drop_id, partition)
+    except DropError as error:
+        # A malformed drop is not a transient problem: retrying cannot fix the file.
+        raise dg.Failure(description=str(error), allow_retries=False) from error
+    counts = staged.counts
+    context.log.info(
+        "Drop %s partition %s: %d source rows, %d rejected, %d unchanged, %d new, %d changed",
+        drop_id,
+        partition,
+        counts.source,
+        counts.rejected,
+        counts.unchanged,
+        counts.new,
+        counts.changed,
+    )
+    return dg.MaterializeResult(
+        metadata={
+            **staging_metadata(counts),
+            "dagster/partition_row_count": dg.MetadataValue.int(counts.source),
+            "rejects_by_reason": reasons_table(counts.rejected_by_reason, "rejected rows"),
+            "rejects_file": dg.MetadataValue.path(storage.state().url(staged.rejects)),
+            "staged_file": dg.MetadataValue.path(storage.state().url(staged.to_send)),
+            "duration_seconds": dg.MetadataValue.float(round(time.monotonic() - started, 3)),
+        },
+        tags={DROP_TAG: drop_id},
+    )
+
+
+def load_metadata(result: LoadResult, storage: SyncStorage) -> dict[str, Any]:
+    return {
+        "sent": dg.MetadataValue.int(result.sent),
+        "succeeded": dg.MetadataValue.int(result.succeeded),
+        "created": dg.MetadataValue.int(result.created),
+        "updated": dg.MetadataValue.int(result.updated),
+        "failed": dg.MetadataValue.int(result.failed),
+        "retried": dg.MetadataValue.int(result.retried),
+        "uploaded": dg.MetadataValue.int(result.uploaded),
+        "jobs": dg.MetadataValue.int(len(result.job_ids)),
+        "jobs_resumed": dg.MetadataValue.int(result.jobs_resumed),
+        "bulk_job_ids": dg.MetadataValue.json(result.job_ids),
+        "api_calls": dg.MetadataValue.int(result.api_calls),
+        "http_retries": dg.MetadataValue.int(result.http_retries),
+        "duration_seconds": dg.MetadataValue.float(round(result.duration_seconds, 3)),
+        "records_per_second": dg.MetadataValue.float(round(result.records_per_second, 1)),
+        "failures_by_reason": reasons_table(result.failed_by_reason, "failed rows"),
+        "failed_file": dg.MetadataValue.path(storage.state().url(result.failed_file))
+        if result.failed_file
+        else dg.MetadataValue.null(),
+    }
+
+
+@dg.asset(
+    partitions_def=opportunity_partitions,
+    deps=[opportunity_batches],
+    group_name=GROUP,
+    kinds={"salesforce"},
+    owners=["team:data-engineering"],
+    pool=SALESFORCE_POOL,
+    retry_policy=SALESFORCE_RETRY_POLICY,
+)
+def salesforce_opportunities(
+    context: dg.AssetExecutionContext, storage: SyncStorage, salesforce: SalesforceResource
+) -> dg.MaterializeResult:
+    """Upsert the staged rows of one partition into Salesforce Opportunity (Bulk API 2.0).
+
+    Upserts on External_Id__c, so a re-run never duplicates; resumes the Bulk jobs of a crashed
+    attempt instead of resending their rows; resends only transient failures; advances the ledger
+    only for rows Salesforce confirmed.
+    """
+    partition = context.partition_key
+    drop_id = last_staged_drop(context.instance, context.run.tags, partition)
+    state = storage.state()
+    staged = load_staged(state, drop_id, partition)
+    if staged is None:
+        raise dg.Failure(
+            description=f"Drop {drop_id} partition {partition} is not staged yet.",
+            allow_retries=False,
+        )
+    progress = ProgressReporter(state, drop_id, partition, context.log)
+    loader = salesforce.loader(state, progress=progress.confirmed)
+    try:
+        result = loader.load_partition(drop_id, partition)
+    except TRANSIENT_ERRORS:
+        raise  # the step's RetryPolicy backs off and tries again; the checkpoint resumes the jobs
+    except Exception as error:
+        # Limits, credentials, bad configuration, bugs: retrying cannot help, so fail now, clearly.
+        raise dg.Failure(
+            description=f"{type(error).__name__}: {error}", allow_retries=False
+        ) from error
+    progress.finished(result.succeeded + result.failed, result.sent)
+    context.log.info(
+        "Drop %s partition %s: sent %d, %d created, %d updated, %d failed, %d resent "
+        "in %d jobs (%.0f records/s)",
+        drop_id,
+        partition,
+        result.sent,
+        result.created,
+        result.updated,
+        result.failed,
+        result.retried,
+        len(result.job_ids),
+        result.records_per_second,
+    )
+    synced = load_ledger(state, partition).height
+    return dg.MaterializeResult(
+        metadata={
+            "drop_id": drop_id,
+            **{
+                key: value
+                for key, value in staging_metadata(staged.counts).items()
+                if key in {"source", "rejected", "unchanged"}
+            },
+            **load_metadata(result, storage),
+            "ledger_rows": dg.MetadataValue.int(synced),
+            "dagster/partition_row_count": dg.MetadataValue.int(synced),
+        },
+        tags={DROP_TAG: drop_id},
+    )
+
+
+def latest_partition_syncs(instance: dg.DagsterInstance) -> dict[str, dict[str, object]]:
+    """Per partition, the metadata of the latest `salesforce_opportunities` materialization."""
+    latest: dict[str, dict[str, object]] = {}
+    for partition in opportunity_partitions.get_partition_keys():
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(
+                asset_key=salesforce_opportunities.key, asset_partitions=[partition]
+            ),
+            limit=1,
+        ).records
+        if records and records[0].asset_materialization is not None:
+            latest[partition] = {
+                key: value.value for key, value in records[0].asset_materialization.metadata.items()
+            }
+    return latest
+
+
+SUMMARY_COLUMNS = ["source", "rejected", "unchanged", "sent", "succeeded", "failed", "retried"]
+
+
+@dg.asset(
+    deps=[salesforce_opportunities],
+    group_name=GROUP,
+    kinds={"salesforce"},
+    owners=["team:data-engineering"],
+)
+def opportunity_sync_summary(
+    context: dg.AssetExecutionContext, storage: SyncStorage
+) -> dg.MaterializeResult:
+    """The night in one place: totals over the 10 partitions of one drop, once all have synced."""
+    latest = latest_partition_syncs(context.instance)
+    drops = {str(meta.get("drop_id")) for meta in latest.values()}
+    missing = sorted(set(opportunity_partitions.get_partition_keys()) - set(latest))
+    if missing or len(drops) != 1:
+        raise dg.Failure(
+            description=f"Partitions are not all synced from one drop (missing {missing}, "
+            f"drops {sorted(drops)}); the summary waits for all 10.",
+            allow_retries=False,
+        )
+    drop_id = drops.pop()
+    frame = pl.DataFrame(
+        [
+            {
+                "partition": partition,
+                **{column: int(meta.get(column) or 0) for column in SUMMARY_COLUMNS},
+            }
+            for partition, meta in sorted(latest.items())
+        ]
+    )
+    totals = frame.select(pl.col(SUMMARY_COLUMNS).sum()).row(0, named=True)
+    ledger_total = sum(
+        load_ledger(storage.state(), partition).height
+        for partition in opportunity_partitions.get_partition_keys()
+    )
+    context.log.info(
+        "Drop %s: %d source rows, %d rejected, %d unchanged, %d sent, %d failed; ledger holds %d",
+        drop_id,
+        totals["source"],
+        totals["rejected"],
+        totals["unchanged"],
+        totals["sent"],
+        totals["failed"],
+        ledger_total,
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "drop_id": drop_id,
+            **{column: dg.MetadataValue.int(int(value)) for column, value in totals.items()},
+            "ledger_total": dg.MetadataValue.int(ledger_total),
+            "partitions": dg.MetadataValue.md(partition_table(frame)),
+        },
+        tags={DROP_TAG: drop_id},
+    )
+
+
+def partition_table(frame: pl.DataFrame) -> str:
+    """A markdown table of a small frame (one row per partition), numbers with thousands separators."""
+    header = "| " + " | ".join(frame.columns) + " |"
+    rule = "|" + "|".join("---:" for _ in frame.columns) + "|"
+    rows = [
+        "| "
+        + " | ".join(f"{value:,}" if isinstance(value, int) else str(value) for value in row)
+        + " |"
+        for row in frame.iter_rows()
+    ]
+    return "\n".join([header, rule, *rows])

@@ -1,0 +1,157 @@
+"""What starts the sync: the nightly schedule, the drop sensor, the summary sensor and run-failure alerts.
+
+The schedule and the drop sensor may both see the same drop; each partition of a drop is synced
+once, whichever fires first, because both ask the instance which partitions of the drop already
+have a run before requesting any.
+"""
+
+import os
+
+import dagster as dg
+
+from sync_assets.alerts import Alert, AlertResource
+from sync_assets.assets import (
+    DROP_TAG,
+    latest_partition_syncs,
+    newest_complete_drop,
+    opportunity_batches,
+    opportunity_sync_summary,
+    salesforce_opportunities,
+)
+from sync_assets.partitions import opportunity_partitions
+from sync_assets.resources import SyncStorage
+
+PARTITION_TAG = "dagster/partition"
+
+opportunity_sync_job = dg.define_asset_job(
+    "opportunity_sync_job",
+    selection=dg.AssetSelection.assets(opportunity_batches, salesforce_opportunities),
+    partitions_def=opportunity_partitions,
+    description="Stage one partition of a drop and upsert it into Salesforce, with its checks.",
+    # One process per run, both steps inside it: a step subprocess would cost more than the step.
+    executor_def=dg.in_process_executor,
+    tags={"sync/target": "salesforce"},
+)
+
+opportunity_summary_job = dg.define_asset_job(
+    "opportunity_summary_job",
+    selection=dg.AssetSelection.assets(opportunity_sync_summary),
+    description="Sum up a drop once its 10 partitions are in Salesforce.",
+    executor_def=dg.in_process_executor,
+)
+
+
+def partitions_with_runs(instance: dg.DagsterInstance, drop_id: str) -> set[str]:
+    """Partitions that already have a run (in any state) for this drop."""
+    runs = instance.get_run_records(
+        filters=dg.RunsFilter(job_name=opportunity_sync_job.name, tags={DROP_TAG: drop_id})
+    )
+    return {
+        record.dagster_run.tags[PARTITION_TAG]
+        for record in runs
+        if PARTITION_TAG in record.dagster_run.tags
+    }
+
+
+def run_requests_for_drop(instance: dg.DagsterInstance, drop_id: str) -> list[dg.RunRequest]:
+    """One run request per partition of the drop that has no run yet."""
+    done = partitions_with_runs(instance, drop_id)
+    return [
+        dg.RunRequest(
+            run_key=f"{drop_id}:{partition}",
+            partition_key=partition,
+            tags={DROP_TAG: drop_id},
+        )
+        for partition in opportunity_partitions.get_partition_keys()
+        if partition not in done
+    ]
+
+
+@dg.schedule(
+    job=opportunity_sync_job,
+    cron_schedule=os.environ.get("SYNC_SCHEDULE_CRON", "0 2 * * *"),
+    execution_timezone=os.environ.get("SYNC_SCHEDULE_TIMEZONE", "UTC"),
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Every night: sync the 10 partitions of the newest complete drop, if not yet synced.",
+)
+def nightly_opportunity_sync(
+    context: dg.ScheduleEvaluationContext, storage: SyncStorage
+) -> dg.SkipReason | list[dg.RunRequest]:
+    """The safety net behind the sensor: whatever the sensor missed is synced at the nightly hour."""
+    drop_id = newest_complete_drop(storage.landing())
+    if drop_id is None:
+        return dg.SkipReason(f"No complete drop in {storage.landing_dir}.")
+    requests = run_requests_for_drop(context.instance, drop_id)
+    if not requests:
+        return dg.SkipReason(f"Drop {drop_id} already has a run for every partition.")
+    return requests
+
+
+@dg.sensor(
+    job=opportunity_sync_job,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Sync a drop as soon as its manifest lands.",
+)
+def opportunity_drop_sensor(
+    context: dg.SensorEvaluationContext, storage: SyncStorage
+) -> dg.SensorResult | dg.SkipReason:
+    """Watch the landing dir; a drop is complete once its `_manifest.json` exists."""
+    drop_id = newest_complete_drop(storage.landing())
+    if drop_id is None:
+        return dg.SkipReason(f"No complete drop in {storage.landing_dir}.")
+    requests = run_requests_for_drop(context.instance, drop_id)
+    if not requests:
+        return dg.SkipReason(f"Drop {drop_id} already has a run for every partition.")
+    return dg.SensorResult(run_requests=requests, cursor=drop_id)
+
+
+@dg.sensor(
+    job=opportunity_summary_job,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Sum up a drop once all 10 partitions have synced it.",
+)
+def opportunity_summary_sensor(
+    context: dg.SensorEvaluationContext,
+) -> dg.SensorResult | dg.SkipReason:
+    """Request the summary once per drop (the run key is the drop id)."""
+    latest = latest_partition_syncs(context.instance)
+    drops = {str(meta.get("drop_id")) for meta in latest.values()}
+    if len(latest) < opportunity_partitions.get_num_partitions() or len(drops) != 1:
+        return dg.SkipReason(
+            f"{len(latest)} of {opportunity_partitions.get_num_partitions()} partitions synced "
+            f"(drops {sorted(drops)})."
+        )
+    drop_id = drops.pop()
+    summarised = context.instance.get_run_records(
+        filters=dg.RunsFilter(job_name=opportunity_summary_job.name, tags={DROP_TAG: drop_id}),
+        limit=1,
+    )
+    if summarised:
+        return dg.SkipReason(f"Drop {drop_id} is already summarised.")
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(run_key=f"summary:{drop_id}", tags={DROP_TAG: drop_id})],
+        cursor=drop_id,
+    )
+
+
+@dg.run_failure_sensor(
+    monitored_jobs=[opportunity_sync_job, opportunity_summary_job],
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Post every failed sync run to the alert webhook.",
+)
+def sync_run_failure_alert(context: dg.RunFailureSensorContext, alerts: AlertResource) -> None:
+    """A failed run means a partition's rows are not all in Salesforce: page someone."""
+    run = context.dagster_run
+    alerts.send(
+        Alert(
+            kind="run_failed",
+            severity="ERROR",
+            asset=",".join(key.to_user_string() for key in run.asset_selection or []) or None,
+            partition=run.tags.get(PARTITION_TAG),
+            drop_id=run.tags.get(DROP_TAG),
+            run_id=run.run_id,
+            description=context.failure_event.message or "run failed",
+        )
+    )

@@ -1,0 +1,268 @@
+"""Asset checks that prove, independently of the loader's own counters, that nothing was lost.
+
+Each check recounts from a different source than the asset that it checks: the drop itself, the
+files on disk, the ledger, and Salesforce through SOQL ``COUNT()``. A failed check (WARN or ERROR)
+is also posted to the alert webhook.
+"""
+
+import dagster as dg
+import polars as pl
+
+from sync_assets.alerts import Alert, AlertResource
+from sync_assets.assets import (
+    DROP_TAG,
+    last_staged_drop,
+    opportunity_batches,
+    opportunity_sync_summary,
+    salesforce_opportunities,
+)
+from sync_assets.drops.ledger import load_ledger
+from sync_assets.drops.reader import open_drop
+from sync_assets.drops.shards import shard_expr
+from sync_assets.drops.staging import StagedPartition, load_staged
+from sync_assets.partitions import opportunity_partitions
+from sync_assets.resources import SalesforceResource, SyncStorage
+from sync_assets.salesforce.queries import call_with_retries
+from sync_assets.storage import StateStore
+
+# Reject rate of a partition: above WARN someone should look at the export; above ERROR the export
+# is probably broken upstream (a renamed picklist value, a changed date format) and needs a human.
+REJECT_RATE_WARN = 0.01
+REJECT_RATE_ERROR = 0.05
+
+
+def _result(
+    context: dg.AssetCheckExecutionContext,
+    alerts: AlertResource,
+    *,
+    passed: bool,
+    severity: dg.AssetCheckSeverity,
+    description: str,
+    drop_id: str,
+    numbers: dict[str, int | float],
+) -> dg.AssetCheckResult:
+    """The check result, and an alert when it failed."""
+    if not passed:
+        check_key = next(iter(context.selected_asset_check_keys))
+        alerts.send(
+            Alert(
+                kind="check_failed",
+                severity="WARN" if severity == dg.AssetCheckSeverity.WARN else "ERROR",
+                asset=check_key.asset_key.to_user_string(),
+                partition=context.partition_key if context.has_partition_key else None,
+                drop_id=drop_id,
+                check=check_key.name,
+                run_id=context.run.run_id,
+                description=description,
+                numbers=numbers,
+            )
+        )
+    return dg.AssetCheckResult(
+        passed=passed,
+        severity=severity,
+        description=description,
+        metadata={"drop_id": drop_id, **numbers},
+    )
+
+
+def _staged_counts(
+    context: dg.AssetCheckExecutionContext, state: StateStore
+) -> tuple[str, StagedPartition]:
+    partition = context.partition_key
+    drop_id = last_staged_drop(context.instance, context.run.tags, partition)
+    staged = load_staged(state, drop_id, partition)
+    if staged is None:
+        raise dg.Failure(description=f"Drop {drop_id} partition {partition} is not staged.")
+    return drop_id, staged
+
+
+@dg.asset_check(
+    asset=opportunity_batches,
+    partitions_def=opportunity_partitions,
+    description="Every source row of the partition is staged, unchanged or rejected: none lost.",
+)
+def rows_accounted_for(
+    context: dg.AssetCheckExecutionContext, storage: SyncStorage, alerts: AlertResource
+) -> dg.AssetCheckResult:
+    """Recount the partition's rows in the drop and compare with the staged and rejected files."""
+    state = storage.state()
+    drop_id, staged = _staged_counts(context, state)
+    in_drop = (
+        open_drop(storage.landing(), drop_id)
+        .scan()
+        .filter(shard_expr() == int(context.partition_key))
+        .select(pl.len())
+        .collect()
+        .item()
+    )
+    to_send = state.scan_parquet([staged.to_send]).select(pl.len()).collect().item()
+    rejected = state.scan_parquet([staged.rejects]).select(pl.len()).collect().item()
+    unchanged = staged.counts.unchanged
+    accounted = to_send + rejected + unchanged
+    passed = in_drop == accounted == staged.counts.source
+    return _result(
+        context,
+        alerts,
+        passed=passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=(
+            f"All {in_drop:,} rows of the drop in this partition are accounted for."
+            if passed
+            else f"{in_drop:,} rows in the drop but {accounted:,} accounted for "
+            f"({to_send:,} to send + {rejected:,} rejected + {unchanged:,} unchanged)."
+        ),
+        drop_id=drop_id,
+        numbers={
+            "rows_in_drop": in_drop,
+            "to_send": to_send,
+            "rejected": rejected,
+            "unchanged": unchanged,
+        },
+    )
+
+
+@dg.asset_check(
+    asset=opportunity_batches,
+    partitions_def=opportunity_partitions,
+    description=f"Rejected rows stay under {REJECT_RATE_WARN:.0%} (WARN) and "
+    f"{REJECT_RATE_ERROR:.0%} (ERROR) of the partition.",
+)
+def reject_rate_below_threshold(
+    context: dg.AssetCheckExecutionContext, storage: SyncStorage, alerts: AlertResource
+) -> dg.AssetCheckResult:
+    """Flag an export that suddenly rejects many rows: usually an upstream format change."""
+    drop_id, staged = _staged_counts(context, storage.state())
+    counts = staged.counts
+    rate = counts.rejected / counts.source if counts.source else 0.0
+    severity = (
+        dg.AssetCheckSeverity.ERROR if rate > REJECT_RATE_ERROR else dg.AssetCheckSeverity.WARN
+    )
+    passed = rate <= REJECT_RATE_WARN
+    top = ", ".join(
+        f"{reason} {count:,}"
+        for reason, count in sorted(counts.rejected_by_reason.items(), key=lambda item: -item[1])[
+            :3
+        ]
+    )
+    return _result(
+        context,
+        alerts,
+        passed=passed,
+        severity=severity,
+        description=(
+            f"{counts.rejected:,} of {counts.source:,} rows rejected ({rate:.2%})"
+            + (f": {top}." if top else ".")
+        ),
+        drop_id=drop_id,
+        numbers={
+            "rejected": counts.rejected,
+            "source": counts.source,
+            "reject_rate": round(rate, 6),
+            "warn_above": REJECT_RATE_WARN,
+            "error_above": REJECT_RATE_ERROR,
+        },
+    )
+
+
+@dg.asset_check(
+    asset=salesforce_opportunities,
+    partitions_def=opportunity_partitions,
+    blocking=True,
+    description="No row of the partition failed for good in Salesforce (failed rows are on disk).",
+)
+def no_permanently_failed_rows(
+    context: dg.AssetCheckExecutionContext, storage: SyncStorage, alerts: AlertResource
+) -> dg.AssetCheckResult:
+    """Count the rows in the partition's failed-rows file, which keeps Salesforce's reasons."""
+    partition = context.partition_key
+    drop_id = last_staged_drop(context.instance, context.run.tags, partition)
+    state = storage.state()
+    path = f"failed/{drop_id}/partition={partition}/failed.parquet"
+    failed = (
+        state.read_parquet(path, columns=["error_code"]) if state.exists(path) else pl.DataFrame()
+    )
+    by_reason = (
+        dict(failed.get_column("error_code").value_counts().iter_rows()) if failed.height else {}
+    )
+    top = ", ".join(
+        f"{reason} {count:,}"
+        for reason, count in sorted(by_reason.items(), key=lambda i: -i[1])[:3]
+    )
+    return _result(
+        context,
+        alerts,
+        passed=failed.height == 0,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=(
+            "No permanently failed rows."
+            if failed.height == 0
+            else f"{failed.height:,} rows failed in Salesforce ({top}); they are in {state.url(path)} "
+            "and will be sent again with the next drop."
+        ),
+        drop_id=drop_id,
+        numbers={"failed": failed.height, **{f"failed_{k}": v for k, v in by_reason.items()}},
+    )
+
+
+@dg.asset_check(
+    asset=salesforce_opportunities,
+    partitions_def=opportunity_partitions,
+    description="Salesforce's COUNT() of the partition's opportunities equals the ledger's count.",
+)
+def salesforce_count_matches_ledger(
+    context: dg.AssetCheckExecutionContext,
+    storage: SyncStorage,
+    salesforce: SalesforceResource,
+    alerts: AlertResource,
+) -> dg.AssetCheckResult:
+    """Ask Salesforce itself (SOQL COUNT() on Sync_Partition__c) and compare with the ledger."""
+    partition = context.partition_key
+    drop_id = last_staged_drop(context.instance, context.run.tags, partition)
+    in_salesforce = salesforce.count_partition(partition)
+    in_ledger = load_ledger(storage.state(), partition).height
+    return _result(
+        context,
+        alerts,
+        passed=in_salesforce == in_ledger,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=(
+            f"Salesforce holds {in_salesforce:,} opportunities for partition {partition}, "
+            f"the ledger {in_ledger:,}."
+        ),
+        drop_id=drop_id,
+        numbers={"salesforce_count": in_salesforce, "ledger_count": in_ledger},
+    )
+
+
+@dg.asset_check(
+    asset=opportunity_sync_summary,
+    description="Salesforce's COUNT() of all synced opportunities equals the ledgers' total.",
+)
+def salesforce_total_matches_ledger(
+    context: dg.AssetCheckExecutionContext,
+    storage: SyncStorage,
+    salesforce: SalesforceResource,
+    alerts: AlertResource,
+) -> dg.AssetCheckResult:
+    """One COUNT() over every partition, against the sum of the ten ledgers."""
+    soql = "SELECT COUNT() FROM Opportunity WHERE Sync_Partition__c != null"
+    in_salesforce = int(
+        call_with_retries(salesforce.connection(), lambda client: client.query(soql))["totalSize"]
+    )
+    state = storage.state()
+    in_ledger = sum(
+        load_ledger(state, partition).height
+        for partition in opportunity_partitions.get_partition_keys()
+    )
+    drop_id = context.run.tags.get(DROP_TAG, "")
+    return _result(
+        context,
+        alerts,
+        passed=in_salesforce == in_ledger,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=(
+            f"Salesforce holds {in_salesforce:,} synced opportunities, the ledgers {in_ledger:,}."
+        ),
+        drop_id=drop_id,
+        numbers={"salesforce_count": in_salesforce, "ledger_count": in_ledger},
+    )

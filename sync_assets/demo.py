@@ -1,0 +1,212 @@
+"""The `demo` and `sync` commands: a whole night's sync with progress bars and a reconciliation table."""
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from sync_assets.drops.reader import list_complete_drops, read_manifest
+from sync_assets.progress import read_progress
+from sync_assets.runner import RunOutcome, default_dagster_home, prepare_dagster_home, run_drop
+from sync_assets.salesforce.connection import SalesforceCredentials
+from sync_assets.settings import SyncSettings
+from sync_assets.storage import StateStore
+
+DEMO_BAD_FRACTION = 0.001
+
+
+@contextlib.contextmanager
+def salesforce_for_commands(settings: SyncSettings, console: Console) -> Iterator[str]:
+    """The configured org, or else the local sandbox (started here for the command's duration)."""
+    if SalesforceCredentials.from_env().is_configured:
+        yield "the configured Salesforce org"
+        return
+    from sync_assets.sandbox.runner import running_sandbox
+
+    console.print(
+        f"No SALESFORCE_* variables set: starting the local sandbox in {settings.sandbox_dir}"
+    )
+    with running_sandbox(Path(settings.sandbox_dir)) as sandbox:
+        yield f"the local sandbox at {sandbox.connection.instance_url}"
+
+
+def ensure_demo_drop(settings: SyncSettings, rows: int, console: Console) -> str:
+    """The newest complete drop, after generating one of `rows` rows if the landing dir has none."""
+    from sync_assets.drops.generate import GenerateOptions, generate_drop
+
+    landing = StateStore(settings.landing_dir)
+    drops = list_complete_drops(landing)
+    if drops:
+        return max(drops, key=lambda drop_id: read_manifest(landing, drop_id).created_at)
+    drop_id = datetime.now(UTC).strftime("%Y-%m-%d")
+    console.print(f"No drop in {settings.landing_dir}: generating drop {drop_id} ({rows:,} rows)…")
+    started = time.monotonic()
+    generate_drop(
+        settings.landing_dir,
+        GenerateOptions(drop_id=drop_id, rows=rows, bad_fraction=DEMO_BAD_FRACTION),
+    )
+    console.print(f"Generated in {time.monotonic() - started:.1f} s.")
+    return drop_id
+
+
+class PartitionBars:
+    """One progress bar per partition, fed from the progress files the runs write."""
+
+    def __init__(
+        self, state: StateStore, drop_id: str, partitions: list[str], console: Console
+    ) -> None:
+        self._state = state
+        self._drop_id = drop_id
+        self._progress = Progress(
+            TextColumn("partition {task.fields[partition]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(),
+            console=console,
+        )
+        self._tasks = {
+            partition: self._progress.add_task(
+                "", total=None, partition=partition, status="staging"
+            )
+            for partition in partitions
+        }
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def __enter__(self) -> "PartitionBars":
+        self._progress.start()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._progress.stop()
+
+    def finished(self, outcome: RunOutcome) -> None:
+        task = self._tasks.get(outcome.partition)
+        if task is None:
+            return
+        status = "[green]done" if outcome.success else "[red]failed"
+        sent = outcome.materializations.get("salesforce_opportunities", {}).get("sent", 0)
+        self._progress.update(task, total=max(sent, 1), completed=max(sent, 1), status=status)
+
+    def _poll(self) -> None:
+        while not self._stop.wait(0.5):
+            for partition, task in self._tasks.items():
+                progress = read_progress(self._state, self._drop_id, partition)
+                if progress is not None and progress.phase == "loading":
+                    self._progress.update(
+                        task, total=progress.total, completed=progress.confirmed, status="loading"
+                    )
+
+
+def reconciliation_table(outcomes: list[RunOutcome]) -> Table:
+    """Per partition: where every row went, what Salesforce counts, and what the checks said."""
+    table = Table(title="Reconciliation")
+    for column in (
+        "partition",
+        "source",
+        "rejected",
+        "unchanged",
+        "sent",
+        "failed",
+        "Salesforce",
+        "ledger",
+        "checks",
+        "run s",
+    ):
+        table.add_column(column, justify="right" if column not in {"checks"} else "left")
+    totals = dict.fromkeys(("source", "rejected", "unchanged", "sent", "failed"), 0)
+    for outcome in outcomes:
+        if not outcome.partition:
+            continue
+        loaded = outcome.materializations.get("salesforce_opportunities", {})
+        count_check = next(
+            (c for c in outcome.checks if c.name == "salesforce_count_matches_ledger"), None
+        )
+        failed_checks = [c.name for c in outcome.checks if not c.passed]
+        for key in totals:
+            totals[key] += int(loaded.get(key) or 0)
+        table.add_row(
+            outcome.partition,
+            *(
+                f"{int(loaded.get(key) or 0):,}"
+                for key in ("source", "rejected", "unchanged", "sent", "failed")
+            ),
+            f"{count_check.metadata.get('salesforce_count', 0):,}" if count_check else "-",
+            f"{count_check.metadata.get('ledger_count', 0):,}" if count_check else "-",
+            ("[red]" + ", ".join(failed_checks))
+            if failed_checks
+            else (
+                f"[green]{len(outcome.checks)} passed"
+                if outcome.success
+                else f"[red]{outcome.error}"
+            ),
+            f"{outcome.duration_seconds:.1f}",
+        )
+    table.add_row(
+        "all", *(f"{value:,}" for value in totals.values()), "", "", "", "", end_section=True
+    )
+    return table
+
+
+def run_night(
+    *,
+    drop_id: str | None,
+    partitions: list[str],
+    parallel: int,
+    launched_by: str,
+    rows_if_missing: int | None,
+    console: Console,
+) -> bool:
+    """Sync one drop end to end and print the reconciliation; True if every run and check passed."""
+    settings = SyncSettings.from_env()
+    prepare_dagster_home(default_dagster_home())
+    started = time.monotonic()
+    if drop_id is None:
+        if rows_if_missing is None:
+            landing = StateStore(settings.landing_dir)
+            drops = list_complete_drops(landing)
+            if not drops:
+                console.print(f"[red]No complete drop in {settings.landing_dir}.")
+                return False
+            drop_id = max(drops, key=lambda candidate: read_manifest(landing, candidate).created_at)
+        else:
+            drop_id = ensure_demo_drop(settings, rows_if_missing, console)
+    generated = time.monotonic()
+    with salesforce_for_commands(settings, console) as target:
+        console.print(f"Syncing drop {drop_id} ({len(partitions)} partitions) into {target}…")
+        synced_from = time.monotonic()
+        with PartitionBars(StateStore(settings.state_dir), drop_id, partitions, console) as bars:
+            outcomes = run_drop(
+                drop_id,
+                partitions,
+                parallel=parallel,
+                launched_by=launched_by,
+                on_done=bars.finished,
+            )
+    sync_seconds = time.monotonic() - synced_from
+    console.print(reconciliation_table(outcomes))
+    summary = next((o for o in outcomes if not o.partition), None)
+    if summary is not None:
+        for check in summary.checks:
+            console.print(
+                f"{'[green]PASS' if check.passed else '[red]FAIL'}[/] {check.name}: {check.description}"
+            )
+    ok = all(
+        outcome.success and all(check.passed for check in outcome.checks) for outcome in outcomes
+    )
+    console.print(
+        f"Sync of drop {drop_id}: {sync_seconds:.1f} s "
+        f"(total {time.monotonic() - started:.1f} s, drop generation {generated - started:.1f} s). "
+        f"Run history is in {default_dagster_home()} (`sync-assets ui`)."
+    )
+    return ok

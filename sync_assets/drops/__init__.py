@@ -1,0 +1,1 @@
+"""The nightly drop: reading, validating, sharding and staging it against the ledger."""

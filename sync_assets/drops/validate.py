@@ -1,0 +1,316 @@
+"""Row validation generated from the SourceRecord model: valid rows, and rejects with reasons.
+
+Every rule is a vectorised polars expression built from the model's field metadata (required,
+lengths, picklist, ge/le, digits). A row that breaks several rules keeps them all in `reason`
+(messages joined by "; "), and its `reason_code` is the first broken rule in the model's field
+order, so every rejected row counts under exactly one code.
+
+Duplicates of `opportunity_key` are resolved over the whole drop, before any other rule: the row
+with the latest `updated_at` wins (on a tie, the row that comes later in the drop), the others
+are rejected as `duplicate_key`. The winner is then validated like any row; if it is invalid it is
+rejected for its own reason and no older version is sent in its place.
+"""
+
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import polars as pl
+import polars_hash  # noqa: F401  (registers the `nchash` expression namespace)
+from pydantic import BaseModel, ConfigDict
+
+from sync_assets.drops.model import FieldSpec, field_specs
+
+ROW_INDEX = "_row"
+REASON_CODE = "reason_code"
+REASON = "reason"
+DUPLICATE_KEY = "duplicate_key"
+KEY_COLUMN = "opportunity_key"
+ORDER_COLUMN = "updated_at"
+
+_SHOWN_CHARACTERS = 40
+
+# How a CSV cell must look before it is converted; polars' parsers alone are too lenient
+# ("26-1-1" would be a date in year 26, "1e3" an amount).
+_TEXT_PATTERNS = {
+    "date": r"^\d{4}-\d{2}-\d{2}$",
+    "integer": r"^[+-]?\d{1,18}$",
+}
+_TIMESTAMP_FORMATS = (
+    "%Y-%m-%dT%H:%M:%S%.f%#z",
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%d %H:%M:%S%.f%#z",
+    "%Y-%m-%d %H:%M:%S%.f",
+)
+_KIND_WORDS = {
+    "date": "a date (yyyy-MM-dd)",
+    "decimal": "a number",
+    "integer": "an integer",
+    "datetime": "a timestamp",
+}
+
+
+class Rule(BaseModel):
+    """One check on one column: `broken` is true on the rows that break it."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    code: str
+    broken: pl.Expr
+    message: pl.Expr
+
+
+def _decimal_pattern(spec: FieldSpec) -> str:
+    places = spec.decimal_places or 0
+    fraction = rf"(\.\d{{1,{places}}})?" if places else ""
+    return rf"^[+-]?\d+{fraction}$"
+
+
+def _shown(expr: pl.Expr) -> pl.Expr:
+    """A value as it appears in a message: quoted and cut to a readable length."""
+    text = expr.cast(pl.String)
+    cut = (
+        pl.when(text.str.len_chars() > _SHOWN_CHARACTERS)
+        .then(pl.concat_str(text.str.slice(0, _SHOWN_CHARACTERS), pl.lit("…")))
+        .otherwise(text)
+    )
+    return pl.concat_str(pl.lit("'"), cut, pl.lit("'"))
+
+
+def _literal(value: Any, spec: FieldSpec) -> pl.Expr:
+    if isinstance(value, date):
+        return pl.lit(value, dtype=pl.Date)
+    if spec.kind == "decimal":
+        return pl.lit(Decimal(value)).cast(pl.Decimal(38, spec.decimal_places or 0))
+    return pl.lit(value)
+
+
+class RowValidator:
+    """The rules of the model, bound to the raw schema of one drop (typed Parquet or CSV text)."""
+
+    def __init__(self, raw_schema: pl.Schema) -> None:
+        self._specs = field_specs()
+        self._textual = {
+            spec.name
+            for spec in self._specs
+            if spec.kind != "string" and raw_schema.get(spec.name) == pl.String
+        }
+
+    def _is_text(self, spec: FieldSpec) -> bool:
+        return spec.kind == "string" or spec.name in self._textual
+
+    def _raw(self, spec: FieldSpec) -> pl.Expr:
+        """The source cell, with an empty string read as absent."""
+        column = pl.col(spec.name)
+        if self._is_text(spec):
+            return pl.when(column.str.len_bytes() == 0).then(None).otherwise(column)
+        return column
+
+    def _absent(self, spec: FieldSpec) -> pl.Expr:
+        """True where the cell is null or (text) empty; cheaper than rebuilding it with `_raw`."""
+        column = pl.col(spec.name)
+        if self._is_text(spec):
+            return column.is_null() | (column.str.len_bytes() == 0)
+        return column.is_null()
+
+    def typed(self, spec: FieldSpec) -> pl.Expr:
+        """The value in the contract type; null where absent or (CSV) not parseable."""
+        raw = self._raw(spec)
+        if spec.name not in self._textual:
+            return raw
+        if spec.kind == "datetime":
+            return pl.coalesce(
+                [
+                    raw.str.to_datetime(fmt, time_unit="us", time_zone="UTC", strict=False)
+                    for fmt in _TIMESTAMP_FORMATS
+                ]
+            )
+        if spec.kind == "date":
+            pattern, parsed = (
+                _TEXT_PATTERNS["date"],
+                raw.str.strptime(pl.Date, "%Y-%m-%d", strict=False),
+            )
+        elif spec.kind == "decimal":
+            pattern = _decimal_pattern(spec)
+            parsed = raw.cast(pl.Decimal(38, spec.decimal_places or 0), strict=False)
+        else:
+            pattern, parsed = _TEXT_PATTERNS["integer"], raw.cast(pl.Int64, strict=False)
+        return pl.when(raw.str.contains(pattern)).then(parsed)
+
+    def typed_columns(self, without_empty: frozenset[str] = frozenset()) -> list[pl.Expr]:
+        """All columns in the contract types.
+
+        `without_empty` names string columns known to hold no empty string: they are passed
+        through as they are instead of being rebuilt (a saving on millions of rows).
+        """
+        return [
+            (pl.col(spec.name) if spec.name in without_empty else self.typed(spec)).alias(spec.name)
+            for spec in self._specs
+        ]
+
+    def rules(self, duplicate_rows: pl.Series) -> list[Rule]:
+        """All rules, in the model's field order, then the duplicate rule (rows that lost)."""
+        rules = [rule for spec in self._specs for rule in self._rules_of(spec)]
+        rules.append(
+            Rule(
+                code=DUPLICATE_KEY,
+                broken=pl.col(ROW_INDEX).is_in(duplicate_rows.implode()),
+                message=pl.concat_str(
+                    pl.lit("opportunity_key "),
+                    _shown(pl.col(KEY_COLUMN)),
+                    pl.lit(" appears again with a later updated_at, which wins"),
+                ),
+            )
+        )
+        return rules
+
+    def _rules_of(self, spec: FieldSpec) -> list[Rule]:
+        name = spec.name
+        # Length and picklist rules read the cell as it is (an empty string breaks neither).
+        column, absent, value = pl.col(name), self._absent(spec), self.typed(spec)
+        rules: list[Rule] = []
+        if spec.required:
+            rules.append(
+                Rule(
+                    code=f"{name}_missing",
+                    broken=absent,
+                    message=pl.lit(f"{name} is required"),
+                )
+            )
+        if name in self._textual:
+            rules.append(
+                Rule(
+                    code=f"{name}_invalid",
+                    broken=~absent & value.is_null(),
+                    message=pl.concat_str(
+                        pl.lit(f"{name} "),
+                        _shown(column),
+                        pl.lit(f" is not {_KIND_WORDS[spec.kind]}"),
+                    ),
+                )
+            )
+        if spec.max_length is not None:
+            length = column.str.len_chars()
+            rules.append(
+                Rule(
+                    code=f"{name}_too_long",
+                    broken=length > spec.max_length,
+                    message=pl.format(
+                        f"{name} is {{}} characters long, at most {spec.max_length} allowed", length
+                    ),
+                )
+            )
+        if spec.allowed is not None:
+            rules.append(
+                Rule(
+                    code=f"{name}_not_in_picklist",
+                    broken=~absent & ~column.is_in(list(spec.allowed)),
+                    message=pl.concat_str(
+                        pl.lit(f"{name} "),
+                        _shown(column),
+                        pl.lit(" is not a value of the picklist"),
+                    ),
+                )
+            )
+        if spec.ge is not None:
+            rules.append(
+                Rule(
+                    code=f"{name}_too_small",
+                    broken=value < _literal(spec.ge, spec),
+                    message=pl.concat_str(
+                        pl.lit(f"{name} "),
+                        _shown(value),
+                        pl.lit(f" is below the minimum {spec.ge}"),
+                    ),
+                )
+            )
+        if spec.le is not None:
+            rules.append(
+                Rule(
+                    code=f"{name}_too_large",
+                    broken=value > _literal(spec.le, spec),
+                    message=pl.concat_str(
+                        pl.lit(f"{name} "),
+                        _shown(value),
+                        pl.lit(f" is above the maximum {spec.le}"),
+                    ),
+                )
+            )
+        if spec.max_digits is not None:
+            integer_digits = spec.max_digits - (spec.decimal_places or 0)
+            rules.append(
+                Rule(
+                    code=f"{name}_too_many_digits",
+                    broken=value.abs() >= _literal(10**integer_digits, spec),
+                    message=pl.concat_str(
+                        pl.lit(f"{name} "),
+                        _shown(value),
+                        pl.lit(f" has more than {integer_digits} digits before the decimal point"),
+                    ),
+                )
+            )
+        return rules
+
+    def _broken(self, duplicate_rows: pl.Series) -> list[tuple[Rule, pl.Expr]]:
+        # A null `broken` (a rule on an absent optional value) means the rule does not apply.
+        return [(rule, rule.broken.fill_null(False)) for rule in self.rules(duplicate_rows)]
+
+    def reason_code(self, duplicate_rows: pl.Series) -> pl.Expr:
+        """The first rule each row breaks (model field order, then duplicates); null if valid."""
+        broken = self._broken(duplicate_rows)
+        # The number of the first broken rule, then its code: much cheaper on millions of rows
+        # than a chain of when/then that builds a string column per rule.
+        first = pl.min_horizontal(
+            pl.when(is_broken).then(pl.lit(number, pl.UInt8))
+            for number, (_, is_broken) in enumerate(broken)
+        )
+        codes = pl.Series([rule.code for rule, _ in broken], dtype=pl.String)
+        return pl.lit(codes).gather(first).alias(REASON_CODE)
+
+    def reason(self, duplicate_rows: pl.Series) -> pl.Expr:
+        """Every rule a row breaks, as messages joined by "; " (computed for rejected rows only)."""
+        messages = [
+            pl.when(is_broken).then(rule.message)
+            for rule, is_broken in self._broken(duplicate_rows)
+        ]
+        return pl.concat_str(messages, separator="; ", ignore_nulls=True).alias(REASON)
+
+    def duplicate_rows(self, frame: pl.LazyFrame) -> pl.Series:
+        """ROW_INDEX of every row that loses to a later version of its opportunity_key."""
+        key_spec, order_spec = self._spec(KEY_COLUMN), self._spec(ORDER_COLUMN)
+        keyed = (
+            frame.filter(~self._absent(key_spec))
+            .select(
+                pl.col(ROW_INDEX),
+                pl.col(KEY_COLUMN),
+                self.typed(order_spec).alias(ORDER_COLUMN),
+            )
+            # Cheap pre-filter on a 64-bit hash of the key; the exact check runs on the few left.
+            .filter(pl.col(KEY_COLUMN).nchash.xxh3_64().is_duplicated())
+            .filter(pl.col(KEY_COLUMN).is_duplicated())
+        )
+        # A row with no valid updated_at is the oldest version of its key.
+        winners = (
+            keyed.sort([ORDER_COLUMN, ROW_INDEX], nulls_last=False)
+            .group_by(KEY_COLUMN)
+            .agg(pl.col(ROW_INDEX).last())
+        )
+        losers = keyed.join(winners, on=ROW_INDEX, how="anti").select(ROW_INDEX)
+        return losers.collect().to_series()
+
+    def _spec(self, name: str) -> FieldSpec:
+        return next(spec for spec in self._specs if spec.name == name)
+
+    def rejects(self, coded: pl.LazyFrame, duplicate_rows: pl.Series) -> pl.LazyFrame:
+        """Rows with a reason code: every source column as text (as it came), code and reason."""
+        return coded.filter(pl.col(REASON_CODE).is_not_null()).select(
+            *[self._as_text(spec) for spec in self._specs],
+            pl.col(REASON_CODE),
+            self.reason(duplicate_rows),
+        )
+
+    def _as_text(self, spec: FieldSpec) -> pl.Expr:
+        column = pl.col(spec.name)
+        if spec.kind == "datetime" and spec.name not in self._textual:
+            return column.dt.to_string("%Y-%m-%dT%H:%M:%S%.fZ").alias(spec.name)
+        return column.cast(pl.String).alias(spec.name)

@@ -1,0 +1,7 @@
+"""The 10 account-affine partitions every asset, check, job and schedule of the sync shares."""
+
+import dagster as dg
+
+from sync_assets.drops.shards import PARTITION_KEYS
+
+opportunity_partitions = dg.StaticPartitionsDefinition(PARTITION_KEYS)

@@ -1,0 +1,179 @@
+"""Run a drop's partition runs side by side through a real Dagster instance, from the command line.
+
+Each partition is its own Dagster run (as when the schedule or sensor launches it), recorded in the
+instance so the UI shows the history. Runs execute in worker processes forked from a server that
+imported the code location once: a fresh interpreter per run would spend more CPU importing
+Dagster than a partition spends syncing.
+"""
+
+import multiprocessing
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from sync_assets.drops.shards import PARTITION_KEYS
+
+DROP_TAG = "sync/drop_id"
+LAUNCHED_BY_TAG = "sync/launched_by"
+_CONFIGURATION_PREFIXES = ("SYNC_", "SALESFORCE_", "DAGSTER_HOME")
+PROJECT_DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
+
+
+class CheckOutcome(BaseModel):
+    name: str
+    passed: bool
+    severity: str
+    description: str | None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunOutcome(BaseModel):
+    """What one partition run did, reduced to what the command line shows."""
+
+    partition: str
+    run_id: str
+    success: bool
+    error: str | None = None
+    duration_seconds: float
+    materializations: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    checks: list[CheckOutcome] = Field(default_factory=list)
+
+
+def prepare_dagster_home(home: Path) -> Path:
+    """Use `home` as DAGSTER_HOME, with the project's dagster.yaml, so history persists across runs."""
+    home.mkdir(parents=True, exist_ok=True)
+    target = home / "dagster.yaml"
+    if PROJECT_DAGSTER_YAML.exists() and not target.exists():
+        shutil.copyfile(PROJECT_DAGSTER_YAML, target)
+    os.environ["DAGSTER_HOME"] = str(home.resolve())
+    return home
+
+
+def _plain(value: Any) -> Any:
+    """A metadata value as plain JSON-able data."""
+    raw = getattr(value, "value", value)
+    if isinstance(raw, int | float | str | bool) or raw is None:
+        return raw
+    if isinstance(raw, list | dict):
+        return raw
+    return str(raw)
+
+
+def configuration_env() -> dict[str, str]:
+    """The variables that configure a run (paths, org, alerts, Dagster home), as set now."""
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if name.startswith(_CONFIGURATION_PREFIXES)
+    }
+
+
+def _adopt_env(env: dict[str, str]) -> None:
+    """Make this worker's configuration exactly the parent's (the fork server may be older)."""
+    for name in [name for name in os.environ if name.startswith(_CONFIGURATION_PREFIXES)]:
+        del os.environ[name]
+    os.environ.update(env)
+
+
+def _execute_job(
+    job_name: str, partition: str | None, tags: dict[str, str], env: dict[str, str]
+) -> RunOutcome:
+    """Runs inside a worker process: one job run, recorded in the instance."""
+    import dagster as dg
+
+    from sync_assets.definitions import build_defs
+
+    _adopt_env(env)
+    started = time.monotonic()
+    instance = dg.DagsterInstance.get()
+    job = build_defs().resolve_job_def(job_name)
+    result = job.execute_in_process(
+        instance=instance, partition_key=partition, tags=tags, raise_on_error=False
+    )
+    error = None
+    if not result.success:
+        failures = [event for event in result.all_events if event.is_step_failure]
+        error = (
+            failures[0].step_failure_data.error.message.strip()
+            if failures and failures[0].step_failure_data.error
+            else "run failed"
+        )
+    return RunOutcome(
+        partition=partition or "",
+        run_id=result.run_id,
+        success=result.success,
+        error=error,
+        duration_seconds=round(time.monotonic() - started, 3),
+        materializations={
+            event.asset_key.to_user_string(): {
+                key: _plain(value)
+                for key, value in event.step_materialization_data.materialization.metadata.items()
+            }
+            for event in result.get_asset_materialization_events()
+        },
+        checks=[
+            CheckOutcome(
+                name=evaluation.check_name,
+                passed=evaluation.passed,
+                severity=evaluation.severity.value,
+                description=evaluation.description,
+                metadata={key: _plain(value) for key, value in evaluation.metadata.items()},
+            )
+            for evaluation in result.get_asset_check_evaluations()
+        ],
+    )
+
+
+def _initialise_instance() -> None:
+    """Create the instance's storage once, before workers race to migrate it."""
+    import dagster as dg
+
+    dg.DagsterInstance.get().get_runs(limit=1)
+
+
+def run_drop(
+    drop_id: str,
+    partitions: Iterable[str],
+    *,
+    parallel: int,
+    launched_by: str,
+    on_done: Callable[[RunOutcome], None] | None = None,
+) -> list[RunOutcome]:
+    """Sync the given partitions of a drop (one Dagster run each), `parallel` at a time."""
+    partitions = list(partitions)
+    covers_all = set(partitions) == set(PARTITION_KEYS)
+    _initialise_instance()
+    context = multiprocessing.get_context("forkserver")
+    # The fork server imports the code location once; every worker is forked from it, clean of any
+    # threads the parent started (polars' pool, progress bars), which fork would copy half-alive.
+    context.set_forkserver_preload(["sync_assets.definitions"])
+    tags = {DROP_TAG: drop_id, LAUNCHED_BY_TAG: launched_by}
+    env = configuration_env()
+    outcomes: list[RunOutcome] = []
+    with ProcessPoolExecutor(max_workers=parallel, mp_context=context) as pool:
+        pending: set[Future[RunOutcome]] = {
+            pool.submit(_execute_job, "opportunity_sync_job", partition, tags, env)
+            for partition in partitions
+        }
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                outcome = future.result()
+                outcomes.append(outcome)
+                if on_done is not None:
+                    on_done(outcome)
+        # The night's summary needs every partition of the drop; a partial re-run leaves it be.
+        if covers_all and all(outcome.success for outcome in outcomes):
+            summary = pool.submit(_execute_job, "opportunity_summary_job", None, tags, env).result()
+            outcomes.append(summary)
+    return sorted(outcomes, key=lambda outcome: outcome.partition)
+
+
+def default_dagster_home() -> Path:
+    return Path(os.environ.get("SYNC_DAGSTER_HOME", ".dagster_home"))

@@ -1,0 +1,350 @@
+"""Raw Bulk API 2.0 ingest calls with HTTP-level retries, re-authentication and API-call counting."""
+
+import logging
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import requests
+from pydantic import BaseModel, ConfigDict
+
+from sync_assets.salesforce.connection import SalesforceConnection
+from sync_assets.salesforce.errors import RETRYABLE_HTTP_STATUSES, BulkApiError
+from sync_assets.salesforce.retry import RetryPolicy
+
+log = logging.getLogger(__name__)
+
+TERMINAL_STATES = frozenset({"JobComplete", "Failed", "Aborted"})
+ResultKind = Literal["successfulResults", "failedResults", "unprocessedrecords"]
+REQUEST_TIMEOUT_SECONDS = 300.0
+MAX_REAUTHENTICATIONS_PER_CALL = 2
+# A lost PUT response may hide an upload that was applied; the retry then hears this (typo is Salesforce's).
+_ALREADY_UPLOADED = re.compile(r"found multip?l?e contents for job", re.IGNORECASE)
+_TRANSPORT_ERRORS = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+)
+
+
+class BulkApiUnavailableError(BulkApiError):
+    """A call still failed after every retry (server errors, throttling or dropped connections)."""
+
+
+class _CallOutcome(NamedTuple):
+    response: requests.Response | None
+    ambiguous: bool
+
+
+class JobInfo(BaseModel):
+    """The parts of a Bulk ingest JobInfo the loader reads."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    state: str
+    object: str | None = None
+    operation: str | None = None
+    createdDate: str | None = None
+    numberRecordsProcessed: int = 0
+    numberRecordsFailed: int = 0
+    errorMessage: str | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+    @property
+    def created_at(self) -> datetime | None:
+        if not self.createdDate:
+            return None
+        return datetime.strptime(self.createdDate, "%Y-%m-%dT%H:%M:%S.%f%z")
+
+
+class BulkApi:
+    """Bulk API 2.0 ingest endpoints, each call retried where retrying is safe.
+
+    * GETs and the close PATCH are idempotent and retried freely.
+    * A PUT whose answer was lost may have been applied; a retry that hears "multipe contents"
+      counts as success.
+    * A create POST whose answer was lost may have created a job nobody knows the id of; the
+      window is remembered so :meth:`abort_orphans` can abort such jobs after the load.
+    """
+
+    def __init__(
+        self,
+        connection: SalesforceConnection,
+        retry: RetryPolicy | None = None,
+        timeout: float = REQUEST_TIMEOUT_SECONDS,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.connection = connection
+        self.retry = retry or RetryPolicy()
+        self.timeout = timeout
+        self._rng = rng or random.Random()
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._api_calls = 0
+        self._http_retries = 0
+        self.ambiguous_creates: list[tuple[datetime, datetime]] = []
+
+    @property
+    def api_calls(self) -> int:
+        return self._api_calls
+
+    @property
+    def http_retries(self) -> int:
+        return self._http_retries
+
+    def ingest_path(self, suffix: str = "") -> str:
+        return f"jobs/ingest{suffix}"
+
+    # ---- job lifecycle -------------------------------------------------------------------------
+
+    def create_upsert_job(self, sobject: str, external_id_field: str) -> JobInfo:
+        body = {
+            "object": sobject,
+            "operation": "upsert",
+            "externalIdFieldName": external_id_field,
+            "contentType": "CSV",
+            "lineEnding": "LF",
+            "columnDelimiter": "COMMA",
+        }
+        started = datetime.now(UTC)
+        outcome = self._call("POST", self.ingest_path(), json_body=body)
+        if outcome.ambiguous:
+            self._remember_ambiguous_create(started)
+        return JobInfo.model_validate(outcome.response.json())
+
+    def upload(self, job_id: str, csv_body: bytes) -> None:
+        def already_uploaded(error: BulkApiError, ambiguous: bool) -> bool:
+            return ambiguous and bool(_ALREADY_UPLOADED.search(error.error_message))
+
+        self._call(
+            "PUT",
+            self.ingest_path(f"/{job_id}/batches"),
+            body=csv_body,
+            content_type="text/csv",
+            expected=(201,),
+            tolerate=already_uploaded,
+        )
+
+    def close(self, job_id: str) -> None:
+        def already_closed(error: BulkApiError, ambiguous: bool) -> bool:
+            return ambiguous and self.job_info(job_id).state != "Open"
+
+        self._call(
+            "PATCH",
+            self.ingest_path(f"/{job_id}"),
+            json_body={"state": "UploadComplete"},
+            tolerate=already_closed,
+        )
+
+    def abort(self, job_id: str) -> None:
+        """Abort a job that is not finished; a job already terminal is left as it is."""
+
+        def already_terminal(error: BulkApiError, ambiguous: bool) -> bool:
+            return error.status in (400, 404) and (
+                error.status == 404 or self.job_info(job_id).is_terminal
+            )
+
+        self._call(
+            "PATCH",
+            self.ingest_path(f"/{job_id}"),
+            json_body={"state": "Aborted"},
+            tolerate=already_terminal,
+        )
+
+    def job_info(self, job_id: str) -> JobInfo:
+        outcome = self._call("GET", self.ingest_path(f"/{job_id}"))
+        return JobInfo.model_validate(outcome.response.json())
+
+    def job_info_or_none(self, job_id: str) -> JobInfo | None:
+        """Job info, or ``None`` for a job Salesforce no longer knows (deleted after 7 days)."""
+        outcome = self._call(
+            "GET",
+            self.ingest_path(f"/{job_id}"),
+            tolerate=lambda error, _ambiguous: error.status == 404,
+        )
+        return None if outcome.response is None else JobInfo.model_validate(outcome.response.json())
+
+    def download_results(self, job_id: str, kind: ResultKind, destination: Path) -> Path:
+        """Stream one result CSV to ``destination``, never holding the whole body in memory."""
+        self._call(
+            "GET",
+            self.ingest_path(f"/{job_id}/{kind}"),
+            accept="text/csv",
+            sink=destination,
+        )
+        return destination
+
+    def list_jobs(self) -> Iterator[JobInfo]:
+        """Every ingest job the org lists, following ``nextRecordsUrl`` pages."""
+        path: str | None = self.ingest_path()
+        while path:
+            page = self._call("GET", path).response.json()
+            yield from (JobInfo.model_validate(record) for record in page.get("records", []))
+            path = None if page.get("done", True) else page.get("nextRecordsUrl")
+
+    def limits(self) -> dict[str, Any]:
+        return self._call("GET", "limits/").response.json()
+
+    def abort_orphans(self, sobject: str, known_job_ids: set[str], grace: float = 2.0) -> list[str]:
+        """Abort Open jobs that a lost create answer may have left behind.
+
+        Only jobs still ``Open``, for the same object, created inside a window in which one of our
+        creates went unanswered, and not among ``known_job_ids`` qualify. An Open job is never
+        processed, so aborting one that belonged to someone else costs that client a resend, not data.
+        """
+        if not self.ambiguous_creates:
+            return []
+        windows = list(self.ambiguous_creates)
+        aborted = []
+        for job in self.list_jobs():
+            created = job.created_at
+            if (
+                job.state == "Open"
+                and job.object == sobject
+                and job.id not in known_job_ids
+                and created is not None
+                and any(
+                    start.timestamp() - grace <= created.timestamp() <= end.timestamp() + grace
+                    for start, end in windows
+                )
+            ):
+                self.abort(job.id)
+                aborted.append(job.id)
+        return aborted
+
+    # ---- the HTTP core ---------------------------------------------------------------------------
+
+    def _remember_ambiguous_create(self, started: datetime) -> None:
+        with self._lock:
+            self.ambiguous_creates.append((started, datetime.now(UTC)))
+
+    def _url(self, path: str) -> str:
+        if path.startswith("/"):
+            return f"{self.connection.instance_url}{path}"
+        return f"{self.connection.data_url}{path}"
+
+    def _count_call(self, retried: bool) -> None:
+        with self._lock:
+            self._api_calls += 1
+            self._http_retries += int(retried)
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: dict[str, Any] | None = None,
+        body: bytes | None = None,
+        content_type: str | None = None,
+        accept: str = "application/json",
+        expected: tuple[int, ...] = (200,),
+        sink: Path | None = None,
+        tolerate: Callable[[BulkApiError, bool], bool] | None = None,
+    ) -> _CallOutcome:
+        """One API call, retried on 5xx/429/dropped connections, re-authenticated on a 401.
+
+        ``ambiguous`` in the outcome says an earlier try may have reached the server; ``tolerate``
+        decides whether an error answer means the call's effect is already in place.
+        """
+        ambiguous = False
+        reauthentications = 0
+        attempt = 0
+        last_problem = ""
+        while attempt < self.retry.max_attempts:
+            if attempt:
+                self._sleep(self._retry_delay(attempt - 1, last_problem))
+            token = self.connection.access_token
+            headers = {"Authorization": f"Bearer {token}", "Accept": accept}
+            if content_type:
+                headers["Content-Type"] = content_type
+            self._count_call(retried=attempt > 0)
+            try:
+                response = self.connection.http.request(
+                    method,
+                    self._url(path),
+                    headers=headers,
+                    json=json_body,
+                    data=body,
+                    timeout=self.timeout,
+                    stream=sink is not None,
+                )
+                if (
+                    response.status_code == 401
+                    and reauthentications < MAX_REAUTHENTICATIONS_PER_CALL
+                ):
+                    response.close()
+                    reauthentications += 1
+                    self.connection.reauthenticate(token)
+                    continue
+                if response.status_code in RETRYABLE_HTTP_STATUSES:
+                    last_problem = _retry_after(response)
+                    ambiguous = ambiguous or response.status_code != 429
+                    log.debug("%s %s → HTTP %s, retrying", method, path, response.status_code)
+                    response.close()
+                    attempt += 1
+                    continue
+                if response.status_code in expected:
+                    if sink is not None:
+                        _stream_to_file(response, sink)
+                    return _CallOutcome(response=response, ambiguous=ambiguous)
+                error = _api_error(method, path, response)
+            except _TRANSPORT_ERRORS as transport_error:
+                ambiguous = True
+                last_problem = ""
+                log.debug("%s %s → %s, retrying", method, path, type(transport_error).__name__)
+                attempt += 1
+                continue
+            if tolerate is not None and tolerate(error, ambiguous):
+                return _CallOutcome(response=None, ambiguous=ambiguous)
+            raise error
+        raise BulkApiUnavailableError(
+            method, path, 0, "UNAVAILABLE", f"gave up after {self.retry.max_attempts} tries"
+        )
+
+    def _retry_delay(self, retry: int, retry_after: str) -> float:
+        backoff = self.retry.delay(retry, self._rng)
+        try:
+            return max(backoff, min(float(retry_after), self.retry.max_delay))
+        except ValueError:
+            return backoff
+
+
+def _retry_after(response: requests.Response) -> str:
+    return response.headers.get("Retry-After", "")
+
+
+def _stream_to_file(response: requests.Response, destination: Path) -> None:
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    partial = destination.with_suffix(destination.suffix + ".partial")
+    # iter_content un-gzips (requests asks for gzip) and turns dropped connections into
+    # requests exceptions, which the caller retries by downloading again from the start.
+    with response, partial.open("wb") as handle:
+        for chunk in response.iter_content(chunk_size=1 << 20):
+            handle.write(chunk)
+    partial.replace(destination)
+
+
+def _api_error(method: str, path: str, response: requests.Response) -> BulkApiError:
+    """A ``BulkApiError`` from Salesforce's ``[{"errorCode", "message"}]`` error body."""
+    error_code, message = "", response.text[:500]
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, list) and body and isinstance(body[0], dict):
+        error_code = str(body[0].get("errorCode", ""))
+        message = str(body[0].get("message", ""))
+    elif isinstance(body, dict):
+        error_code = str(body.get("errorCode") or body.get("error") or "")
+        message = str(body.get("message") or body.get("error_description") or "")
+    return BulkApiError(method, path, response.status_code, error_code, message)

@@ -1,0 +1,153 @@
+"""The loader's checkpoint per drop and partition: which Bulk jobs exist, what they carried, how they ended."""
+
+import threading
+from datetime import UTC, datetime
+from enum import StrEnum
+
+import polars as pl
+from pydantic import BaseModel, Field
+
+from sync_assets.storage import StateStore
+
+EXTERNAL_ID = "External_Id__c"
+ROW_HASH = "_row_hash"
+
+
+class JobStatus(StrEnum):
+    """``created``: may be running, collect it. ``collected``/``abandoned``: its outcome is recorded."""
+
+    CREATED = "created"
+    COLLECTED = "collected"
+    ABANDONED = "abandoned"
+
+
+class RowStatus(StrEnum):
+    CREATED = "created"
+    UPDATED = "updated"
+    PERMANENT = "permanent"
+    TRANSIENT = "transient"
+
+
+# The row hash keeps whatever type staging gives it (the drops pipeline decides); the empty
+# schema's String is only a placeholder, cast to the staged type where outcomes meet rows.
+OUTCOME_SCHEMA: dict[str, type[pl.DataType]] = {
+    EXTERNAL_ID: pl.String,
+    ROW_HASH: pl.String,
+    "status": pl.String,
+    "salesforce_id": pl.String,
+    "error_code": pl.String,
+    "error": pl.String,
+    "job_id": pl.String,
+    "sequence": pl.Int64,
+}
+
+
+class CheckpointedJob(BaseModel):
+    sequence: int
+    job_id: str
+    records: int
+    created_at: datetime
+    status: JobStatus = JobStatus.CREATED
+
+
+class LoadCheckpoint(BaseModel):
+    drop_id: str
+    partition: str
+    jobs: list[CheckpointedJob] = Field(default_factory=list)
+
+
+class CheckpointStore:
+    """Checkpoint files under ``checkpoints/<drop_id>/partition=<k>/`` of the state store.
+
+    * ``jobs.json``: every job created, rewritten atomically the moment a job id is known;
+    * ``rows/<sequence>.parquet``: the keys a job carries, written *before* the job is created,
+      so a checkpointed job id always has its rows on record;
+    * ``outcomes/<sequence>.parquet``: one row per carried row and how it ended, written before the
+      job is marked collected, so a crash never loses a result Salesforce already produced.
+    """
+
+    def __init__(self, store: StateStore, drop_id: str, partition: str) -> None:
+        self.store = store
+        self.drop_id = drop_id
+        self.partition = partition
+        self.prefix = f"checkpoints/{drop_id}/partition={partition}"
+        self._lock = threading.Lock()
+        self._state = self._read()
+        self._next_sequence = max((job.sequence for job in self._state.jobs), default=-1) + 1
+        self._next_sequence = max(self._next_sequence, self._highest_rows_file() + 1)
+
+    @property
+    def jobs(self) -> list[CheckpointedJob]:
+        with self._lock:
+            return [job.model_copy() for job in self._state.jobs]
+
+    def reserve_sequence(self, keys: pl.DataFrame) -> int:
+        """Record the keys a job is about to carry; returns the number that names its files."""
+        with self._lock:
+            sequence = self._next_sequence
+            self._next_sequence += 1
+        self.store.write_parquet(self._rows_file(sequence), keys.select(EXTERNAL_ID, ROW_HASH))
+        return sequence
+
+    def record_created(self, sequence: int, job_id: str, records: int) -> None:
+        with self._lock:
+            self._state.jobs.append(
+                CheckpointedJob(
+                    sequence=sequence, job_id=job_id, records=records, created_at=datetime.now(UTC)
+                )
+            )
+            self._write()
+
+    def record_outcome(self, sequence: int, outcome: pl.DataFrame, status: JobStatus) -> None:
+        """Persist how every row of job ``sequence`` ended; mark the job done if it has an id."""
+        self.store.write_parquet(self._outcome_file(sequence), outcome.select(list(OUTCOME_SCHEMA)))
+        with self._lock:
+            for job in self._state.jobs:
+                if job.sequence == sequence:
+                    job.status = status
+            self._write()
+
+    def job_rows(self, sequence: int) -> pl.DataFrame:
+        return self.store.read_parquet(self._rows_file(sequence))
+
+    def outcomes(self) -> pl.DataFrame:
+        """Every recorded row outcome, oldest job first."""
+        files = [
+            self._outcome_file(int(name.removesuffix(".parquet"))) for name in self._outcome_names()
+        ]
+        if not files:
+            return pl.DataFrame(schema=OUTCOME_SCHEMA)
+        return self.store.scan_parquet(files).sort("sequence").collect()
+
+    def _outcome_names(self) -> list[str]:
+        return [
+            name
+            for name in self.store.list_names(f"{self.prefix}/outcomes")
+            if name.endswith(".parquet")
+        ]
+
+    def _highest_rows_file(self) -> int:
+        names = self.store.list_names(f"{self.prefix}/rows")
+        return max(
+            (int(name.removesuffix(".parquet")) for name in names if name.endswith(".parquet")),
+            default=-1,
+        )
+
+    def _rows_file(self, sequence: int) -> str:
+        return f"{self.prefix}/rows/{sequence:06d}.parquet"
+
+    def _outcome_file(self, sequence: int) -> str:
+        return f"{self.prefix}/outcomes/{sequence:06d}.parquet"
+
+    def _read(self) -> LoadCheckpoint:
+        path = f"{self.prefix}/jobs.json"
+        if self.store.exists(path):
+            return self.store.read_json(path, LoadCheckpoint)
+        return LoadCheckpoint(drop_id=self.drop_id, partition=self.partition)
+
+    def _write(self) -> None:
+        self.store.write_json(f"{self.prefix}/jobs.json", self._state)
+
+
+def empty_outcome() -> pl.DataFrame:
+    return pl.DataFrame(schema=OUTCOME_SCHEMA)

@@ -1,0 +1,469 @@
+"""The Bulk API 2.0 loader: staged rows of one partition → upsert jobs in flight → outcomes, ledger, failed rows."""
+
+import logging
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from pathlib import Path
+
+import polars as pl
+from pydantic import BaseModel, Field
+
+from sync_assets.drops.ledger import advance_ledger
+from sync_assets.salesforce.bulk_api import BulkApi, BulkApiUnavailableError, JobInfo, ResultKind
+from sync_assets.salesforce.checkpoint import (
+    EXTERNAL_ID,
+    ROW_HASH,
+    CheckpointedJob,
+    CheckpointStore,
+    JobStatus,
+    RowStatus,
+)
+from sync_assets.salesforce.connection import SalesforceConnection
+from sync_assets.salesforce.errors import BulkApiError, LoadInvariantError, SalesforceError
+from sync_assets.salesforce.limits import LimitsReport, assess_limits
+from sync_assets.salesforce.planning import (
+    ACCOUNT_COLUMN,
+    JobSlice,
+    PlanLimits,
+    build_csv,
+    group_lanes,
+    plan_jobs,
+)
+from sync_assets.salesforce.results import (
+    failed_outcomes,
+    job_outcome,
+    successful_outcomes,
+    uniform_outcome,
+    unprocessed_outcomes,
+)
+from sync_assets.salesforce.retry import PollSchedule, RetryPolicy
+from sync_assets.storage import StateStore
+
+log = logging.getLogger(__name__)
+
+SUCCESS_STATUSES = (RowStatus.CREATED.value, RowStatus.UPDATED.value)
+ProgressCallback = Callable[[int, int], None]
+"""Called with (rows confirmed so far, rows to send) after every finished job."""
+JobEventHook = Callable[[str, str], None]
+"""Called with (event, job id) for "created" and "closed"; a test raises here to simulate a crash."""
+
+
+class LoaderSettings(BaseModel):
+    """Knobs of the loader; the defaults suit a 2M-row night split over 10 partitions."""
+
+    sobject: str = "Opportunity"
+    external_id_field: str = EXTERNAL_ID
+    account_column: str = ACCOUNT_COLUMN
+    plan: PlanLimits = Field(default_factory=PlanLimits)
+    jobs_in_flight: int = Field(default=4, ge=1, le=50)
+    max_resend_rounds: int = Field(default=3, ge=0, description="Resends of transient failures.")
+    resend_pause: float = Field(default=1.0, ge=0, description="Seconds before a resend round.")
+    job_timeout: float = Field(default=3600.0, gt=0, description="Longest wait for one job.")
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    poll: PollSchedule = Field(default_factory=PollSchedule)
+    check_limits: bool = True
+
+
+class LoadResult(BaseModel):
+    """What one load of one partition of one drop did; ``sent = succeeded + failed`` always."""
+
+    drop_id: str
+    partition: str
+    sent: int = Field(description="Rows to send for this drop and partition.")
+    succeeded: int
+    created: int
+    updated: int
+    failed: int = Field(description="Rows that failed for good (validation, or retries used up).")
+    retried: int = Field(description="Row resends after transient failures.")
+    uploaded: int = Field(
+        description="Rows uploaded by this call (0 for rows collected on resume)."
+    )
+    job_ids: list[str]
+    jobs_resumed: int = 0
+    api_calls: int
+    http_retries: int
+    logins: int
+    orphan_jobs_aborted: list[str] = Field(default_factory=list)
+    duration_seconds: float
+    records_per_second: float
+    failed_by_reason: dict[str, int]
+    failed_file: str | None = None
+
+
+class LoadIncompleteError(SalesforceError):
+    """Jobs were created but could not be collected; a retried run collects them from the checkpoint."""
+
+
+class BulkLoader:
+    """Upserts one partition's staged rows through Bulk API 2.0, resumably.
+
+    Rows are cut into account-aligned jobs; up to ``jobs_in_flight`` jobs run at once (jobs that
+    share an oversized account run one after another). Each job id is checkpointed the moment it
+    exists; each job's outcome is checkpointed before it counts. Transient failures are resent in
+    new jobs for a bounded number of rounds; everything else is a permanent failure kept with its
+    Salesforce error. The ledger advances only for rows Salesforce confirmed.
+    """
+
+    def __init__(
+        self,
+        connection: SalesforceConnection,
+        store: StateStore,
+        settings: LoaderSettings | None = None,
+        progress: ProgressCallback | None = None,
+        on_job_event: JobEventHook | None = None,
+        api: BulkApi | None = None,
+    ) -> None:
+        self.connection = connection
+        self.store = store
+        self.settings = settings or LoaderSettings()
+        self.api = api or BulkApi(connection, self.settings.retry)
+        self._progress = progress
+        self._on_job_event = on_job_event
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._confirmed = 0
+        self._uploaded = 0
+        self._total = 0
+
+    # ---- entry points ------------------------------------------------------------------------
+
+    def load_partition(self, drop_id: str, partition: str) -> LoadResult:
+        """Load ``staging/<drop_id>/partition=<k>/to_send.parquet``."""
+        rows = self.store.read_parquet(f"staging/{drop_id}/partition={partition}/to_send.parquet")
+        return self.load(rows, drop_id, partition)
+
+    def load(self, rows: pl.DataFrame, drop_id: str, partition: str) -> LoadResult:
+        """Send ``rows`` (Salesforce columns plus ``_row_hash``, sorted by account)."""
+        started = time.monotonic()
+        calls_before = (self.api.api_calls, self.api.http_retries, self.connection.logins)
+        self._stop.clear()
+        self._require_columns(rows)
+        checkpoint = CheckpointStore(self.store, drop_id, partition)
+        self._total = rows.height
+        self._uploaded = 0
+
+        if self.settings.check_limits:
+            self.preflight(self._still_to_send(rows, checkpoint.outcomes())).raise_if_short()
+        resumed = self._collect_unfinished(checkpoint)
+        self._confirmed = self._count_confirmed(rows, checkpoint.outcomes())
+        self._report_progress()
+
+        for round_number in range(self.settings.max_resend_rounds + 2):
+            todo = self._still_to_send(rows, checkpoint.outcomes())
+            if todo.is_empty():
+                break
+            if round_number and self.settings.resend_pause:
+                time.sleep(self.settings.resend_pause)
+            self._send_round(todo, checkpoint, resend=round_number > 0)
+
+        final = self._final_outcomes(rows, checkpoint.outcomes())
+        orphans = self.api.abort_orphans(
+            self.settings.sobject, {job.job_id for job in checkpoint.jobs}
+        )
+        result = self._summarise(rows, final, checkpoint, drop_id, partition, started, calls_before)
+        result.orphan_jobs_aborted = orphans
+        result.jobs_resumed = resumed
+        self._write_failed(rows, final, drop_id, partition, result)
+        self._advance_ledger(rows, final, drop_id, partition)
+        return result
+
+    def preflight(self, rows: pl.DataFrame) -> LimitsReport:
+        """The org's remaining limits against the jobs ``rows`` would need."""
+        return assess_limits(self.api.limits(), self._plan(rows))
+
+    # ---- rounds and jobs -------------------------------------------------------------------
+
+    def _plan(self, rows: pl.DataFrame, resend: bool = False) -> list[JobSlice]:
+        # Resends are mostly lock failures: always cut them lock-safely, whatever the first round did.
+        limits = (
+            self.settings.plan.model_copy(update={"account_aligned": True})
+            if resend
+            else self.settings.plan
+        )
+        return plan_jobs(rows, limits, self.settings.account_column)
+
+    def _send_round(self, todo: pl.DataFrame, checkpoint: CheckpointStore, resend: bool) -> None:
+        lanes = group_lanes(self._plan(todo, resend))
+        self._run_concurrently(
+            [lambda lane=lane: self._run_lane(todo, lane, checkpoint) for lane in lanes]
+        )
+
+    def _run_concurrently(self, tasks: list[Callable[[], None]]) -> None:
+        """Run tasks on ``jobs_in_flight`` threads; on the first error stop starting jobs, re-raise."""
+        with ThreadPoolExecutor(
+            max_workers=self.settings.jobs_in_flight, thread_name_prefix="bulk-job"
+        ) as pool:
+            futures: list[Future[None]] = [pool.submit(task) for task in tasks]
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            if any(future.exception() for future in done):
+                self._stop.set()
+            wait(futures)
+        for future in futures:
+            error = future.exception()
+            if error is not None:
+                raise error
+
+    def _run_lane(
+        self, rows: pl.DataFrame, lane: list[JobSlice], checkpoint: CheckpointStore
+    ) -> None:
+        for job in lane:
+            if self._stop.is_set():
+                return
+            self._run_job(rows.slice(job.start, job.records), checkpoint)
+
+    def _run_job(self, rows: pl.DataFrame, checkpoint: CheckpointStore) -> None:
+        keys = rows.select(EXTERNAL_ID, ROW_HASH)
+        sequence = checkpoint.reserve_sequence(keys)
+        body = build_csv(rows)
+        try:
+            job = self.api.create_upsert_job(self.settings.sobject, self.settings.external_id_field)
+        except BulkApiUnavailableError as error:
+            self._record_not_run(checkpoint, keys, sequence, "", "JOB_NOT_CREATED", str(error))
+            return
+        checkpoint.record_created(sequence, job.id, rows.height)
+        self._notify("created", job.id)
+        try:
+            self.api.upload(job.id, body)
+            self.api.close(job.id)
+        except BulkApiError as error:
+            self._abandon(checkpoint, keys, sequence, job.id, str(error))
+            return
+        with self._lock:
+            self._uploaded += rows.height
+        self._notify("closed", job.id)
+        self._collect(checkpoint, keys, sequence, job.id)
+
+    def _abandon(
+        self, checkpoint: CheckpointStore, keys: pl.DataFrame, sequence: int, job_id: str, why: str
+    ) -> None:
+        """A job that never started processing: abort it so it never will, resend its rows."""
+        try:
+            self.api.abort(job_id)
+        except BulkApiError:
+            log.warning("could not abort job %s; Salesforce drops Open jobs after 24 h", job_id)
+        self._record_not_run(checkpoint, keys, sequence, job_id, "JOB_NOT_STARTED", why)
+
+    def _record_not_run(
+        self,
+        checkpoint: CheckpointStore,
+        keys: pl.DataFrame,
+        sequence: int,
+        job_id: str,
+        code: str,
+        why: str,
+    ) -> None:
+        outcome = uniform_outcome(keys, RowStatus.TRANSIENT, code, why, job_id, sequence)
+        checkpoint.record_outcome(sequence, outcome, JobStatus.ABANDONED)
+
+    def _collect(
+        self, checkpoint: CheckpointStore, keys: pl.DataFrame, sequence: int, job_id: str
+    ) -> None:
+        info = self._wait_for(job_id)
+        outcome = job_outcome(keys, self._results(info), job_id, sequence)
+        checkpoint.record_outcome(sequence, outcome, JobStatus.COLLECTED)
+        confirmed = int(outcome["status"].is_in(SUCCESS_STATUSES).sum())
+        with self._lock:
+            self._confirmed += confirmed
+        self._report_progress()
+
+    def _wait_for(self, job_id: str) -> JobInfo:
+        deadline = time.monotonic() + self.settings.job_timeout
+        intervals = self.settings.poll.intervals()
+        while True:
+            time.sleep(next(intervals))
+            info = self.api.job_info(job_id)
+            if info.is_terminal:
+                return info
+            if time.monotonic() > deadline:
+                raise LoadIncompleteError(
+                    f"Bulk job {job_id} is still {info.state} after {self.settings.job_timeout:.0f} s; "
+                    "a retried run collects it from the checkpoint."
+                )
+
+    def _results(self, info: JobInfo) -> list[pl.DataFrame]:
+        with tempfile.TemporaryDirectory(prefix=f"bulk-{info.id}-") as scratch:
+            files = {
+                kind: self._download(info, kind, Path(scratch) / f"{kind}.csv")
+                for kind in ("successfulResults", "failedResults", "unprocessedrecords")
+            }
+            return [
+                successful_outcomes(files["successfulResults"]),
+                failed_outcomes(files["failedResults"]),
+                unprocessed_outcomes(files["unprocessedrecords"], _job_error(info)),
+            ]
+
+    def _download(self, info: JobInfo, kind: ResultKind, destination: Path) -> Path | None:
+        try:
+            return self.api.download_results(info.id, kind, destination)
+        except BulkApiError as error:
+            if info.state == "Aborted" and not isinstance(error, BulkApiUnavailableError):
+                # An aborted job may have no results; its rows are then simply resent.
+                return None
+            raise
+
+    # ---- resume ------------------------------------------------------------------------------
+
+    def _collect_unfinished(self, checkpoint: CheckpointStore) -> int:
+        """Finish jobs a previous run created but never collected; returns how many."""
+        unfinished = [job for job in checkpoint.jobs if job.status is JobStatus.CREATED]
+        if unfinished:
+            log.info("resuming: collecting %d Bulk jobs of an earlier run", len(unfinished))
+            self._run_concurrently(
+                [lambda job=job: self._resume_job(checkpoint, job) for job in unfinished]
+            )
+        return len(unfinished)
+
+    def _resume_job(self, checkpoint: CheckpointStore, job: CheckpointedJob) -> None:
+        keys = checkpoint.job_rows(job.sequence)
+        info = self.api.job_info_or_none(job.job_id)
+        if info is None:
+            self._record_not_run(
+                checkpoint, keys, job.sequence, job.job_id, "JOB_NOT_FOUND", "job no longer exists"
+            )
+        elif info.state == "Open":
+            self._abandon(checkpoint, keys, job.sequence, job.job_id, "upload never completed")
+        else:
+            self._collect(checkpoint, keys, job.sequence, job.job_id)
+
+    # ---- accounting --------------------------------------------------------------------------
+
+    def _latest(self, rows: pl.DataFrame, outcomes: pl.DataFrame) -> pl.DataFrame:
+        """Per row to send: its latest outcome and how many transient outcomes it has had."""
+        outcomes = outcomes.with_columns(pl.col(ROW_HASH).cast(rows.schema[ROW_HASH]))
+        attempts = (
+            outcomes.filter(pl.col("status") == RowStatus.TRANSIENT.value)
+            .group_by(EXTERNAL_ID, ROW_HASH)
+            .len("transient_outcomes")
+        )
+        latest = outcomes.unique(subset=[EXTERNAL_ID, ROW_HASH], keep="last", maintain_order=True)
+        return (
+            rows.select(EXTERNAL_ID, ROW_HASH)
+            .with_row_index("_position")
+            .join(latest, on=[EXTERNAL_ID, ROW_HASH], how="left")
+            .join(attempts, on=[EXTERNAL_ID, ROW_HASH], how="left")
+            .with_columns(pl.col("transient_outcomes").fill_null(0))
+            .sort("_position")
+        )
+
+    def _resendable(self) -> pl.Expr:
+        status = pl.col("status")
+        return status.is_null() | (
+            (status == RowStatus.TRANSIENT.value)
+            & (pl.col("transient_outcomes") <= self.settings.max_resend_rounds)
+        )
+
+    def _still_to_send(self, rows: pl.DataFrame, outcomes: pl.DataFrame) -> pl.DataFrame:
+        """Rows with no final outcome yet, in staged (account) order."""
+        positions = self._latest(rows, outcomes).filter(self._resendable())["_position"]
+        return (
+            rows.with_row_index("_position")
+            .filter(pl.col("_position").is_in(positions))
+            .drop("_position")
+        )
+
+    def _final_outcomes(self, rows: pl.DataFrame, outcomes: pl.DataFrame) -> pl.DataFrame:
+        final = self._latest(rows, outcomes)
+        unresolved = final.filter(self._resendable())
+        if not unresolved.is_empty():
+            raise LoadIncompleteError(
+                f"{unresolved.height:,} rows have no final outcome after the last round."
+            )
+        return final
+
+    def _count_confirmed(self, rows: pl.DataFrame, outcomes: pl.DataFrame) -> int:
+        return int(self._latest(rows, outcomes)["status"].is_in(SUCCESS_STATUSES).sum())
+
+    def _summarise(
+        self,
+        rows: pl.DataFrame,
+        final: pl.DataFrame,
+        checkpoint: CheckpointStore,
+        drop_id: str,
+        partition: str,
+        started: float,
+        calls_before: tuple[int, int, int],
+    ) -> LoadResult:
+        status = final["status"]
+        created = int((status == RowStatus.CREATED.value).sum())
+        updated = int((status == RowStatus.UPDATED.value).sum())
+        failures = final.filter(~pl.col("status").is_in(SUCCESS_STATUSES))
+        by_reason = failures.group_by("error_code").len().sort("len", descending=True)
+        duration = time.monotonic() - started
+        result = LoadResult(
+            drop_id=drop_id,
+            partition=partition,
+            sent=rows.height,
+            succeeded=created + updated,
+            created=created,
+            updated=updated,
+            failed=failures.height,
+            # A transient outcome led to a resend unless it was the row's last word.
+            retried=int(final["transient_outcomes"].sum())
+            - int((status == RowStatus.TRANSIENT.value).sum()),
+            uploaded=self._uploaded,
+            job_ids=[job.job_id for job in checkpoint.jobs],
+            api_calls=self.api.api_calls - calls_before[0],
+            http_retries=self.api.http_retries - calls_before[1],
+            logins=self.connection.logins - calls_before[2],
+            duration_seconds=round(duration, 3),
+            records_per_second=round(rows.height / duration, 1) if duration > 0 else 0.0,
+            failed_by_reason=dict(zip(by_reason["error_code"], by_reason["len"], strict=True)),
+        )
+        if result.sent != result.succeeded + result.failed:
+            raise LoadInvariantError(
+                f"sent {result.sent:,} ≠ succeeded {result.succeeded:,} + failed {result.failed:,}"
+            )
+        return result
+
+    def _write_failed(
+        self,
+        rows: pl.DataFrame,
+        final: pl.DataFrame,
+        drop_id: str,
+        partition: str,
+        result: LoadResult,
+    ) -> None:
+        """Every permanently failed row, as staged, with Salesforce's error string."""
+        failures = final.filter(~pl.col("status").is_in(SUCCESS_STATUSES)).select(
+            EXTERNAL_ID, ROW_HASH, "error_code", "error", "job_id"
+        )
+        failed_rows = rows.join(
+            failures, on=[EXTERNAL_ID, ROW_HASH], how="inner", maintain_order="left"
+        )
+        path = f"failed/{drop_id}/partition={partition}/failed.parquet"
+        self.store.write_parquet(path, failed_rows)
+        result.failed_file = self.store.url(path)
+
+    def _advance_ledger(
+        self, rows: pl.DataFrame, final: pl.DataFrame, drop_id: str, partition: str
+    ) -> None:
+        confirmed = final.filter(pl.col("status").is_in(SUCCESS_STATUSES)).select(
+            pl.col(EXTERNAL_ID).alias("external_id"),
+            pl.col(ROW_HASH).alias("row_hash"),
+            pl.col("salesforce_id"),
+        )
+        advance_ledger(self.store, partition, confirmed, drop_id)
+
+    # ---- small helpers -----------------------------------------------------------------------
+
+    def _require_columns(self, rows: pl.DataFrame) -> None:
+        missing = {EXTERNAL_ID, ROW_HASH, self.settings.account_column} - set(rows.columns)
+        if missing:
+            raise ValueError(f"Staged rows lack the column(s) {sorted(missing)}.")
+
+    def _notify(self, event: str, job_id: str) -> None:
+        if self._on_job_event is not None:
+            self._on_job_event(event, job_id)
+
+    def _report_progress(self) -> None:
+        if self._progress is not None:
+            self._progress(self._confirmed, self._total)
+
+
+def _job_error(info: JobInfo) -> str | None:
+    if info.state == "Aborted":
+        return info.errorMessage or "job aborted"
+    return info.errorMessage

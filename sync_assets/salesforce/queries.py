@@ -1,0 +1,71 @@
+"""SOQL through simple-salesforce (counts per partition), with the loader's retry and re-auth rules."""
+
+import random
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import requests
+from simple_salesforce import Salesforce
+from simple_salesforce.exceptions import SalesforceExpiredSession, SalesforceGeneralError
+
+from sync_assets.salesforce.connection import SalesforceConnection
+from sync_assets.salesforce.errors import RETRYABLE_HTTP_STATUSES, BulkApiError
+from sync_assets.salesforce.retry import RetryPolicy
+
+ResultT = TypeVar("ResultT")
+_TRANSPORT_ERRORS = (requests.ConnectionError, requests.Timeout)
+
+
+def call_with_retries(
+    connection: SalesforceConnection,
+    call: Callable[[Salesforce], ResultT],
+    retry: RetryPolicy | None = None,
+    rng: random.Random | None = None,
+) -> ResultT:
+    """Run ``call`` on the current client; log in again on expiry, back off on 5xx/429/resets."""
+    policy = retry or RetryPolicy()
+    jitter = rng or random.Random()
+    renewed = False
+    for attempt in range(policy.max_attempts):
+        token = connection.access_token
+        try:
+            return call(connection.client)
+        except SalesforceExpiredSession:
+            if renewed:
+                raise
+            renewed = True
+            connection.reauthenticate(token)
+            continue
+        except SalesforceGeneralError as error:
+            if error.status not in RETRYABLE_HTTP_STATUSES:
+                raise
+        except _TRANSPORT_ERRORS:
+            pass
+        if attempt + 1 < policy.max_attempts:
+            time.sleep(policy.delay(attempt, jitter))
+    raise BulkApiError(
+        "GET", "query", 0, "UNAVAILABLE", f"gave up after {policy.max_attempts} tries"
+    )
+
+
+def soql_literal(value: str) -> str:
+    """A quoted SOQL string literal with backslashes and quotes escaped."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def count_partition(
+    connection: SalesforceConnection,
+    partition: str,
+    sobject: str = "Opportunity",
+    partition_field: str = "Sync_Partition__c",
+    retry: RetryPolicy | None = None,
+) -> int:
+    """``SELECT COUNT() … WHERE Sync_Partition__c = 'k'``, read from ``totalSize``.
+
+    ``query()``, not ``query_all()``: the latter reports the length of ``records``, which is always
+    0 for ``COUNT()`` (reference §2.9).
+    """
+    soql = f"SELECT COUNT() FROM {sobject} WHERE {partition_field} = {soql_literal(partition)}"
+    answer = call_with_retries(connection, lambda client: client.query(soql), retry)
+    return int(answer["totalSize"])

@@ -1,0 +1,112 @@
+"""Turning a job's three result CSVs into one outcome per row it carried (success, permanent, transient)."""
+
+from pathlib import Path
+
+import polars as pl
+
+from sync_assets.salesforce.checkpoint import EXTERNAL_ID, OUTCOME_SCHEMA, ROW_HASH, RowStatus
+from sync_assets.salesforce.errors import (
+    MISSING_RESULT_ERROR_CODE,
+    is_transient_job_failure,
+    is_transient_row_error,
+    job_failure_code,
+    row_error_code,
+)
+
+
+def read_result_csv(path: Path | None, columns: list[str]) -> pl.DataFrame:
+    """The wanted columns of a result CSV, all as strings; a missing or empty file gives no rows."""
+    if path is None or not path.exists() or path.stat().st_size == 0:
+        return pl.DataFrame(schema=dict.fromkeys(columns, pl.String))
+    return pl.read_csv(path, columns=columns, infer_schema=False)
+
+
+def successful_outcomes(path: Path | None) -> pl.DataFrame:
+    rows = read_result_csv(path, ["sf__Id", "sf__Created", EXTERNAL_ID])
+    return rows.select(
+        pl.col(EXTERNAL_ID),
+        pl.when(pl.col("sf__Created").str.to_lowercase() == "true")
+        .then(pl.lit(RowStatus.CREATED.value))
+        .otherwise(pl.lit(RowStatus.UPDATED.value))
+        .alias("status"),
+        pl.col("sf__Id").alias("salesforce_id"),
+        pl.lit(None, dtype=pl.String).alias("error_code"),
+        pl.lit(None, dtype=pl.String).alias("error"),
+    )
+
+
+def failed_outcomes(path: Path | None) -> pl.DataFrame:
+    rows = read_result_csv(path, ["sf__Id", "sf__Error", EXTERNAL_ID])
+    code = row_error_code(pl.col("sf__Error"))
+    return rows.select(
+        pl.col(EXTERNAL_ID),
+        pl.when(is_transient_row_error(code))
+        .then(pl.lit(RowStatus.TRANSIENT.value))
+        .otherwise(pl.lit(RowStatus.PERMANENT.value))
+        .alias("status"),
+        pl.col("sf__Id").replace("", None).alias("salesforce_id"),
+        code.alias("error_code"),
+        pl.col("sf__Error").alias("error"),
+    )
+
+
+def unprocessed_outcomes(path: Path | None, job_error: str | None) -> pl.DataFrame:
+    """Rows a ``Failed`` or ``Aborted`` job never reached: resent unless the job failed for good."""
+    rows = read_result_csv(path, [EXTERNAL_ID])
+    status = RowStatus.TRANSIENT if is_transient_job_failure(job_error) else RowStatus.PERMANENT
+    return rows.select(
+        pl.col(EXTERNAL_ID),
+        pl.lit(status.value).alias("status"),
+        pl.lit(None, dtype=pl.String).alias("salesforce_id"),
+        pl.lit(job_failure_code(job_error)).alias("error_code"),
+        pl.lit(job_error or "unprocessed: the job ended before reaching this row").alias("error"),
+    )
+
+
+def job_outcome(
+    keys: pl.DataFrame,
+    results: list[pl.DataFrame],
+    job_id: str,
+    sequence: int,
+) -> pl.DataFrame:
+    """One outcome per carried key; a key no result mentions is transient (sent again)."""
+    reported = pl.concat(results, how="vertical").unique(subset=EXTERNAL_ID, keep="first")
+    return (
+        keys.select(EXTERNAL_ID, ROW_HASH)
+        .join(reported, on=EXTERNAL_ID, how="left")
+        .with_columns(
+            pl.col("status").fill_null(RowStatus.TRANSIENT.value),
+            pl.col("error_code").fill_null(
+                pl.when(pl.col("status").is_null()).then(pl.lit(MISSING_RESULT_ERROR_CODE))
+            ),
+            pl.col("error").fill_null(
+                pl.when(pl.col("status").is_null()).then(
+                    pl.lit("the job's results did not mention this row")
+                )
+            ),
+            pl.lit(job_id).alias("job_id"),
+            pl.lit(sequence, dtype=pl.Int64).alias("sequence"),
+        )
+        .select(list(OUTCOME_SCHEMA))
+    )
+
+
+def uniform_outcome(
+    keys: pl.DataFrame,
+    status: RowStatus,
+    error_code: str,
+    error: str,
+    job_id: str,
+    sequence: int,
+) -> pl.DataFrame:
+    """The same outcome for every carried key (a job that never ran, or failed as a whole)."""
+    return keys.select(
+        pl.col(EXTERNAL_ID),
+        pl.col(ROW_HASH),
+        pl.lit(status.value).alias("status"),
+        pl.lit(None, dtype=pl.String).alias("salesforce_id"),
+        pl.lit(error_code).alias("error_code"),
+        pl.lit(error).alias("error"),
+        pl.lit(job_id).alias("job_id"),
+        pl.lit(sequence, dtype=pl.Int64).alias("sequence"),
+    ).cast({name: dtype for name, dtype in OUTCOME_SCHEMA.items() if name != ROW_HASH})

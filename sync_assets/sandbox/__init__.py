@@ -1,0 +1,1 @@
+"""The local Salesforce sandbox: Bulk API 2.0, REST query, limits and OAuth over HTTPS on SQLite."""

@@ -1,0 +1,604 @@
+"""Applying one internal batch of an ingest job to the records with Salesforce's DML semantics.
+
+Two phases: :func:`prepare_batch` validates and converts the rows without touching the database
+(it can run while other batches write), and :func:`commit_batch` runs inside the single write
+transaction: it matches keys, decides insert/update/delete per row, checks required and unique
+fields, and writes with ``executemany``.
+"""
+
+import json
+import marshal
+import sqlite3
+import threading
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from operator import itemgetter
+from typing import Any
+
+from sync_assets.sandbox.convert import convert_column, reference_converter, row_error
+from sync_assets.sandbox.ids import mint_ids, to_id18
+from sync_assets.sandbox.objects import ACCOUNT, SET_NULL, USER_KEY_PREFIX, ObjectDef
+from sync_assets.sandbox.upload import Column
+
+DML_CHUNK = 200
+_AUDIT_DATES = ("CreatedDate", "LastModifiedDate", "SystemModstamp")
+_AUDIT_USERS = ("CreatedById", "LastModifiedById")
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What a batch needs to know about its job."""
+
+    sobject: ObjectDef
+    operation: str
+    external_id_field: str | None
+
+    @property
+    def key_field(self) -> str | None:
+        """The column that identifies the target record: ``Id`` or the upsert's external id."""
+        if self.operation == "insert":
+            return None
+        if self.operation == "upsert":
+            return self.external_id_field
+        return "Id"
+
+
+class ParentIndex:
+    """External id → Id of live Accounts: resolves relationship columns and names lock keys."""
+
+    def __init__(self) -> None:
+        self._by_key: dict[str, str] = {}
+        self._ids: frozenset[str] = frozenset()
+        self._lock = threading.Lock()
+
+    def load(self, conn: sqlite3.Connection) -> None:
+        rows = conn.execute(
+            'SELECT "External_Id__c", "Id" FROM "Account" WHERE "IsDeleted" = 0'
+        ).fetchall()
+        by_key = {str(r[0]): str(r[1]) for r in rows if r[0] is not None}
+        ids = frozenset(str(r[1]) for r in rows)
+        with self._lock:
+            self._by_key, self._ids = by_key, ids
+
+    def get(self, key: str) -> str | None:
+        return self._by_key.get(key)
+
+    def known(self, account_id: str) -> bool:
+        return account_id in self._ids
+
+
+@dataclass
+class PreparedBatch:
+    """A batch after validation: per-row first error, stored values per field, key and parent ids."""
+
+    rows: list[list[str]]
+    errors: list[str | None]
+    provided: dict[str, list[Any]]
+    keys: list[str | None]
+    parents: list[str | None]
+    derived: dict[str, list[Any]]
+
+
+@dataclass
+class BatchOutcome:
+    """Per-row results of a batch, compact enough to be stored with it (``to_bytes``).
+
+    The result CSV rows are built from it and the uploaded rows outside the write transaction.
+    """
+
+    record_ids: list[str]
+    errors: list[str | None]
+    created: list[bool]
+
+    def to_bytes(self) -> bytes:
+        return marshal.dumps((self.record_ids, self.errors, self.created))
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "BatchOutcome":
+        record_ids, errors, created = marshal.loads(data)
+        return cls(record_ids, errors, created)
+
+    @property
+    def failed(self) -> int:
+        return len(self.errors) - self.errors.count(None)
+
+    def successes(self, rows: list[list[str]]) -> list[list[str]]:
+        ids, created = self.record_ids, self.created
+        return [
+            [ids[i], "true" if created[i] else "false", *row]
+            for i, (row, error) in enumerate(zip(rows, self.errors, strict=True))
+            if error is None
+        ]
+
+    def failures(self, rows: list[list[str]]) -> list[list[str]]:
+        if not self.failed:
+            return []
+        ids = self.record_ids
+        return [
+            [ids[i], error, *row]
+            for i, (row, error) in enumerate(zip(rows, self.errors, strict=True))
+            if error is not None
+        ]
+
+
+def _first_errors(errors: list[str | None], new: dict[int, str]) -> None:
+    for i, message in new.items():
+        if errors[i] is None:
+            errors[i] = message
+
+
+def _not_writable(name: str) -> str:
+    return row_error(
+        "INVALID_FIELD_FOR_INSERT_UPDATE",
+        f"Unable to create/update fields: {name}. Please check the security settings of this "
+        "field and verify that it is read/write for your profile or permission set.",
+        [name],
+    )
+
+
+def _relationship_values(
+    column: Column, values: Sequence[str], parents: ParentIndex
+) -> tuple[list[Any], dict[int, str]]:
+    assert column.via is not None
+    resolved: list[Any] = [
+        None if not v else SET_NULL if v == SET_NULL else parents.get(v) for v in values
+    ]
+    parent_object = column.field.reference_to
+    errors = {
+        i: row_error(
+            "INVALID_FIELD",
+            f"Foreign key external ID: {values[i]} not found for field {column.via.name} "
+            f"in entity {parent_object}",
+        )
+        for i, r in enumerate(resolved)
+        if r is None and values[i]
+    }
+    return resolved, errors
+
+
+def _key_values(spec: JobSpec, columns: list[Column], data: list[tuple[str, ...]]) -> list[Any]:
+    key_field = spec.key_field
+    column = next((c for c in columns if c.via is None and c.field.name == key_field), None)
+    if column is None:
+        return [None] * (len(data[0]) if data else 0)
+    return [v or None for v in data[column.index]]
+
+
+def _duplicate_key_errors(spec: JobSpec, keys: list[str | None]) -> dict[int, str]:
+    """Rows sharing a key inside one 200-row DML chunk all fail; across chunks the last one wins."""
+    errors: dict[int, str] = {}
+    for start in range(0, len(keys), DML_CHUNK):
+        chunk = keys[start : start + DML_CHUNK]
+        repeated = {k for k, n in Counter(chunk).items() if n > 1 and k is not None}
+        for offset, key in enumerate(chunk):
+            if key in repeated:
+                if spec.key_field == "Id":
+                    errors[start + offset] = row_error(
+                        "DUPLICATE_VALUE", f"Duplicate id in list: {key}"
+                    )
+                else:
+                    errors[start + offset] = row_error(
+                        "DUPLICATE_VALUE",
+                        f"Duplicate external id specified: {key}",
+                        [str(spec.key_field)],
+                    )
+    return errors
+
+
+def prepare_batch(
+    spec: JobSpec,
+    columns: list[Column],
+    rows: list[list[str]],
+    parents: ParentIndex,
+    user_id: str,
+) -> PreparedBatch:
+    """Validate and convert a batch column by column; nothing is written."""
+    count = len(rows)
+    data: list[tuple[str, ...]] = list(zip(*rows, strict=True)) if rows else []
+    errors: list[str | None] = [None] * count
+    provided: dict[str, list[Any]] = {}
+    is_delete = spec.operation in ("delete", "hardDelete")
+    for column in columns:
+        values = data[column.index]
+        target = column.field
+        if target.name == "Id":
+            if spec.operation == "insert":
+                _first_errors(
+                    errors,
+                    {
+                        i: row_error(
+                            "INVALID_FIELD_FOR_INSERT_UPDATE",
+                            "cannot specify Id in an insert call",
+                            ["Id"],
+                        )
+                        for i, v in enumerate(values)
+                        if v
+                    },
+                )
+            continue
+        if is_delete:
+            continue
+        if not target.writable:
+            _first_errors(
+                errors, {i: _not_writable(target.name) for i, v in enumerate(values) if v}
+            )
+            continue
+        if column.via is not None:
+            converted, column_errors = _relationship_values(column, values, parents)
+        elif target.type == "reference":
+            converter = (
+                reference_converter(ACCOUNT.key_prefix, parents.known)
+                if target.reference_to == ACCOUNT.name
+                else reference_converter(USER_KEY_PREFIX, lambda value: value == user_id)
+            )
+            converted, column_errors = converter(target, values)
+        else:
+            converted, column_errors = convert_column(target, values)
+        provided[target.name] = converted
+        _first_errors(errors, column_errors)
+    keys = _key_values(spec, columns, data)
+    if spec.key_field == "Id":
+        keys, id_errors = _normalised_ids(spec.sobject, keys)
+        _first_errors(errors, id_errors)
+    _first_errors(errors, _duplicate_key_errors(spec, keys))
+    account_ids = provided.get("AccountId") or [None] * count
+    parent_ids = [a if a is not None and a != SET_NULL else None for a in account_ids]
+    return PreparedBatch(
+        rows=rows,
+        errors=errors,
+        provided=provided,
+        keys=keys,
+        parents=parent_ids,
+        derived=spec.sobject.derive(provided),
+    )
+
+
+def _normalised_ids(
+    sobject: ObjectDef, keys: list[str | None]
+) -> tuple[list[str | None], dict[int, str]]:
+    normalised: list[str | None] = []
+    errors: dict[int, str] = {}
+    for i, key in enumerate(keys):
+        if key is None:
+            normalised.append(None)
+            continue
+        id18 = to_id18(key)
+        if id18 is None or not id18.startswith(sobject.key_prefix):
+            errors[i] = row_error(
+                "MALFORMED_ID", f"{sobject.label} ID: id value of incorrect type: {key}", ["Id"]
+            )
+            normalised.append(key)
+        else:
+            normalised.append(id18)
+    return normalised, errors
+
+
+def _pick(values: list[Any], rows: list[int]) -> list[Any]:
+    """``[values[i] for i in rows]`` at C speed."""
+    if len(rows) == 1:
+        return [values[rows[0]]]
+    return list(itemgetter(*rows)(values))
+
+
+class _Plan:
+    """Per-row decisions of one batch inside the write transaction."""
+
+    def __init__(self) -> None:
+        self.inserts: list[int] = []
+        # row -> target id, or the row index of an insert earlier in this batch (same key)
+        self.updates: dict[int, str | int] = {}
+        self.deletes: dict[int, str] = {}
+        self.errors: dict[int, str] = {}
+        self.ids: dict[int, str] = {}
+
+
+def _live_ids_by(
+    conn: sqlite3.Connection, sobject: ObjectDef, field_name: str, values: list[str]
+) -> dict[str, str]:
+    if not values:
+        return {}
+    rows = conn.execute(
+        f'SELECT "{field_name}", "Id" FROM "{sobject.name}" '
+        f'WHERE "{field_name}" IN (SELECT value FROM json_each(?)) AND "IsDeleted" = 0',
+        (json.dumps(values),),
+    ).fetchall()
+    return {str(r[0]): str(r[1]) for r in rows}
+
+
+def _deleted_flags(conn: sqlite3.Connection, sobject: ObjectDef, ids: list[str]) -> dict[str, int]:
+    if not ids:
+        return {}
+    rows = conn.execute(
+        f'SELECT "Id", "IsDeleted" FROM "{sobject.name}" '
+        'WHERE "Id" IN (SELECT value FROM json_each(?))',
+        (json.dumps(ids),),
+    ).fetchall()
+    return {str(r[0]): int(r[1]) for r in rows}
+
+
+def _missing_required(
+    sobject: ObjectDef, provided: dict[str, list[Any]], rows: list[int], on_insert: bool
+) -> dict[int, str]:
+    """``REQUIRED_FIELD_MISSING`` for rows that leave a required field empty (insert) or null it."""
+    missing: dict[int, list[str]] = {}
+    for f in sobject.fields:
+        if f.nillable or not (f.createable if on_insert else f.updateable):
+            continue
+        if on_insert and f.defaulted_on_create:
+            continue
+        values = provided.get(f.name)
+        if values is None:
+            if on_insert:
+                for i in rows:
+                    missing.setdefault(i, []).append(f.name)
+            continue
+        # C-speed screening: most batches have no empty required value at all
+        if SET_NULL not in values and (not on_insert or None not in values):
+            continue
+        for i in rows:
+            value = values[i]
+            if value == SET_NULL or (on_insert and value is None):
+                missing.setdefault(i, []).append(f.name)
+    return {
+        i: row_error(
+            "REQUIRED_FIELD_MISSING", f"Required fields are missing: [{', '.join(names)}]", names
+        )
+        for i, names in missing.items()
+    }
+
+
+def _plan_rows(
+    conn: sqlite3.Connection, spec: JobSpec, prepared: PreparedBatch, active: list[int]
+) -> _Plan:
+    plan = _Plan()
+    sobject, keys = spec.sobject, prepared.keys
+    if spec.operation == "insert":
+        plan.errors = _missing_required(sobject, prepared.provided, active, on_insert=True)
+        plan.inserts = [i for i in active if i not in plan.errors]
+        return plan
+    if spec.key_field != "Id":
+        key_name = str(spec.key_field)
+        for i in active:
+            if keys[i] is None or keys[i] == SET_NULL:
+                plan.errors[i] = row_error("MISSING_ARGUMENT", f"{key_name} not specified")
+        wanted = [k for i in active if i not in plan.errors and (k := keys[i]) is not None]
+        existing: dict[str, str | int] = dict(_live_ids_by(conn, sobject, key_name, wanted))
+        cannot_insert = _missing_required(sobject, prepared.provided, active, on_insert=True)
+        candidates = [i for i in active if i not in plan.errors]
+        if len(set(wanted)) == len(wanted):
+            # No key repeats in this batch: every row is independent of the others.
+            targets = [existing.get(str(keys[i])) for i in candidates]
+            plan.updates = {i: t for i, t in zip(candidates, targets, strict=True) if t is not None}
+            plan.errors.update(
+                (i, cannot_insert[i])
+                for i in candidates
+                if i in cannot_insert and i not in plan.updates
+            )
+            plan.inserts = [
+                i
+                for i, t in zip(candidates, targets, strict=True)
+                if t is None and i not in cannot_insert
+            ]
+            return plan
+        for i in active:
+            if i in plan.errors:
+                continue
+            key = str(keys[i])
+            target = existing.get(key)
+            if target is not None:
+                plan.updates[i] = target
+            elif i in cannot_insert:
+                plan.errors[i] = cannot_insert[i]
+            else:
+                plan.inserts.append(i)
+                existing[key] = i
+        return plan
+    given = [k for i in active if (k := keys[i]) is not None]
+    flags = _deleted_flags(conn, sobject, given)
+    for i in active:
+        key = keys[i]
+        if key is None:
+            if spec.operation == "upsert":
+                plan.inserts.append(i)
+            elif spec.operation == "update":
+                plan.errors[i] = row_error("MISSING_ARGUMENT", "Id not specified in an update call")
+            else:
+                plan.errors[i] = row_error("MISSING_ARGUMENT", "Id not specified in a delete call")
+        elif key not in flags:
+            plan.errors[i] = row_error("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id")
+        elif flags[key] and spec.operation != "hardDelete":
+            plan.errors[i] = row_error("ENTITY_IS_DELETED", "entity is deleted")
+        elif spec.operation in ("delete", "hardDelete"):
+            plan.deletes[i] = key
+        else:
+            plan.updates[i] = key
+    if spec.operation == "upsert":
+        plan.errors.update(
+            _missing_required(sobject, prepared.provided, plan.inserts, on_insert=True)
+        )
+        plan.inserts = [i for i in plan.inserts if i not in plan.errors]
+    return plan
+
+
+def _check_unique_fields(
+    conn: sqlite3.Connection, spec: JobSpec, prepared: PreparedBatch, plan: _Plan
+) -> None:
+    """``DUPLICATE_VALUE`` for rows that would give a unique field a value another record holds."""
+    for f in spec.sobject.fields:
+        values = prepared.provided.get(f.name)
+        if not f.unique or values is None or f.name == spec.key_field:
+            continue
+        writers = [i for i in (*plan.inserts, *plan.updates) if values[i] not in (None, SET_NULL)]
+        owners: dict[str, str] = _live_ids_by(
+            conn, spec.sobject, f.name, [values[i] for i in writers]
+        )
+        rejected: set[int] = set()
+        for i in writers:
+            owner = owners.get(values[i])
+            if owner is not None and owner != plan.ids[i]:
+                plan.errors[i] = row_error(
+                    "DUPLICATE_VALUE",
+                    f"duplicate value found: {f.name} duplicates value on record with id: {owner}",
+                )
+                rejected.add(i)
+            else:
+                owners[values[i]] = plan.ids[i]
+        plan.inserts = [i for i in plan.inserts if i not in rejected]
+        plan.updates = {i: t for i, t in plan.updates.items() if i not in rejected}
+
+
+def _insert(
+    conn: sqlite3.Connection,
+    sobject: ObjectDef,
+    rows: list[int],
+    ids: dict[int, str],
+    values_by_field: dict[str, list[Any]],
+    user_id: str,
+    now: str,
+) -> None:
+    if not rows:
+        return
+    count = len(rows)
+    columns: list[list[Any]] = []
+    for f in sobject.fields:
+        if f.name == "Id":
+            columns.append([ids[i] for i in rows])
+        elif f.name == "IsDeleted":
+            columns.append([0] * count)
+        elif f.name in _AUDIT_DATES:
+            columns.append([now] * count)
+        elif f.name in _AUDIT_USERS:
+            columns.append([user_id] * count)
+        elif (source := values_by_field.get(f.name)) is None:
+            columns.append([user_id if f.name == "OwnerId" else None] * count)
+        else:
+            picked = _pick(source, rows)
+            default = user_id if f.name == "OwnerId" else None
+            if default is not None or SET_NULL in picked:
+                picked = [default if v is None or v == SET_NULL else v for v in picked]
+            columns.append(picked)
+    names = ", ".join(f'"{f.name}"' for f in sobject.fields)
+    marks = ", ".join("?" * len(sobject.fields))
+    conn.executemany(
+        f'INSERT INTO "{sobject.name}" ({names}) VALUES ({marks})', zip(*columns, strict=True)
+    )
+
+
+def _update(
+    conn: sqlite3.Connection,
+    sobject: ObjectDef,
+    targets: dict[int, str],
+    values_by_field: dict[str, list[Any]],
+    derived: set[str],
+    key_field: str | None,
+    user_id: str,
+    now: str,
+) -> None:
+    if not targets:
+        return
+    # The matched key is unchanged by definition; leaving it out spares an index update per row.
+    fields = [
+        f
+        for f in sobject.fields
+        if f.name in values_by_field and (f.updateable or f.name in derived) and f.name != key_field
+    ]
+    # An empty cell (None) leaves the field as it is; SET_NULL clears it.
+    assignments = [
+        f'"{f.name}" = iif(?{n} IS NULL, "{f.name}", nullif(?{n}, \'{SET_NULL}\'))'
+        for n, f in enumerate(fields, start=1)
+    ]
+    stamp, user, target = len(fields) + 1, len(fields) + 2, len(fields) + 3
+    assignments += [
+        f'"LastModifiedDate" = ?{stamp}',
+        f'"SystemModstamp" = ?{stamp}',
+        f'"LastModifiedById" = ?{user}',
+    ]
+    rows = list(targets)
+    columns = [_pick(values_by_field[f.name], rows) for f in fields]
+    columns += [[now] * len(rows), [user_id] * len(rows), [targets[i] for i in rows]]
+    conn.executemany(
+        f'UPDATE "{sobject.name}" SET {", ".join(assignments)} WHERE "Id" = ?{target}',
+        zip(*columns, strict=True),
+    )
+
+
+def _delete(
+    conn: sqlite3.Connection,
+    sobject: ObjectDef,
+    targets: dict[int, str],
+    hard: bool,
+    user_id: str,
+    now: str,
+) -> None:
+    if not targets:
+        return
+    if hard:
+        conn.executemany(
+            f'DELETE FROM "{sobject.name}" WHERE "Id" = ?', [(t,) for t in targets.values()]
+        )
+        return
+    conn.executemany(
+        f'UPDATE "{sobject.name}" SET "IsDeleted" = 1, "LastModifiedDate" = ?, '
+        '"SystemModstamp" = ?, "LastModifiedById" = ? WHERE "Id" = ?',
+        [(now, now, user_id, t) for t in targets.values()],
+    )
+
+
+def commit_batch(
+    conn: sqlite3.Connection,
+    spec: JobSpec,
+    prepared: PreparedBatch,
+    first_id_number: int,
+    user_id: str,
+    now: str,
+) -> BatchOutcome:
+    """Apply the rows that passed validation; run inside the write transaction.
+
+    ``first_id_number`` is the counter value from which new record ids are minted (the caller
+    reserves ``len(rows)`` numbers).
+    """
+    sobject = spec.sobject
+    errors = prepared.errors
+    active = [i for i, e in enumerate(errors) if e is None]
+    plan = _plan_rows(conn, spec, prepared, active)
+    if spec.operation in ("update", "upsert"):
+        plan.errors.update(
+            _missing_required(sobject, prepared.provided, list(plan.updates), on_insert=False)
+        )
+        plan.updates = {i: t for i, t in plan.updates.items() if i not in plan.errors}
+    new_ids = mint_ids(sobject.key_prefix, first_id_number, len(plan.inserts))
+    plan.ids = dict(zip(plan.inserts, new_ids, strict=True))
+    for i, target in plan.updates.items():
+        plan.ids[i] = plan.ids[target] if isinstance(target, int) else target
+    _check_unique_fields(conn, spec, prepared, plan)
+    derived = prepared.derived
+    values_by_field = {**prepared.provided, **derived}
+    _insert(conn, sobject, plan.inserts, plan.ids, values_by_field, user_id, now)
+    targets = {i: plan.ids[i] for i in plan.updates}
+    _update(conn, sobject, targets, values_by_field, set(derived), spec.key_field, user_id, now)
+    _delete(conn, sobject, plan.deletes, spec.operation == "hardDelete", user_id, now)
+    return _outcome(spec, prepared, plan)
+
+
+def _outcome(spec: JobSpec, prepared: PreparedBatch, plan: _Plan) -> BatchOutcome:
+    count = len(prepared.rows)
+    errors = prepared.errors
+    if plan.errors:
+        errors = [e or plan.errors.get(i) for i, e in enumerate(errors)]
+    ids = {**plan.ids, **plan.deletes}
+    record_ids = [
+        ids[i] if e is None else _failed_row_id(spec, prepared, i) for i, e in enumerate(errors)
+    ]
+    created = [False] * count
+    for i in plan.inserts:
+        created[i] = True
+    return BatchOutcome(record_ids, errors, created)
+
+
+def _failed_row_id(spec: JobSpec, prepared: PreparedBatch, i: int) -> str:
+    """``sf__Id`` of a failed row: the Id it named (update/delete), empty for inserts."""
+    key = prepared.keys[i]
+    if spec.key_field != "Id" or key is None:
+        return ""
+    return key if to_id18(key) is not None else ""

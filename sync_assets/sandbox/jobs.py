@@ -1,0 +1,259 @@
+"""Bulk API 2.0 ingest jobs: the stored record, the create request's rules and the JobInfo shapes."""
+
+import json
+import sqlite3
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from typing import Any
+
+from sync_assets.sandbox.errors import ApiError
+from sync_assets.sandbox.ids import mint_ids, to_id18
+from sync_assets.sandbox.objects import JOB_KEY_PREFIX, ObjectDef, find_object
+from sync_assets.sandbox.store import Database
+from sync_assets.sandbox.upload import DELIMITERS, LINE_ENDINGS
+
+OPERATIONS = ("insert", "update", "upsert", "delete", "hardDelete")
+TERMINAL_STATES = ("JobComplete", "Failed", "Aborted")
+DELETABLE_STATES = ("UploadComplete", "JobComplete", "Aborted", "Failed")
+ABORTABLE_STATES = ("Open", "UploadComplete", "InProgress")
+
+
+def sf_timestamp(moment: datetime | None = None) -> str:
+    """``2022-01-02T21:33:43.000+0000``: the timestamp form of job JSON and datetime fields."""
+    moment = moment or datetime.now(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+0000"
+
+
+@dataclass
+class Job:
+    """One row of the ``jobs`` table."""
+
+    id: str
+    seq: int
+    object: str
+    operation: str
+    external_id_field: str | None
+    assignment_rule_id: str | None
+    line_ending: str
+    column_delimiter: str
+    api_version: str
+    state: str
+    created_date: str
+    system_modstamp: str
+    error_message: str | None
+    uploaded: int
+    upload_bytes: int
+    records_received: int
+    number_processed: int
+    number_failed: int
+    retries: int
+    lock_failures: int
+    total_ms: int
+    api_active_ms: int
+    started: float | None
+    fail_at_batch: int | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> "Job":
+        return cls(**{f.name: row[f.name] for f in fields(cls)})
+
+    @property
+    def content_url(self) -> str:
+        return f"services/data/v{self.api_version}/jobs/ingest/{self.id}/batches"
+
+    def _head(self) -> dict[str, Any]:
+        head: dict[str, Any] = {
+            "id": self.id,
+            "operation": self.operation,
+            "object": self.object,
+            "createdById": "",
+            "createdDate": self.created_date,
+            "systemModstamp": self.system_modstamp,
+            "state": self.state,
+        }
+        if self.external_id_field is not None:
+            head["externalIdFieldName"] = self.external_id_field
+        if self.assignment_rule_id is not None:
+            head["assignmentRuleId"] = self.assignment_rule_id
+        head.update(
+            concurrencyMode="Parallel", contentType="CSV", apiVersion=float(self.api_version)
+        )
+        return head
+
+    def created_info(self, user_id: str) -> dict[str, Any]:
+        """The create answer (reference §1.4): no jobType, no counters."""
+        info = self._head() | {"createdById": user_id}
+        info.update(
+            contentUrl=self.content_url,
+            lineEnding=self.line_ending,
+            columnDelimiter=self.column_delimiter,
+        )
+        return info
+
+    def short_info(self, user_id: str) -> dict[str, Any]:
+        """The PATCH answer (reference §1.5)."""
+        return self._head() | {"createdById": user_id}
+
+    def full_info(self, user_id: str) -> dict[str, Any]:
+        """The GET answer (reference §1.6); both counters are always present."""
+        info = self._head() | {"createdById": user_id}
+        info["jobType"] = "V2Ingest"
+        if self.state == "Open":
+            info["contentUrl"] = self.content_url
+        info.update(
+            lineEnding=self.line_ending,
+            columnDelimiter=self.column_delimiter,
+            numberRecordsProcessed=self.number_processed,
+            numberRecordsFailed=self.number_failed,
+            retries=self.retries,
+            totalProcessingTime=self.total_ms,
+            apiActiveProcessingTime=self.api_active_ms,
+            apexProcessingTime=0,
+        )
+        if self.error_message is not None:
+            info["errorMessage"] = self.error_message
+        return info
+
+    def list_info(self, user_id: str) -> dict[str, Any]:
+        """An entry of GET /jobs/ingest (reference §1.7)."""
+        info = self._head() | {"createdById": user_id}
+        info.update(
+            jobType="V2Ingest", lineEnding=self.line_ending, columnDelimiter=self.column_delimiter
+        )
+        info.pop("externalIdFieldName", None)
+        info.pop("assignmentRuleId", None)
+        return info
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    sobject: ObjectDef
+    operation: str
+    external_id_field: str | None
+    assignment_rule_id: str | None
+    line_ending: str
+    column_delimiter: str
+
+
+def _enum(body: dict[str, Any], name: str, allowed: tuple[str, ...], default: str | None) -> str:
+    value = body.get(name, default)
+    if not isinstance(value, str) or value not in allowed:
+        shown = "" if value is None else value
+        raise ApiError(
+            400, "API_ERROR", f"Invalid value: '{shown}' supplied for property: '{name}'"
+        )
+    return value
+
+
+def parse_job_request(raw: bytes) -> JobRequest:
+    """Validate a create-job body with the errors real orgs give (reference §1.3)."""
+    try:
+        body = json.loads(raw or b"null")
+    except ValueError as error:
+        raise ApiError(400, "JSON_PARSER_ERROR", f"Unexpected character: {error.msg}") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "JSON_PARSER_ERROR", "The request body must be a JSON object")
+    operation = _enum(body, "operation", OPERATIONS, None)
+    object_name = body.get("object")
+    sobject = find_object(object_name) if isinstance(object_name, str) else None
+    if sobject is None:
+        raise ApiError(
+            400, "INVALIDJOB", f"InvalidJob : Unable to find object: {object_name or ''}"
+        )
+    _enum(body, "contentType", ("CSV",), "CSV")
+    external_id_field = (
+        _upsert_key(sobject, body.get("externalIdFieldName")) if operation == "upsert" else None
+    )
+    return JobRequest(
+        sobject=sobject,
+        operation=operation,
+        external_id_field=external_id_field,
+        assignment_rule_id=body.get("assignmentRuleId"),
+        line_ending=_enum(body, "lineEnding", tuple(LINE_ENDINGS), "LF"),
+        column_delimiter=_enum(body, "columnDelimiter", tuple(DELIMITERS), "COMMA"),
+    )
+
+
+def _upsert_key(sobject: ObjectDef, name: Any) -> str:
+    if not isinstance(name, str) or not name:
+        raise ApiError(
+            400,
+            "INVALIDJOB",
+            f"InvalidJob : External ID was blank for {sobject.name}. "
+            "An External ID must be specified for upsert.",
+        )
+    found = sobject.field(name)
+    if found is None or not (found.external_id or found.name == "Id"):
+        raise ApiError(
+            400,
+            "INVALIDJOB",
+            f"InvalidJob : Field name provided, {name} does not match an External ID "
+            f"for {sobject.name}",
+        )
+    return found.name
+
+
+class JobStore:
+    """Jobs in SQLite. Reads use the calling thread's connection; writes take the write lock."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def create(self, request: JobRequest, api_version: str) -> Job:
+        now = sf_timestamp()
+        with self.db.write() as conn:
+            number = self.db.allocate(conn, f"counter:{JOB_KEY_PREFIX}", 1)
+            job_id = mint_ids(JOB_KEY_PREFIX, number, 1)[0]
+            conn.execute(
+                "INSERT INTO jobs (id, seq, object, operation, external_id_field, "
+                "assignment_rule_id, line_ending, column_delimiter, api_version, state, "
+                "created_date, system_modstamp) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'Open', ?, ?)",
+                (
+                    job_id,
+                    number,
+                    request.sobject.name,
+                    request.operation,
+                    request.external_id_field,
+                    request.assignment_rule_id,
+                    request.line_ending,
+                    request.column_delimiter,
+                    api_version,
+                    now,
+                    now,
+                ),
+            )
+        job = self.get(job_id)
+        assert job is not None
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        id18 = to_id18(job_id)
+        if id18 is None:
+            return None
+        row = self.db.connection().execute("SELECT * FROM jobs WHERE id = ?", (id18,)).fetchone()
+        return None if row is None else Job.from_row(row)
+
+    def page(self, offset: int, limit: int) -> list[Job]:
+        rows = self.db.connection().execute(
+            "SELECT * FROM jobs ORDER BY seq LIMIT ? OFFSET ?", (limit, offset)
+        )
+        return [Job.from_row(r) for r in rows]
+
+    def in_states(self, states: tuple[str, ...]) -> list[Job]:
+        marks = ", ".join("?" * len(states))
+        rows = self.db.connection().execute(
+            f"SELECT * FROM jobs WHERE state IN ({marks}) ORDER BY seq", states
+        )
+        return [Job.from_row(r) for r in rows]
+
+    @staticmethod
+    def update(conn: sqlite3.Connection, job_id: str, **values: Any) -> None:
+        """Set columns of a job inside a write transaction; the modstamp moves with every change."""
+        values.setdefault("system_modstamp", sf_timestamp())
+        assignments = ", ".join(f"{name} = ?" for name in values)
+        conn.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*values.values(), job_id))
+
+    @staticmethod
+    def delete(conn: sqlite3.Connection, job_id: str) -> None:
+        conn.execute("DELETE FROM batches WHERE job_id = ?", (job_id,))
+        conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))

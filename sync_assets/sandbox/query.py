@@ -1,0 +1,171 @@
+"""The REST ``query``/``queryAll`` resources: SOQL compiled by ``soql``, run on SQLite, paged by 2,000."""
+
+import re
+import secrets
+import sqlite3
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from sync_assets.sandbox.errors import ApiError
+from sync_assets.sandbox.ids import BASE62
+from sync_assets.sandbox.objects import OBJECTS, soql_catalog
+from sync_assets.sandbox.soql import CompiledQuery, SoqlError, compile_soql
+
+PAGE_SIZE = 2_000
+_KEPT_CURSORS = 1_000
+_SELECT = re.compile(r"^\s*select\s+", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class _Cursor:
+    """What a ``nextRecordsUrl`` needs to fetch the following pages."""
+
+    compiled: CompiledQuery
+    shown: list[str]
+    total: int
+
+
+class QueryService:
+    def __init__(self) -> None:
+        self._catalog = soql_catalog()
+        self._cursors: OrderedDict[str, _Cursor] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def first_page(
+        self, conn: sqlite3.Connection, soql: str | None, include_deleted: bool, api_version: str
+    ) -> dict[str, Any]:
+        if not soql:
+            raise ApiError(400, "MALFORMED_QUERY", "A query string has to be specified", rest=True)
+        try:
+            compiled = compile_soql(soql, self._catalog, include_deleted)
+        except SoqlError as error:
+            raise ApiError(400, error.error_code, error.message, rest=True) from None
+        if compiled.is_count:
+            count = int(conn.execute(compiled.sql, compiled.params).fetchone()[0])
+            return {"totalSize": count, "done": True, "records": []}
+        cursor = _Cursor(
+            compiled=self._with_record_ids(soql, compiled, include_deleted),
+            shown=compiled.columns,
+            total=0,
+        )
+        rows = self._fetch(conn, cursor.compiled, 0, PAGE_SIZE + 1)
+        total = len(rows)
+        if total > PAGE_SIZE:
+            total = int(
+                conn.execute(
+                    f"SELECT COUNT(*) FROM ({cursor.compiled.sql})", cursor.compiled.params
+                ).fetchone()[0]
+            )
+        cursor = _Cursor(cursor.compiled, cursor.shown, total)
+        return self._page(cursor, rows[:PAGE_SIZE], 0, api_version, include_deleted)
+
+    def next_page(
+        self, conn: sqlite3.Connection, locator: str, include_deleted: bool, api_version: str
+    ) -> dict[str, Any]:
+        key, _, offset_text = locator.rpartition("-")
+        with self._lock:
+            cursor = self._cursors.get(key)
+        if cursor is None or not offset_text.isdigit():
+            raise ApiError(400, "INVALID_QUERY_LOCATOR", "invalid query locator", rest=True)
+        offset = int(offset_text)
+        rows = self._fetch(conn, cursor.compiled, offset, PAGE_SIZE)
+        return self._page(cursor, rows, offset, api_version, include_deleted, key)
+
+    def _with_record_ids(
+        self, soql: str, compiled: CompiledQuery, include_deleted: bool
+    ) -> CompiledQuery:
+        """Recompile with ``Id`` (and ``Rel.Id``) selected too: record ``attributes.url`` needs them."""
+        extra = [] if "Id" in compiled.columns else ["Id"]
+        relationships = {c.split(".", 1)[0] for c in compiled.columns if "." in c}
+        extra += [f"{r}.Id" for r in sorted(relationships) if f"{r}.Id" not in compiled.columns]
+        if not extra:
+            return compiled
+        widened = _SELECT.sub(lambda m: m.group(0) + ", ".join(extra) + ", ", soql, count=1)
+        return compile_soql(widened, self._catalog, include_deleted)
+
+    @staticmethod
+    def _fetch(
+        conn: sqlite3.Connection, compiled: CompiledQuery, offset: int, limit: int
+    ) -> list[sqlite3.Row]:
+        return conn.execute(
+            f"SELECT * FROM ({compiled.sql}) LIMIT ? OFFSET ?", [*compiled.params, limit, offset]
+        ).fetchall()
+
+    def _remember(self, cursor: _Cursor) -> str:
+        key = "01g" + "".join(secrets.choice(BASE62) for _ in range(15))
+        with self._lock:
+            self._cursors[key] = cursor
+            while len(self._cursors) > _KEPT_CURSORS:
+                self._cursors.popitem(last=False)
+        return key
+
+    def _page(
+        self,
+        cursor: _Cursor,
+        rows: list[sqlite3.Row],
+        offset: int,
+        api_version: str,
+        include_deleted: bool,
+        key: str | None = None,
+    ) -> dict[str, Any]:
+        end = offset + len(rows)
+        done = end >= cursor.total
+        page: dict[str, Any] = {"totalSize": cursor.total, "done": done}
+        if not done:
+            key = key or self._remember(cursor)
+            resource = "queryAll" if include_deleted else "query"
+            page["nextRecordsUrl"] = f"/services/data/v{api_version}/{resource}/{key}-{end}"
+        page["records"] = [
+            _record(
+                cursor.compiled.object_name, cursor.compiled.columns, cursor.shown, r, api_version
+            )
+            for r in rows
+        ]
+        return page
+
+
+def _typed(object_name: str, field_name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    sobject = OBJECTS[object_name]
+    field = sobject.field(field_name)
+    if field is not None and field.type == "boolean":
+        return bool(value)
+    return value
+
+
+def _record(
+    object_name: str, columns: list[str], shown: list[str], row: sqlite3.Row, api_version: str
+) -> dict[str, Any]:
+    """One record as REST returns it: ``attributes`` first, relationship fields nested."""
+    values = dict(zip(columns, tuple(row), strict=True))
+    record: dict[str, Any] = {
+        "attributes": {
+            "type": object_name,
+            "url": f"/services/data/v{api_version}/sobjects/{object_name}/{values['Id']}",
+        }
+    }
+    for column in shown:
+        relationship, dot, field_name = column.partition(".")
+        if not dot:
+            record[column] = _typed(object_name, column, values[column])
+            continue
+        lookup = OBJECTS[object_name].relationship(relationship)
+        parent_name = lookup.reference_to if lookup and lookup.reference_to else relationship
+        parent_id = values.get(f"{relationship}.Id")
+        if parent_id is None:
+            record[relationship] = None
+            continue
+        nested = record.setdefault(
+            relationship,
+            {
+                "attributes": {
+                    "type": parent_name,
+                    "url": f"/services/data/v{api_version}/sobjects/{parent_name}/{parent_id}",
+                }
+            },
+        )
+        nested[field_name] = _typed(parent_name, field_name, values[column])
+    return record

@@ -1,0 +1,374 @@
+"""The sandbox's HTTPS server: configuration, TLS sockets, HTTP/1.1 plumbing, faults, ``serve()``.
+
+``http.server.ThreadingHTTPServer`` (a thread per connection, keep-alive) with TLS done in the
+connection's thread. Request bodies may be chunked; responses are gzipped when the client asks;
+large result CSVs are streamed with chunked encoding. Faults fire before or after the request is
+handled, never halfway (see ``faults.py``).
+"""
+
+import gc
+import json
+import logging
+import os
+import signal
+import socket
+import ssl
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from pydantic import BaseModel, Field
+
+from sync_assets.sandbox.api import MAX_UPLOAD_BYTES, Request, Response, SandboxApp, json_response
+from sync_assets.sandbox.auth import TokenStore, load_identity
+from sync_assets.sandbox.dml import ParentIndex
+from sync_assets.sandbox.errors import ApiError
+from sync_assets.sandbox.faults import FaultInjector, FaultSpec
+from sync_assets.sandbox.jobs import JobStore
+from sync_assets.sandbox.limits import API_REQUESTS, BULK_BATCHES, INGEST_RECORDS, DailyLimits
+from sync_assets.sandbox.processing import ProcessingConfig, Processor
+from sync_assets.sandbox.seed import seed_accounts
+from sync_assets.sandbox.store import Database
+from sync_assets.sandbox.tls import ensure_certificates, server_context
+
+CONNECTION_FILE = "connection.json"
+_GZIP_MIN_BYTES = 1024
+_IDLE_TIMEOUT_SECONDS = 300
+log = logging.getLogger("sync_assets.sandbox")
+
+_FAULT_ANSWERS: dict[str, ApiError] = {
+    "http_500": ApiError(
+        500,
+        "UNKNOWN_EXCEPTION",
+        "An unexpected error occurred. Please include this ErrorId if you contact support: "
+        "1234567890-12345 (-1234567890)",
+    ),
+    "http_503": ApiError(503, "SERVER_UNAVAILABLE", "Server temporarily unavailable"),
+    "http_429": ApiError(
+        429,
+        "REQUEST_LIMIT_EXCEEDED",
+        "ConcurrentRequests (Concurrent API Requests) Limit exceeded.",
+    ),
+}
+
+
+class SandboxConfig(BaseModel):
+    """Options of ``sync-assets sandbox``."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8443, ge=0, le=65535, description="0 picks a free port")
+    data_dir: Path = Path("data/sandbox")
+    accounts: int = Field(default=20_000, ge=0)
+    slots: int = Field(default=10, ge=1)
+    rate: float = Field(default=0.0, ge=0)
+    lock_timeout: float = Field(default=10.0, ge=0)
+    faults: str = ""
+    seed: int = 0
+    daily_records: int = Field(default=150_000_000, ge=0)
+    daily_api_requests: int = Field(default=1_000_000, ge=0)
+    daily_batches: int = Field(default=15_000, ge=0)
+    token_ttl: float = Field(default=0.0, ge=0)
+    verbose: bool = False
+
+
+class _Reset(Exception):
+    """Drop the connection with a TCP reset instead of answering."""
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    timeout = _IDLE_TIMEOUT_SECONDS
+    server: "_SandboxHTTPServer"
+
+    def setup(self) -> None:
+        super().setup()
+        assert isinstance(self.connection, ssl.SSLSocket)
+        self.connection.do_handshake()
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except (ConnectionError, ssl.SSLError, TimeoutError, OSError) as error:
+            log.debug("connection from %s ended: %s", self.client_address, error)
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if self.server.verbose:
+            log.info("%s %s", self.address_string(), format % args)
+
+    def log_error(self, format: str, *args: Any) -> None:
+        log.warning("%s %s", self.address_string(), format % args)
+
+    # -- request ---------------------------------------------------------------------------
+
+    def _read_body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return self._read_chunked()
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_UPLOAD_BYTES:
+            raise _BodyTooLarge
+        return self.rfile.read(length) if length else b""
+
+    def _read_chunked(self) -> bytes:
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            size = int(self.rfile.readline(65537).split(b";", 1)[0].strip() or b"0", 16)
+            if size == 0:
+                while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                    pass
+                return b"".join(chunks)
+            total += size
+            if total > MAX_UPLOAD_BYTES:
+                raise _BodyTooLarge
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline(3)
+
+    def _dispatch(self) -> None:
+        app = self.server.app
+        try:
+            body = self._read_body()
+        except _BodyTooLarge:
+            self.close_connection = True
+            self._send(
+                json_response(
+                    ApiError(
+                        400,
+                        "BULK_API_ERROR",
+                        f"The uploaded data exceeds the maximum of {MAX_UPLOAD_BYTES} bytes "
+                        "(100 MB) for one job; split it into several jobs",
+                    ).body(),
+                    400,
+                )
+            )
+            return
+        split = urlsplit(self.path)
+        request = Request(
+            method=self.command,
+            path=split.path,
+            query=dict(parse_qsl(split.query, keep_blank_values=True)),
+            headers={k.lower(): v for k, v in self.headers.items()},
+            body=body,
+        )
+        fault = self.server.faults.request_fault() if split.path.startswith("/services") else None
+        try:
+            if fault is not None and not fault.endswith("_after"):
+                self._fault(fault)
+                return
+            try:
+                response = app.handle(request)
+            except Exception:
+                log.exception("%s %s failed inside the sandbox", self.command, split.path)
+                response = json_response(_FAULT_ANSWERS["http_500"].body(), 500)
+            if fault is not None:
+                self._fault(fault.removesuffix("_after"))
+                return
+            self._send(response)
+        except _Reset:
+            self._reset()
+
+    def _fault(self, name: str) -> None:
+        self.server.app.count(f"fault:{name}")
+        if name == "reset":
+            raise _Reset
+        answer = _FAULT_ANSWERS[name]
+        self._send(json_response(answer.body(), answer.status))
+
+    def _reset(self) -> None:
+        self.close_connection = True
+        # SO_LINGER 0: close() sends RST, and the client sees "connection reset by peer"
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.rfile.close()
+        self.wfile.close()
+        self.connection.close()
+
+    # -- response --------------------------------------------------------------------------
+
+    def _accepts_gzip(self) -> bool:
+        return "gzip" in self.headers.get("Accept-Encoding", "").lower()
+
+    def _send(self, response: Response) -> None:
+        self.send_response(response.status)
+        if response.content_type:
+            self.send_header("Content-Type", response.content_type)
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        if isinstance(response.body, bytes):
+            self._send_bytes(response.body)
+        else:
+            self._send_stream(response.body)
+
+    def _send_bytes(self, body: bytes) -> None:
+        if self._accepts_gzip() and len(body) >= _GZIP_MIN_BYTES:
+            body = _gzip(body)
+            self.send_header("Content-Encoding", "gzip")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if body and self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _send_stream(self, chunks: Iterator[bytes]) -> None:
+        compress = self._accepts_gzip()
+        if compress:
+            self.send_header("Content-Encoding", "gzip")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        compressor = zlib.compressobj(1, zlib.DEFLATED, 31) if compress else None
+        for chunk in chunks:
+            self._write_chunk(compressor.compress(chunk) if compressor else chunk)
+        if compressor is not None:
+            self._write_chunk(compressor.flush())
+        self.wfile.write(b"0\r\n\r\n")
+
+    def _write_chunk(self, data: bytes) -> None:
+        if data:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+
+def _gzip(body: bytes) -> bytes:
+    compressor = zlib.compressobj(6, zlib.DEFLATED, 31)
+    return compressor.compress(body) + compressor.flush()
+
+
+class _SandboxHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        app: SandboxApp,
+        faults: FaultInjector,
+        context: ssl.SSLContext,
+        verbose: bool,
+    ) -> None:
+        self.app = app
+        self.faults = faults
+        self.context = context
+        self.verbose = verbose
+        super().__init__(address, _Handler)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        plain, address = self.socket.accept()
+        # Headers and body go out in separate writes; without NODELAY, Nagle's algorithm and the
+        # client's delayed ACK add 40 ms to every answer.
+        plain.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # The TLS handshake runs in the connection's thread (Handler.setup), not in accept().
+        wrapped = self.context.wrap_socket(plain, server_side=True, do_handshake_on_connect=False)
+        return wrapped, address
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.debug("connection error from %s", client_address, exc_info=True)
+
+
+def _instance_host(host: str) -> str:
+    return "127.0.0.1" if host in ("", "0.0.0.0") else host
+
+
+def _write_connection_file(
+    data_dir: Path, instance_url: str, token: str, app: SandboxApp, ca_path: Path
+) -> None:
+    identity = app.identity
+    payload = {
+        "instance_url": instance_url,
+        "access_token": token,
+        "client_id": identity.client_id,
+        "client_secret": identity.client_secret.get_secret_value(),
+        "username": identity.username,
+        "password": identity.password.get_secret_value(),
+        "token_url": f"{instance_url}/services/oauth2/token",
+        "ca_cert": str(ca_path.resolve()),
+    }
+    partial = data_dir / f"{CONNECTION_FILE}.part"
+    partial.write_text(json.dumps(payload, indent=2))
+    os.chmod(partial, 0o600)
+    os.replace(partial, data_dir / CONNECTION_FILE)
+
+
+def _flush_periodically(limits: DailyLimits, stop: threading.Event) -> None:
+    while not stop.wait(1.0):
+        limits.flush()
+
+
+def serve(config: SandboxConfig) -> None:
+    """Run the sandbox until SIGINT/SIGTERM; ``connection.json`` appears once it accepts requests."""
+    logging.basicConfig(
+        level=logging.INFO if config.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # Parsing a 100 MB upload makes millions of small lists; default GC thresholds would make
+    # the collector run constantly.
+    gc.set_threshold(200_000, 50, 100)
+    data_dir = config.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / CONNECTION_FILE).unlink(missing_ok=True)
+    ca_path, server_path = ensure_certificates(data_dir)
+    db = Database(data_dir / "sandbox.db")
+    identity = load_identity(db)
+    seed_accounts(db, identity.user_id, config.accounts)
+    parents = ParentIndex()
+    parents.load(db.connection())
+    tokens = TokenStore(db, identity, config.token_ttl)
+    limits = DailyLimits(
+        db,
+        {
+            API_REQUESTS: config.daily_api_requests,
+            BULK_BATCHES: config.daily_batches,
+            INGEST_RECORDS: config.daily_records,
+        },
+    )
+    faults = FaultInjector(FaultSpec.parse(config.faults), config.seed)
+    jobs = JobStore(db)
+    processor = Processor(
+        db,
+        jobs,
+        data_dir / "jobs",
+        parents,
+        limits,
+        faults,
+        identity,
+        ProcessingConfig(slots=config.slots, rate=config.rate, lock_timeout=config.lock_timeout),
+    )
+    address: dict[str, str] = {}
+    app = SandboxApp(db, identity, tokens, limits, jobs, processor, lambda: address["url"])
+    server = _SandboxHTTPServer(
+        (config.host, config.port), app, faults, server_context(server_path), config.verbose
+    )
+    address["url"] = f"https://{_instance_host(config.host)}:{server.server_address[1]}"
+    processor.start()
+    stop = threading.Event()
+    flusher = threading.Thread(target=_flush_periodically, args=(limits, stop), daemon=True)
+    flusher.start()
+
+    def _shutdown(signum: int, frame: Any) -> None:
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, _shutdown)
+    signal.signal(signal.SIGINT, _shutdown)
+    token, _ = tokens.issue()
+    # The listening socket already queues connections, so clients may connect from now on.
+    _write_connection_file(data_dir, address["url"], token, app, ca_path)
+    log.warning("sandbox listening on %s (data in %s)", address["url"], data_dir)
+    started = time.monotonic()
+    try:
+        server.serve_forever(poll_interval=0.2)
+    finally:
+        stop.set()
+        processor.stop()
+        limits.flush()
+        server.server_close()
+        log.warning("sandbox stopped after %.0f s", time.monotonic() - started)

@@ -1,0 +1,138 @@
+"""One small storage layer over fsspec for the state and landing dirs (local path or object-store URL)."""
+
+import io
+import os
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO, Literal, TypeVar
+
+import fsspec
+import polars as pl
+from fsspec.implementations.local import LocalFileSystem
+from pydantic import BaseModel
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+ParquetCompression = Literal["zstd", "lz4", "snappy", "uncompressed"]
+
+
+class StateStore:
+    """A directory tree addressed by relative paths ("ledger/partition=3.parquet").
+
+    Every write is atomic: on a local disk the bytes go to a temporary name in the same folder
+    and are renamed over the target (readers see the old file or the new one, never half of
+    one); on an object store a single PUT is atomic by itself.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], **storage_options: Any) -> None:
+        fs, path = fsspec.core.url_to_fs(str(root), **storage_options)
+        self._fs: fsspec.AbstractFileSystem = fs
+        self._root = path.rstrip("/")
+        self._display_root = str(root)
+
+    def __repr__(self) -> str:
+        # storage_options may carry credentials: show only where the store points.
+        return f"StateStore({self._display_root!r})"
+
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self._fs, LocalFileSystem)
+
+    def _full(self, rel: str) -> str:
+        rel = rel.strip("/")
+        return f"{self._root}/{rel}" if rel else self._root
+
+    def url(self, rel: str = "") -> str:
+        """The full address of `rel` (a local path, or a URL with the store's protocol)."""
+        full = self._full(rel)
+        return full if self.is_local else self._fs.unstrip_protocol(full)
+
+    def exists(self, rel: str) -> bool:
+        return bool(self._fs.exists(self._full(rel)))
+
+    def list_names(self, rel: str = "") -> list[str]:
+        """Names of the entries directly under `rel` (files and folders), sorted; [] if none."""
+        full = self._full(rel)
+        if not self._fs.isdir(full):
+            return []
+        return sorted(
+            Path(str(entry).rstrip("/")).name for entry in self._fs.ls(full, detail=False)
+        )
+
+    def delete(self, rel: str) -> None:
+        """Remove a file or a whole folder; nothing happens when it does not exist."""
+        full = self._full(rel)
+        if self._fs.exists(full):
+            self._fs.rm(full, recursive=True)
+
+    def size(self, rel: str) -> int:
+        return int(self._fs.size(self._full(rel)))
+
+    def open_read(self, rel: str) -> BinaryIO:
+        """A binary file object for reading `rel` (for readers that seek, e.g. Parquet footers)."""
+        return self._fs.open(self._full(rel), "rb")
+
+    def read_bytes(self, rel: str) -> bytes:
+        return bytes(self._fs.cat_file(self._full(rel)))
+
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        full = self._full(rel)
+        if not self.is_local:
+            self._fs.pipe_file(full, data)
+            return
+        self._replace_atomically(full, lambda tmp: Path(tmp).write_bytes(data))
+
+    def read_parquet(self, rel: str, columns: list[str] | None = None) -> pl.DataFrame:
+        if self.is_local:
+            return pl.read_parquet(self._full(rel), columns=columns)
+        with self._fs.open(self._full(rel), "rb") as handle:
+            return pl.read_parquet(handle, columns=columns)
+
+    def scan_parquet(self, rels: list[str]) -> pl.LazyFrame:
+        """A lazy scan over one or more Parquet files (read eagerly when not on a local disk)."""
+        if self.is_local:
+            return pl.scan_parquet([self._full(rel) for rel in rels])
+        return pl.concat([self.read_parquet(rel) for rel in rels], how="vertical").lazy()
+
+    def write_parquet(
+        self,
+        rel: str,
+        frame: pl.DataFrame,
+        *,
+        compression: ParquetCompression = "zstd",
+        statistics: bool = True,
+    ) -> None:
+        """Write a frame as Parquet; "lz4" without statistics suits intermediate files."""
+        full = self._full(rel)
+
+        def write(target: str | io.BytesIO) -> None:
+            frame.write_parquet(target, compression=compression, statistics=statistics)
+
+        if not self.is_local:
+            buffer = io.BytesIO()
+            write(buffer)
+            self._fs.pipe_file(full, buffer.getvalue())
+            return
+        self._replace_atomically(full, write)
+
+    def read_json(self, rel: str, model: type[ModelT]) -> ModelT:
+        return model.model_validate_json(self.read_bytes(rel))
+
+    def write_json(self, rel: str, value: BaseModel) -> None:
+        self.write_bytes(rel, value.model_dump_json(indent=2).encode())
+
+    def local_path(self, rel: str) -> Path:
+        """The path of `rel` on the local disk; only for local stores (e.g. for a CSV reader)."""
+        if not self.is_local:
+            raise ValueError(f"{self!r} is not on the local disk")
+        return Path(self._full(rel))
+
+    def _replace_atomically(self, full: str, write: Callable[[str], object]) -> None:
+        target = Path(full)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            write(str(temporary))
+            os.replace(temporary, target)
+        finally:
+            temporary.unlink(missing_ok=True)

@@ -1,0 +1,38 @@
+"""Shared fixtures: one local Salesforce sandbox per test session, fresh ones on demand."""
+
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sync_assets.sandbox.runner import SandboxHandle, running_sandbox
+
+SESSION_ACCOUNTS = 200
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxHandle]:
+    """A sandbox shared by the whole session (default options, Accounts ACC-000000…ACC-000199)."""
+    with running_sandbox(tmp_path_factory.mktemp("sandbox"), accounts=SESSION_ACCOUNTS) as handle:
+        yield handle
+
+
+@pytest.fixture
+def fresh_sandbox(tmp_path: Path) -> Iterator[Callable[..., SandboxHandle]]:
+    """Start sandboxes with specific options (faults, rate, token TTL…); all stop after the test.
+
+    ``fresh_sandbox(accounts=10, rate=500)`` starts one in its own data dir;
+    ``fresh_sandbox(data_dir=d)`` restarts on an existing data dir.
+    """
+    with ExitStack() as stack:
+        started = 0
+
+        def start(data_dir: Path | None = None, **options: Any) -> SandboxHandle:
+            nonlocal started
+            started += 1
+            directory = data_dir or tmp_path / f"sandbox-{started}"
+            return stack.enter_context(running_sandbox(directory, **options))
+
+        yield start

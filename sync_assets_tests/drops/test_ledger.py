@@ -1,0 +1,60 @@
+import polars as pl
+import pytest
+
+from sync_assets.drops.ledger import LEDGER_SCHEMA, advance_ledger, ledger_path, load_ledger
+from sync_assets.storage import StateStore
+
+
+@pytest.fixture(params=["local", "memory"])
+def state(request: pytest.FixtureRequest, tmp_path) -> StateStore:
+    if request.param == "local":
+        return StateStore(tmp_path / "state")
+    return StateStore(f"memory://ledger-{tmp_path.name}")
+
+
+def confirmed(*rows: tuple[str, int, str | None]) -> pl.DataFrame:
+    return pl.DataFrame(
+        rows,
+        schema={"external_id": pl.String, "row_hash": pl.UInt64, "salesforce_id": pl.String},
+        orient="row",
+    )
+
+
+def test_ledger_path() -> None:
+    assert ledger_path("3") == "ledger/partition=3.parquet"
+    with pytest.raises(ValueError):
+        ledger_path("11")
+
+
+def test_empty_ledger_has_the_schema(state: StateStore) -> None:
+    ledger = load_ledger(state, "0")
+    assert ledger.is_empty() and ledger.schema == LEDGER_SCHEMA
+
+
+def test_advance_upserts_only_confirmed_rows(state: StateStore) -> None:
+    assert advance_ledger(state, "2", confirmed(("A", 1, "006A"), ("B", 2, "006B")), "d1") == 2
+    assert advance_ledger(state, "2", confirmed(("B", 3, None), ("C", 4, "006C")), "d2") == 2
+    ledger = load_ledger(state, "2").sort("external_id")
+    assert ledger.rows() == [
+        ("A", 1, "006A", "d1"),  # untouched
+        ("B", 3, "006B", "d2"),  # new hash, keeps the Salesforce id it had
+        ("C", 4, "006C", "d2"),
+    ]
+    assert load_ledger(state, "3").is_empty()  # other partitions untouched
+
+
+def test_advance_accepts_hashes_as_text_and_ignores_nothing_to_do(state: StateStore) -> None:
+    text = pl.DataFrame(
+        {"external_id": ["A"], "row_hash": ["18446744073709551615"], "salesforce_id": ["006A"]}
+    )
+    assert advance_ledger(state, "1", text, "d1") == 1
+    assert load_ledger(state, "1")["row_hash"].to_list() == [2**64 - 1]
+    assert advance_ledger(state, "1", confirmed(), "d2") == 0
+    assert load_ledger(state, "1")["drop_id"].to_list() == ["d1"]
+
+
+def test_advance_refuses_frames_without_the_columns(state: StateStore) -> None:
+    with pytest.raises(ValueError, match="row_hash"):
+        advance_ledger(
+            state, "1", pl.DataFrame({"external_id": ["A"], "salesforce_id": ["x"]}), "d"
+        )

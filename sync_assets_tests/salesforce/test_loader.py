@@ -1,0 +1,150 @@
+import random
+from pathlib import Path
+
+import polars as pl
+import pytest
+import requests
+
+from sync_assets.drops.ledger import load_ledger
+from sync_assets.salesforce.bulk_api import BulkApi
+from sync_assets.salesforce.connection import SalesforceConnection, SalesforceCredentials
+from sync_assets.salesforce.errors import SalesforceLimitsError
+from sync_assets.salesforce.loader import BulkLoader, LoaderSettings
+from sync_assets.salesforce.planning import PlanLimits
+from sync_assets.salesforce.retry import PollSchedule, RetryPolicy
+from sync_assets.storage import StateStore
+from sync_assets_tests.salesforce.fake_org import FakeBulkOrg
+from sync_assets_tests.salesforce.http_fakes import mounted
+from sync_assets_tests.salesforce.staged_rows import staged_partition
+
+SETTINGS = LoaderSettings(
+    plan=PlanLimits(max_records=100),
+    jobs_in_flight=3,
+    resend_pause=0,
+    poll=PollSchedule(first=0.001, cap=0.001),
+    retry=RetryPolicy(base_delay=0.001, max_delay=0.002),
+)
+
+
+def loader_for(org: FakeBulkOrg, state: Path, **settings: object) -> BulkLoader:
+    http = requests.Session()
+    mounted(http, org)
+    connection = SalesforceConnection(
+        SalesforceCredentials(instance_url="https://org.example.com", access_token="00Dx!t"),
+        http=http,
+    )
+    settings_ = SETTINGS.model_copy(update=settings)
+    api = BulkApi(connection, settings_.retry, rng=random.Random(0))
+    return BulkLoader(connection, StateStore(state), settings_, api=api)
+
+
+def test_rows_end_confirmed_or_failed_with_reasons(tmp_path: Path) -> None:
+    rows = staged_partition(1_000, "3", accounts=40, invalid_every=50)
+    missing_name = rows.filter(pl.col("_invalid_kind") == "missing_name")
+    locked = set(rows["External_Id__c"].gather([5, 250, 999]))
+    org = FakeBulkOrg(lock_once=locked)
+    result = loader_for(org, tmp_path).load(rows, "d1", "3")
+
+    assert (result.sent, result.failed, result.succeeded) == (
+        1_000,
+        missing_name.height,
+        1_000 - missing_name.height,
+    )
+    assert result.retried == 3 and org.uploaded_rows == 1_003
+    assert result.failed_by_reason == {"REQUIRED_FIELD_MISSING": missing_name.height}
+    failed = pl.read_parquet(result.failed_file or "")
+    assert sorted(failed["External_Id__c"]) == sorted(missing_name["External_Id__c"])
+    assert set(failed.columns) >= {
+        "Name",
+        "Description",
+        "_row_hash",
+        "error_code",
+        "error",
+        "job_id",
+    }
+    ledger = load_ledger(StateStore(tmp_path), "3")
+    assert set(ledger["external_id"]) == set(org.records) - set(missing_name["External_Id__c"])
+    assert ledger["salesforce_id"].to_list() == [org.records[key] for key in ledger["external_id"]]
+
+
+def test_transient_failures_give_up_after_the_last_round(tmp_path: Path) -> None:
+    rows = staged_partition(50, "3", accounts=5)
+    key = rows["External_Id__c"][7]
+
+    class AlwaysLocked(FakeBulkOrg):
+        def _process(self, job: dict) -> None:
+            self.lock_once.add(key)
+            super()._process(job)
+
+    org = AlwaysLocked()
+    result = loader_for(org, tmp_path, max_resend_rounds=2).load(rows, "d1", "3")
+    assert (result.failed, result.retried) == (1, 2)
+    assert result.failed_by_reason == {"UNABLE_TO_LOCK_ROW": 1}
+    assert org.uploaded_rows == 50 + 2
+
+
+def test_a_second_run_of_the_same_drop_sends_nothing(tmp_path: Path) -> None:
+    rows = staged_partition(300, "3", accounts=10)
+    org = FakeBulkOrg()
+    first = loader_for(org, tmp_path).load(rows, "d1", "3")
+    second = loader_for(org, tmp_path).load(rows, "d1", "3")
+    assert (first.uploaded, second.uploaded, org.uploaded_rows) == (300, 0, 300)
+    assert second.succeeded == 300 and second.job_ids == first.job_ids
+
+
+def test_a_crash_after_jobs_were_closed_resumes_by_collecting_them(tmp_path: Path) -> None:
+    rows = staged_partition(1_000, "3", accounts=40)
+    org = FakeBulkOrg()
+    closed: list[str] = []
+
+    def crash(event: str, job_id: str) -> None:
+        if event == "closed":
+            closed.append(job_id)
+            if len(closed) == 4:
+                raise RuntimeError("simulated crash")
+
+    crashing = loader_for(org, tmp_path)
+    crashing._on_job_event = crash
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        crashing.load(rows, "d1", "3")
+    sent_before = org.uploaded_rows
+    assert 0 < sent_before < 1_000
+
+    result = loader_for(org, tmp_path).load(rows, "d1", "3")
+    assert result.succeeded == 1_000 and result.jobs_resumed >= 1
+    assert org.uploaded_rows == 1_000  # nothing a finished job carried was sent twice
+    assert result.uploaded == 1_000 - sent_before
+
+
+def test_a_crash_before_upload_aborts_the_open_job_and_resends_its_rows(tmp_path: Path) -> None:
+    rows = staged_partition(200, "3", accounts=10)
+    org = FakeBulkOrg()
+
+    def crash(event: str, job_id: str) -> None:
+        if event == "created":
+            raise RuntimeError("simulated crash")
+
+    crashing = loader_for(org, tmp_path, jobs_in_flight=1)
+    crashing._on_job_event = crash
+    with pytest.raises(RuntimeError):
+        crashing.load(rows, "d1", "3")
+    result = loader_for(org, tmp_path).load(rows, "d1", "3")
+    assert result.succeeded == 200 and org.uploaded_rows == 200
+    assert org.jobs[result.job_ids[0]]["info"]["state"] == "Aborted"
+
+
+def test_limits_refuse_before_anything_is_sent(tmp_path: Path) -> None:
+    org = FakeBulkOrg(batches_remaining=2)
+    with pytest.raises(SalesforceLimitsError, match="DailyBulkApiBatches: needs 3, 2 remaining"):
+        loader_for(org, tmp_path).load(staged_partition(300, "3", accounts=3), "d1", "3")
+    assert not org.jobs
+
+
+def test_progress_reports_confirmed_rows(tmp_path: Path) -> None:
+    rows = staged_partition(500, "3", accounts=20)
+    seen: list[tuple[int, int]] = []
+    loader = loader_for(FakeBulkOrg(), tmp_path)
+    loader._progress = lambda done, total: seen.append((done, total))
+    loader.load(rows, "d1", "3")
+    assert seen[0] == (0, 500) and seen[-1] == (500, 500)
+    assert [done for done, _ in seen] == sorted(done for done, _ in seen)

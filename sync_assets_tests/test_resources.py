@@ -1,0 +1,65 @@
+import json
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from sync_assets.resources import SalesforceResource, salesforce_resource_from_env
+from sync_assets.salesforce.connection import AuthFlow
+
+
+def test_empty_credential_fields_fall_back_to_the_sandbox(tmp_path: Path) -> None:
+    (tmp_path / "connection.json").write_text(
+        json.dumps(
+            {
+                "instance_url": "https://127.0.0.1:8443",
+                "access_token": "00Dsandbox!token",
+                "client_id": "sandbox-client",
+                "client_secret": "sandbox-secret",
+                "ca_cert": str(tmp_path / "ca.pem"),
+            }
+        )
+    )
+    credentials = SalesforceResource(sandbox_dir=str(tmp_path)).credentials()
+    assert credentials.flow is AuthFlow.CLIENT_CREDENTIALS
+    assert credentials.ca_bundle == str(tmp_path / "ca.pem")
+
+
+def test_filled_fields_select_the_org(tmp_path: Path) -> None:
+    resource = SalesforceResource(
+        instance_url="https://org.example.com",
+        access_token="00Dorg!secret-token",
+        sandbox_dir=str(tmp_path),
+    )
+    credentials = resource.credentials()
+    assert credentials.flow is AuthFlow.SESSION
+    assert "secret-token" not in repr(credentials)
+    connection = resource.connection()
+    assert connection.instance_url == "https://org.example.com"
+    assert resource.connection() is connection
+
+
+def test_loader_settings_come_from_the_knobs() -> None:
+    settings = SalesforceResource(
+        max_records_per_job=2_000, jobs_in_flight=2, max_resend_rounds=1
+    ).loader_settings()
+    assert (settings.plan.max_records, settings.jobs_in_flight, settings.max_resend_rounds) == (
+        2_000,
+        2,
+        1,
+    )
+
+
+def test_set_variables_are_bound_as_env_vars(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SALESFORCE_CLIENT_ID", "cid")
+    monkeypatch.setenv("SALESFORCE_CLIENT_SECRET", "csecret")
+    monkeypatch.delenv("SALESFORCE_ACCESS_TOKEN", raising=False)
+
+    @dg.asset
+    def probe(salesforce: SalesforceResource) -> dg.MaterializeResult:
+        flow = salesforce.credentials().flow
+        return dg.MaterializeResult(metadata={"flow": flow.value})
+
+    result = dg.materialize([probe], resources={"salesforce": salesforce_resource_from_env()})
+    materialization = result.asset_materializations_for_node("probe")[0]
+    assert materialization.metadata["flow"].value == AuthFlow.CLIENT_CREDENTIALS.value

@@ -1,0 +1,177 @@
+"""End to end: drops → real Dagster instance (one run per partition) → the HTTPS sandbox → checks.
+
+Counts are checked against Salesforce itself (SOQL COUNT() per partition), not the loader's counters.
+"""
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from simple_salesforce import Salesforce
+
+from sync_assets.drops.generate import GenerateOptions, generate_drop
+from sync_assets.drops.ledger import ledger_path, load_ledger
+from sync_assets.drops.shards import PARTITION_KEYS
+from sync_assets.drops.staging import load_staged
+from sync_assets.runner import RunOutcome, run_drop
+from sync_assets.salesforce.transport import verified_session
+from sync_assets.sandbox.runner import SandboxHandle
+from sync_assets.storage import StateStore
+from sync_assets_tests.webhook import WebhookReceiver, webhook_receiver
+
+pytestmark = pytest.mark.slow
+
+ACCOUNTS = 300
+
+
+class Night:
+    """A landing dir, a state dir, a Dagster home and a sandbox, wired through the environment."""
+
+    def __init__(self, root: Path, sandbox: SandboxHandle, hook: WebhookReceiver) -> None:
+        self.landing = root / "landing"
+        self.state = StateStore(root / "state")
+        self.sandbox = sandbox
+        self.hook = hook
+        connection = sandbox.connection
+        self.sf = Salesforce(
+            instance_url=connection.instance_url,
+            session_id=connection.access_token.get_secret_value(),
+            session=verified_session(connection.ca_cert),
+        )
+
+    def land(self, drop_id: str, **options: object) -> None:
+        generate_drop(self.landing, GenerateOptions(drop_id=drop_id, accounts=ACCOUNTS, **options))
+
+    def sync(self, drop_id: str, partitions: list[str] = PARTITION_KEYS) -> dict[str, RunOutcome]:
+        outcomes = run_drop(drop_id, partitions, parallel=5, launched_by="pytest")
+        return {outcome.partition or "summary": outcome for outcome in outcomes}
+
+    def count(self, where: str = "") -> int:
+        return int(self.sf.query(f"SELECT COUNT() FROM Opportunity {where}")["totalSize"])
+
+    def loaded(self, outcome: RunOutcome) -> dict[str, object]:
+        return outcome.materializations["salesforce_opportunities"]
+
+
+@pytest.fixture
+def night(
+    tmp_path: Path,
+    fresh_sandbox: Callable[..., SandboxHandle],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Night]:
+    sandbox = fresh_sandbox(accounts=ACCOUNTS)
+    with webhook_receiver() as hook:
+        for name in [name for name in os.environ if name.startswith("SALESFORCE_")]:
+            monkeypatch.delenv(name)
+        monkeypatch.setenv("SYNC_LANDING_DIR", str(tmp_path / "landing"))
+        monkeypatch.setenv("SYNC_STATE_DIR", str(tmp_path / "state"))
+        monkeypatch.setenv("SYNC_SANDBOX_DIR", str(sandbox.data_dir))
+        monkeypatch.setenv("SYNC_ALERT_WEBHOOK_URL", hook.url)
+        monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+        (tmp_path / "dagster_home").mkdir()
+        yield Night(tmp_path, sandbox, hook)
+
+
+def assert_partition_counts_match_ledger(night: Night) -> None:
+    for partition in PARTITION_KEYS:
+        in_salesforce = night.count(f"WHERE Sync_Partition__c = '{partition}'")
+        assert in_salesforce == load_ledger(night.state, partition).height, partition
+
+
+def test_first_night_then_unchanged_then_next_night(night: Night) -> None:
+    night.land("2026-11-27", rows=6_000, bad_fraction=0.003)
+    first = night.sync("2026-11-27")
+
+    assert all(outcome.success for outcome in first.values()), {
+        key: outcome.error for key, outcome in first.items() if not outcome.success
+    }
+    failed_checks = [
+        (key, check.name, check.description)
+        for key, outcome in first.items()
+        for check in outcome.checks
+        if not check.passed
+    ]
+    assert failed_checks == []
+    assert {check.name for check in first["summary"].checks} == {"salesforce_total_matches_ledger"}
+    assert night.hook.posts == []
+
+    rejected = 0
+    for partition in PARTITION_KEYS:
+        loaded = night.loaded(first[partition])
+        staged = load_staged(night.state, "2026-11-27", partition)
+        assert staged is not None
+        assert loaded["source"] == staged.counts.source
+        assert loaded["sent"] == staged.counts.to_send == loaded["succeeded"]
+        assert loaded["failed"] == 0
+        rejects = night.state.read_parquet(staged.rejects)
+        assert rejects.height == staged.counts.rejected
+        assert rejects.get_column("reason").null_count() == 0
+        rejected += rejects.height
+    assert rejected > 0
+    sources = sum(int(night.loaded(first[p])["source"]) for p in PARTITION_KEYS)
+    assert sources == 6_000
+    assert night.count() == 6_000 - rejected
+    assert_partition_counts_match_ledger(night)
+
+    # The same drop again: nothing changed, so nothing is sent.
+    again = night.sync("2026-11-27")
+    assert all(outcome.success for outcome in again.values())
+    assert sum(int(night.loaded(again[p])["sent"]) for p in PARTITION_KEYS) == 0
+    assert night.count() == 6_000 - rejected
+
+    # The next night: exactly the changed and new rows are sent.
+    night.land("2026-11-28", based_on="2026-11-27", changed=0.05, new=0.02, deleted=0.01, seed=1)
+    before = {p: load_ledger(night.state, p) for p in PARTITION_KEYS}
+    second = night.sync("2026-11-28")
+    assert all(outcome.success for outcome in second.values())
+    for partition in PARTITION_KEYS:
+        staged = load_staged(night.state, "2026-11-28", partition)
+        assert staged is not None
+        sent = night.state.read_parquet(staged.to_send)
+        known = before[partition].select("external_id", "row_hash")
+        expected_new = sent.join(
+            known, left_on="External_Id__c", right_on="external_id", how="anti"
+        ).height
+        assert night.loaded(second[partition])["sent"] == sent.height
+        assert staged.counts.new == expected_new
+        assert staged.counts.changed == sent.height - expected_new
+        assert night.loaded(second[partition])["failed"] == 0
+    total_sent = sum(int(night.loaded(second[p])["sent"]) for p in PARTITION_KEYS)
+    assert 0 < total_sent < 0.15 * 6_000
+    assert_partition_counts_match_ledger(night)
+
+
+def test_rerun_after_losing_the_ledger_creates_no_duplicates(night: Night) -> None:
+    night.land("2026-11-27", rows=3_000)
+    assert all(outcome.success for outcome in night.sync("2026-11-27").values())
+    total = night.count()
+    in_partition = night.count("WHERE Sync_Partition__c = '3'")
+
+    # Lose everything the sync knew about partition 3: Salesforce still holds its rows.
+    night.state.delete(ledger_path("3"))
+    night.state.delete("checkpoints/2026-11-27/partition=3")
+    [rerun] = night.sync("2026-11-27", ["3"]).values()
+
+    assert rerun.success
+    loaded = night.loaded(rerun)
+    assert loaded["uploaded"] == in_partition
+    assert loaded["sent"] == in_partition
+    assert loaded["created"] == 0
+    assert loaded["updated"] == in_partition
+    assert night.count() == total
+    assert night.count("WHERE Sync_Partition__c = '3'") == in_partition
+
+
+def test_failing_check_posts_an_alert(night: Night) -> None:
+    night.land("2026-11-27", rows=2_000, bad_fraction=0.2)
+    outcomes = night.sync("2026-11-27", ["0"])
+    check = next(c for c in outcomes["0"].checks if c.name == "reject_rate_below_threshold")
+    assert not check.passed
+    assert check.severity == "ERROR"
+    posted = [post for post in night.hook.posts if post["check"] == "reject_rate_below_threshold"]
+    assert len(posted) == 1
+    assert posted[0]["partition"] == "0"
+    assert posted[0]["drop_id"] == "2026-11-27"
+    assert posted[0]["numbers"]["rejected"] == check.metadata["rejected"]
+    assert posted[0]["numbers"]["reject_rate"] > 0.05
