@@ -8,9 +8,14 @@ import dagster as dg
 import polars as pl
 import requests
 
-from sync_assets.drops.ledger import load_ledger
+from sync_assets.drops.ledger import distinct_synced_keys, forget_ledger_rows, load_ledger
 from sync_assets.drops.reader import DropError, list_complete_drops, read_manifest
-from sync_assets.drops.staging import StagingCounts, load_staged, stage_partition
+from sync_assets.drops.staging import (
+    StagedPartition,
+    StagingCounts,
+    load_staged,
+    stage_partition,
+)
 from sync_assets.partitions import opportunity_partitions
 from sync_assets.progress import ProgressReporter
 from sync_assets.resources import SalesforceResource, SyncStorage
@@ -213,6 +218,7 @@ def salesforce_opportunities(
             description=f"{type(error).__name__}: {error}", allow_retries=False
         ) from error
     progress.finished(result.succeeded + result.failed, result.sent)
+    moved_out, forgotten = forget_moved_rows(state, staged, partition, salesforce)
     context.log.info(
         "Drop %s partition %s: sent %d, %d created, %d updated, %d failed, %d resent "
         "in %d jobs (%.0f records/s)",
@@ -236,11 +242,31 @@ def salesforce_opportunities(
                 if key in {"source", "rejected", "unchanged"}
             },
             **load_metadata(result, storage),
+            "moved_out": dg.MetadataValue.int(moved_out),
+            "moved_out_forgotten": dg.MetadataValue.int(forgotten),
             "ledger_rows": dg.MetadataValue.int(synced),
             "dagster/partition_row_count": dg.MetadataValue.int(synced),
         },
         tags={DROP_TAG: drop_id},
     )
+
+
+def forget_moved_rows(
+    state: StateStore, staged: StagedPartition, partition: str, salesforce: SalesforceResource
+) -> tuple[int, int]:
+    """Forget ledger rows whose opportunity moved to another partition, once Salesforce agrees.
+
+    Returns (rows that moved out, rows forgotten now). A row Salesforce still tags with this
+    partition (its new partition has not sent it yet) stays until a later load sees it re-tagged.
+    """
+    if not state.exists(staged.moved_out):
+        return 0, 0
+    moved = state.read_parquet(staged.moved_out, columns=["external_id"]).get_column("external_id")
+    if moved.is_empty():
+        return 0, 0
+    still_here = salesforce.still_tagged(partition, moved.to_list())
+    gone = moved.filter(~moved.is_in(sorted(still_here)))
+    return moved.len(), forget_ledger_rows(state, partition, gone)
 
 
 def latest_partition_syncs(instance: dg.DagsterInstance) -> dict[str, dict[str, object]]:
@@ -293,10 +319,7 @@ def opportunity_sync_summary(
         ]
     )
     totals = frame.select(pl.col(SUMMARY_COLUMNS).sum()).row(0, named=True)
-    ledger_total = sum(
-        load_ledger(storage.state(), partition).height
-        for partition in opportunity_partitions.get_partition_keys()
-    )
+    ledger_total = distinct_synced_keys(storage.state())
     context.log.info(
         "Drop %s: %d source rows, %d rejected, %d unchanged, %d sent, %d failed; ledger holds %d",
         drop_id,

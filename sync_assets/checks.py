@@ -16,7 +16,7 @@ from sync_assets.assets import (
     opportunity_sync_summary,
     salesforce_opportunities,
 )
-from sync_assets.drops.ledger import load_ledger
+from sync_assets.drops.ledger import distinct_synced_keys, load_ledger
 from sync_assets.drops.reader import open_drop
 from sync_assets.drops.shards import shard_expr
 from sync_assets.drops.staging import StagedPartition, load_staged
@@ -236,7 +236,7 @@ def salesforce_count_matches_ledger(
 
 @dg.asset_check(
     asset=opportunity_sync_summary,
-    description="Salesforce's COUNT() of all synced opportunities equals the ledgers' total.",
+    description="Salesforce's COUNT() of all synced opportunities equals the ledgers' distinct keys.",
 )
 def salesforce_total_matches_ledger(
     context: dg.AssetCheckExecutionContext,
@@ -249,11 +249,7 @@ def salesforce_total_matches_ledger(
     in_salesforce = int(
         call_with_retries(salesforce.connection(), lambda client: client.query(soql))["totalSize"]
     )
-    state = storage.state()
-    in_ledger = sum(
-        load_ledger(state, partition).height
-        for partition in opportunity_partitions.get_partition_keys()
-    )
+    in_ledger = distinct_synced_keys(storage.state())
     drop_id = context.run.tags.get(DROP_TAG, "")
     return _result(
         context,

@@ -20,7 +20,7 @@ from sync_assets.salesforce.loader import (
     ProgressCallback,
 )
 from sync_assets.salesforce.planning import PlanLimits
-from sync_assets.salesforce.queries import count_partition
+from sync_assets.salesforce.queries import count_partition, keys_tagged_with_partition
 from sync_assets.storage import StateStore
 
 
@@ -93,6 +93,10 @@ class SalesforceResource(dg.ConfigurableResource):
     def count_partition(self, partition: str) -> int:
         """Opportunities Salesforce holds for ``partition`` (SOQL ``COUNT()``)."""
         return count_partition(self.connection(), partition)
+
+    def still_tagged(self, partition: str, external_ids: list[str]) -> set[str]:
+        """Which of ``external_ids`` Salesforce still tags with ``partition``."""
+        return keys_tagged_with_partition(self.connection(), partition, external_ids)
 
     def limits(self) -> dict[str, Any]:
         return BulkApi(self.connection()).limits()

@@ -2,7 +2,7 @@
 
 import polars as pl
 
-from sync_assets.drops.shards import partition_label
+from sync_assets.drops.shards import PARTITION_KEYS, partition_label
 from sync_assets.storage import StateStore
 
 LEDGER_SCHEMA = pl.Schema(
@@ -63,3 +63,24 @@ def advance_ledger(store: StateStore, partition: str, confirmed: pl.DataFrame, d
     kept = ledger.join(updates.select("external_id"), on="external_id", how="anti")
     store.write_parquet(ledger_path(partition), pl.concat([kept, advanced]).sort("external_id"))
     return advanced.height
+
+
+def forget_ledger_rows(store: StateStore, partition: str, external_ids: pl.Series) -> int:
+    """Drop rows from the partition's ledger (opportunities that moved to another partition)."""
+    if external_ids.is_empty():
+        return 0
+    ledger = load_ledger(store, partition)
+    kept = ledger.filter(~pl.col("external_id").is_in(external_ids.implode()))
+    if kept.height != ledger.height:
+        store.write_parquet(ledger_path(partition), kept)
+    return ledger.height - kept.height
+
+
+def distinct_synced_keys(store: StateStore) -> int:
+    """Opportunities in any partition's ledger, each counted once.
+
+    An opportunity that moved partitions may sit in its old ledger until that partition's next
+    load confirms that Salesforce re-tagged it; it is still one record in Salesforce.
+    """
+    keys = [load_ledger(store, key).get_column("external_id") for key in PARTITION_KEYS]
+    return pl.concat(keys).n_unique()

@@ -8,7 +8,8 @@ gives the manifest's row count.
 Files written per drop and partition, under `staging/<drop_id>/partition=<k>/` in the state dir:
 `to_send.parquet` (Salesforce fields as Bulk-CSV text, plus `_row_hash` and `_change`, sorted by
 account), `rejects.parquet` (source columns as text, `reason_code`, `reason`), `deleted.parquet`
-(ledger rows absent from the whole drop: reported, not deleted) and `counts.json`, written last.
+(ledger rows absent from the whole drop: reported, not deleted), `moved_out.parquet` (ledger rows
+whose opportunity now lives in another partition) and `counts.json`, written last.
 """
 
 import os
@@ -48,6 +49,9 @@ class StagingCounts(BaseModel):
     new: int = Field(ge=0)
     changed: int = Field(ge=0)
     deleted: int = Field(ge=0, description="In the ledger, absent from the drop; not deleted.")
+    moved_out: int = Field(
+        default=0, ge=0, description="In this partition's ledger, now another partition's row."
+    )
 
     @model_validator(mode="after")
     def _every_row_accounted_for(self) -> "StagingCounts":
@@ -73,6 +77,7 @@ class StagedPartition(BaseModel):
     to_send: str
     rejects: str
     deleted: str
+    moved_out: str
     counts_file: str
 
 
@@ -87,6 +92,7 @@ def _paths(drop_id: str, partition: str) -> dict[str, str]:
         "to_send": f"{folder}/to_send.parquet",
         "rejects": f"{folder}/rejects.parquet",
         "deleted": f"{folder}/deleted.parquet",
+        "moved_out": f"{folder}/moved_out.parquet",
         "counts_file": f"{folder}/counts.json",
     }
 
@@ -128,6 +134,10 @@ class _Stager:
         drop_keys = everything.select(KEY_COLUMN).collect().to_series()
         coded = self._coded(everything, accounts, duplicate_rows, partitions)
         del everything
+        # Where each opportunity lives now: the partition of the row that won among its versions.
+        homes = coded.filter(~pl.col(ROW_INDEX).is_in(duplicate_rows.implode())).select(
+            pl.col(KEY_COLUMN).alias("external_id"), pl.col(PARTITION).cast(pl.UInt8)
+        )
         rejected = coded.filter(pl.col(REASON_CODE).is_not_null())
         rejects = (
             self.validator.rejects(rejected.lazy(), duplicate_rows)
@@ -147,9 +157,14 @@ class _Stager:
             ]
         )
         outbound = outbound.with_columns(self._changes(outbound, ledgers))
-        deleted = ledgers.join(
-            drop_keys.drop_nulls().to_frame("external_id"), on="external_id", how="anti"
+        in_drop = drop_keys.drop_nulls().to_frame("external_id")
+        deleted = ledgers.join(in_drop, on="external_id", how="anti")
+        # An opportunity whose account moved to another shard: the other partition sends it, and
+        # this one forgets it once Salesforce no longer tags it with this partition.
+        moved_out = ledgers.join(in_drop, on="external_id", how="semi").join(
+            homes, on=["external_id", PARTITION], how="anti"
         )
+        del homes
         # Rows are in partition order: each partition's valid rows are one zero-copy slice.
         valid_counts = _per_partition(outbound.get_column(PARTITION))
         offsets = dict(zip(PARTITION_KEYS, accumulate([0, *valid_counts.values()]), strict=False))
@@ -164,6 +179,7 @@ class _Stager:
                     outbound.slice(offsets[key], valid_counts[int(key)]).drop(PARTITION),
                     rejects,
                     deleted,
+                    moved_out,
                 )
                 for key in partitions
             }
@@ -263,6 +279,7 @@ class _Stager:
         valid: pl.DataFrame,
         rejects: pl.DataFrame,
         deleted: pl.DataFrame,
+        moved_out: pl.DataFrame,
     ) -> StagedPartition:
         paths = _paths(self.drop.drop_id, key)
         number = int(key)
@@ -271,6 +288,7 @@ class _Stager:
         changes = _value_counts(to_send.get_column(CHANGE))
         rejected = rejects.filter(pl.col(PARTITION) == number).drop(PARTITION)
         gone = deleted.filter(pl.col(PARTITION) == number).drop(PARTITION)
+        moved = moved_out.filter(pl.col(PARTITION) == number).drop(PARTITION)
         counts = StagingCounts(
             drop_id=self.drop.drop_id,
             partition=key,
@@ -283,10 +301,12 @@ class _Stager:
             new=changes.get("new", 0),
             changed=changes.get("changed", 0),
             deleted=gone.height,
+            moved_out=moved.height,
         )
         state.write_parquet(paths["to_send"], to_send, compression="lz4", statistics=False)
         state.write_parquet(paths["rejects"], rejected)
         state.write_parquet(paths["deleted"], gone)
+        state.write_parquet(paths["moved_out"], moved)
         state.write_json(paths["counts_file"], counts)
         return StagedPartition(counts=counts, **paths)
 

@@ -69,3 +69,30 @@ def count_partition(
     soql = f"SELECT COUNT() FROM {sobject} WHERE {partition_field} = {soql_literal(partition)}"
     answer = call_with_retries(connection, lambda client: client.query(soql), retry)
     return int(answer["totalSize"])
+
+
+# A SOQL statement may be 100,000 characters long; 500 quoted keys of ≤ 64 characters fit.
+_KEYS_PER_QUERY = 500
+
+
+def keys_tagged_with_partition(
+    connection: SalesforceConnection,
+    partition: str,
+    external_ids: list[str],
+    sobject: str = "Opportunity",
+    partition_field: str = "Sync_Partition__c",
+    external_id_field: str = "External_Id__c",
+    retry: RetryPolicy | None = None,
+) -> set[str]:
+    """Which of ``external_ids`` Salesforce still tags with ``partition``."""
+    tagged: set[str] = set()
+    for start in range(0, len(external_ids), _KEYS_PER_QUERY):
+        chunk = external_ids[start : start + _KEYS_PER_QUERY]
+        soql = (
+            f"SELECT {external_id_field} FROM {sobject} "
+            f"WHERE {partition_field} = {soql_literal(partition)} "
+            f"AND {external_id_field} IN ({', '.join(soql_literal(key) for key in chunk)})"
+        )
+        answer = call_with_retries(connection, lambda client, q=soql: client.query_all(q), retry)
+        tagged.update(record[external_id_field] for record in answer["records"])
+    return tagged
