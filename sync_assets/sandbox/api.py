@@ -24,7 +24,6 @@ from sync_assets.sandbox.errors import ApiError, invalid_session, not_found
 from sync_assets.sandbox.jobs import (
     ABORTABLE_STATES,
     DELETABLE_STATES,
-    TERMINAL_STATES,
     Job,
     JobStore,
     parse_job_request,
@@ -451,7 +450,7 @@ class SandboxApp:
                 400, "INVALIDJOBSTATE", f"Job data can not be uploaded in state {job.state}"
             )
         parsed = self.processor.parse(job, data)
-        received = len(parsed.rows) if isinstance(parsed, ParsedUpload) else 0
+        received = parsed.count if isinstance(parsed, ParsedUpload) else 0
         with self._upload_lock:
             # Serialises check-and-mark so two PUTs to one job cannot both pass the check.
             current = self.jobs.get(job.id)
@@ -483,10 +482,7 @@ class SandboxApp:
         return Response(200, body, CSV)
 
     def _header(self, job: Job) -> list[str]:
-        upload = self.processor.parsed(job) if job.uploaded else None
-        if job.state in TERMINAL_STATES:
-            self.processor.release(job.id)
-        return upload.header if upload is not None else []
+        return self.processor.header(job) if job.uploaded else []
 
     # -- admin -----------------------------------------------------------------------------
 

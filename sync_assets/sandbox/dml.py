@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
+import polars as pl
+
 from sync_assets.sandbox.convert import convert_column, reference_converter, row_error
 from sync_assets.sandbox.ids import mint_ids, to_id18
 from sync_assets.sandbox.objects import ACCOUNT, SET_NULL, USER_KEY_PREFIX, ObjectDef
@@ -72,7 +74,7 @@ class ParentIndex:
 class PreparedBatch:
     """A batch after validation: per-row first error, stored values per field, key and parent ids."""
 
-    rows: list[list[str]]
+    count: int
     errors: list[str | None]
     provided: dict[str, list[Any]]
     keys: list[str | None]
@@ -84,7 +86,7 @@ class PreparedBatch:
 class BatchOutcome:
     """Per-row results of a batch, compact enough to be stored with it (``to_bytes``).
 
-    The result CSV rows are built from it and the uploaded rows outside the write transaction.
+    The result CSV rows are built from it and the uploaded batch outside the write transaction.
     """
 
     record_ids: list[str]
@@ -102,24 +104,6 @@ class BatchOutcome:
     @property
     def failed(self) -> int:
         return len(self.errors) - self.errors.count(None)
-
-    def successes(self, rows: list[list[str]]) -> list[list[str]]:
-        ids, created = self.record_ids, self.created
-        return [
-            [ids[i], "true" if created[i] else "false", *row]
-            for i, (row, error) in enumerate(zip(rows, self.errors, strict=True))
-            if error is None
-        ]
-
-    def failures(self, rows: list[list[str]]) -> list[list[str]]:
-        if not self.failed:
-            return []
-        ids = self.record_ids
-        return [
-            [ids[i], error, *row]
-            for i, (row, error) in enumerate(zip(rows, self.errors, strict=True))
-            if error is not None
-        ]
 
 
 def _first_errors(errors: list[str | None], new: dict[int, str]) -> None:
@@ -157,11 +141,13 @@ def _relationship_values(
     return resolved, errors
 
 
-def _key_values(spec: JobSpec, columns: list[Column], data: list[tuple[str, ...]]) -> list[Any]:
+def _key_values(
+    spec: JobSpec, columns: list[Column], data: list[list[str]], count: int
+) -> list[Any]:
     key_field = spec.key_field
     column = next((c for c in columns if c.via is None and c.field.name == key_field), None)
     if column is None:
-        return [None] * (len(data[0]) if data else 0)
+        return [None] * count
     return [v or None for v in data[column.index]]
 
 
@@ -189,13 +175,13 @@ def _duplicate_key_errors(spec: JobSpec, keys: list[str | None]) -> dict[int, st
 def prepare_batch(
     spec: JobSpec,
     columns: list[Column],
-    rows: list[list[str]],
+    frame: pl.DataFrame,
     parents: ParentIndex,
     user_id: str,
 ) -> PreparedBatch:
     """Validate and convert a batch column by column; nothing is written."""
-    count = len(rows)
-    data: list[tuple[str, ...]] = list(zip(*rows, strict=True)) if rows else []
+    count = frame.height
+    data = [series.to_list() for series in frame.get_columns()]
     errors: list[str | None] = [None] * count
     provided: dict[str, list[Any]] = {}
     is_delete = spec.operation in ("delete", "hardDelete")
@@ -237,7 +223,7 @@ def prepare_batch(
             converted, column_errors = convert_column(target, values)
         provided[target.name] = converted
         _first_errors(errors, column_errors)
-    keys = _key_values(spec, columns, data)
+    keys = _key_values(spec, columns, data, count)
     if spec.key_field == "Id":
         keys, id_errors = _normalised_ids(spec.sobject, keys)
         _first_errors(errors, id_errors)
@@ -245,7 +231,7 @@ def prepare_batch(
     account_ids = provided.get("AccountId") or [None] * count
     parent_ids = [a if a is not None and a != SET_NULL else None for a in account_ids]
     return PreparedBatch(
-        rows=rows,
+        count=count,
         errors=errors,
         provided=provided,
         keys=keys,
@@ -582,7 +568,7 @@ def commit_batch(
 
 
 def _outcome(spec: JobSpec, prepared: PreparedBatch, plan: _Plan) -> BatchOutcome:
-    count = len(prepared.rows)
+    count = prepared.count
     errors = prepared.errors
     if plan.errors:
         errors = [e or plan.errors.get(i) for i, e in enumerate(errors)]

@@ -17,6 +17,7 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
+import polars as pl
 from pydantic import BaseModel, Field
 
 from sync_assets.sandbox.auth import OrgIdentity
@@ -30,14 +31,15 @@ from sync_assets.sandbox.dml import (
     prepare_batch,
 )
 from sync_assets.sandbox.faults import FaultInjector
-from sync_assets.sandbox.jobs import Job, JobStore, sf_timestamp
+from sync_assets.sandbox.jobs import TERMINAL_STATES, Job, JobStore, sf_timestamp
 from sync_assets.sandbox.limits import BULK_BATCHES, INGEST_RECORDS, DailyLimits
 from sync_assets.sandbox.objects import ACCOUNT, OBJECTS
-from sync_assets.sandbox.results import JobFiles
+from sync_assets.sandbox.results import BatchStatus, JobFiles, UnprocessedRows
 from sync_assets.sandbox.store import Database
 from sync_assets.sandbox.upload import ParsedUpload, UploadError, parse_upload
 
 BATCH_SIZE = 10_000
+_HEADERS_KEPT = 100_000
 UNABLE_TO_LOCK_ROW = row_error(
     "UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to this record"
 )
@@ -86,12 +88,18 @@ class AccountLocks:
             self._changed.notify_all()
 
 
+@dataclass(frozen=True)
+class _Header:
+    names: list[str]
+    failed: bool
+
+
 @dataclass
 class _Batch:
     job_id: str
     index: int
     first_row: int
-    rows: list[list[str]]
+    frame: pl.DataFrame
     spec: JobSpec
     upload: ParsedUpload
 
@@ -132,6 +140,8 @@ class Processor:
         self._work = threading.Condition()
         self._pending: dict[str, int] = {}
         self._uploads: dict[str, ParsedUpload | UploadError] = {}
+        # Result downloads need only the header: kept apart so they never parse an upload again.
+        self._headers: dict[str, _Header] = {}
         self._uploads_lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -182,7 +192,7 @@ class Processor:
                         job.id,
                         b["idx"],
                         b["first_row"],
-                        upload.rows[b["first_row"] : b["first_row"] + b["row_count"]],
+                        upload.batch(b["first_row"], b["row_count"]),
                         spec,
                         upload,
                     )
@@ -204,7 +214,21 @@ class Processor:
             outcome = error
         with self._uploads_lock:
             self._uploads[job.id] = outcome
+            self._headers[job.id] = _Header(outcome.header, isinstance(outcome, UploadError))
+            while len(self._headers) > _HEADERS_KEPT:
+                del self._headers[next(iter(self._headers))]
         return outcome
+
+    def header(self, job: Job) -> list[str]:
+        """The uploaded header of ``job`` (as much of it as could be read)."""
+        with self._uploads_lock:
+            cached = self._headers.get(job.id)
+        if cached is not None:
+            return cached.names
+        header = self.parsed(job).header
+        if job.state in TERMINAL_STATES:
+            self.release(job.id)
+        return header
 
     def parsed(self, job: Job) -> ParsedUpload | UploadError:
         """The parsed upload of ``job`` (read back from disk after a restart)."""
@@ -223,6 +247,7 @@ class Processor:
             self._pending.pop(job_id, None)
         with self._uploads_lock:
             self._uploads.pop(job_id, None)
+            self._headers.pop(job_id, None)
 
     # -- submission ------------------------------------------------------------------------
 
@@ -232,9 +257,9 @@ class Processor:
         if isinstance(upload, UploadError):
             self.fail(job.id, upload.error_message)
             return
-        batch_count = math.ceil(len(upload.rows) / BATCH_SIZE)
+        batch_count = math.ceil(upload.count / BATCH_SIZE)
         exceeded = self._limits.try_consume_all(
-            {INGEST_RECORDS: len(upload.rows), BULK_BATCHES: batch_count}
+            {INGEST_RECORDS: upload.count, BULK_BATCHES: batch_count}
         )
         if exceeded is not None:
             self.fail(job.id, _QUOTA_MESSAGES[exceeded])
@@ -246,7 +271,7 @@ class Processor:
                 job.id,
                 i,
                 i * BATCH_SIZE,
-                upload.rows[i * BATCH_SIZE : (i + 1) * BATCH_SIZE],
+                upload.batch(i * BATCH_SIZE, BATCH_SIZE),
                 spec,
                 upload,
             )
@@ -256,7 +281,7 @@ class Processor:
             conn.executemany(
                 "INSERT OR REPLACE INTO batches (job_id, idx, first_row, row_count, state) "
                 "VALUES (?, ?, ?, ?, 'queued')",
-                [(job.id, b.index, b.first_row, len(b.rows)) for b in batches],
+                [(job.id, b.index, b.first_row, b.frame.height) for b in batches],
             )
             JobStore.update(conn, job.id, fail_at_batch=fail_at)
         if not batches:
@@ -340,7 +365,7 @@ class Processor:
         user_id = self._identity.user_id
         with self._cpu:
             prepared = prepare_batch(
-                batch.spec, batch.upload.columns, batch.rows, self._parents, user_id
+                batch.spec, batch.upload.columns, batch.frame, self._parents, user_id
             )
         lock_started = time.monotonic()
         held, lock_failures = self._lock_failures(prepared)
@@ -348,7 +373,7 @@ class Processor:
         try:
             if self._config.rate > 0:
                 busy = time.monotonic() - started - lock_wait
-                if self._stop.wait(max(0.0, len(batch.rows) / self._config.rate - busy)):
+                if self._stop.wait(max(0.0, batch.frame.height / self._config.rate - busy)):
                     return False
             self._commit(batch, prepared, lock_failures, started)
             return True
@@ -363,14 +388,15 @@ class Processor:
         if job is None:
             return
         with self._db.write() as conn:
-            first = self._db.allocate(conn, f"counter:{spec.sobject.key_prefix}", len(batch.rows))
+            count = batch.frame.height
+            first = self._db.allocate(conn, f"counter:{spec.sobject.key_prefix}", count)
             outcome = commit_batch(
                 conn, spec, prepared, first, self._identity.user_id, sf_timestamp()
             )
             conn.execute(
                 "UPDATE batches SET state = 'done', processed = ?, failed = ?, outcome = ? "
                 "WHERE job_id = ? AND idx = ?",
-                (len(batch.rows), outcome.failed, outcome.to_bytes(), job.id, batch.index),
+                (count, outcome.failed, outcome.to_bytes(), job.id, batch.index),
             )
             elapsed_ms = int((time.monotonic() - started) * 1000)
             conn.execute(
@@ -379,7 +405,7 @@ class Processor:
                 "lock_failures = lock_failures + ?, api_active_ms = api_active_ms + ?, "
                 "system_modstamp = ? WHERE id = ?",
                 (
-                    len(batch.rows),
+                    count,
                     outcome.failed,
                     lock_failures,
                     lock_failures,
@@ -391,15 +417,15 @@ class Processor:
             if spec.sobject is ACCOUNT:
                 self._parents.load(conn)
         # Outside the write lock: the outcome is already stored with the batch.
-        self._write_results(job, batch.index, batch.rows, outcome)
+        self._write_results(job, batch.index, batch.frame, outcome)
 
     def _write_results(
-        self, job: Job, index: int, rows: list[list[str]], outcome: BatchOutcome
+        self, job: Job, index: int, frame: pl.DataFrame, outcome: BatchOutcome
     ) -> None:
         self.files(job.id).write_batch(
             index,
-            outcome.successes(rows),
-            outcome.failures(rows),
+            frame,
+            BatchStatus(outcome.record_ids, outcome.errors, outcome.created),
             job.column_delimiter,
             job.line_ending,
         )
@@ -416,8 +442,8 @@ class Processor:
         )
         upload = self.parsed(job)
         assert row is not None and isinstance(upload, ParsedUpload)
-        rows = upload.rows[row["first_row"] : row["first_row"] + row["row_count"]]
-        self._write_results(job, index, rows, BatchOutcome.from_bytes(row["outcome"]))
+        frame = upload.batch(row["first_row"], row["row_count"])
+        self._write_results(job, index, frame, BatchOutcome.from_bytes(row["outcome"]))
 
     def _batch_finished(self, job_id: str) -> None:
         with self._work:
@@ -456,8 +482,13 @@ class Processor:
         )
         return [int(r[0]) for r in rows]
 
-    def unprocessed_rows(self, job: Job) -> tuple[list[str], list[list[list[str]]]]:
-        """Header and rows never processed (for a Failed or Aborted job), one list per batch."""
+    def unprocessed_rows(self, job: Job) -> tuple[list[str], list[UnprocessedRows]]:
+        """Header and rows never processed (for a Failed or Aborted job), one item per batch."""
+        if job.state not in ("Failed", "Aborted"):
+            with self._uploads_lock:
+                cached = self._headers.get(job.id)
+            if cached is not None and not cached.failed:
+                return cached.names, []
         upload = self.parsed(job)
         if job.state in ("JobComplete", "Failed", "Aborted"):
             self.release(job.id)
@@ -480,7 +511,5 @@ class Processor:
             .fetchone()
         )
         if has_batches is None:
-            return upload.header, [upload.rows]
-        return upload.header, [
-            upload.rows[b["first_row"] : b["first_row"] + b["row_count"]] for b in batches
-        ]
+            return upload.header, [upload.frame]
+        return upload.header, [upload.batch(b["first_row"], b["row_count"]) for b in batches]

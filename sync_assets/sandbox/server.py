@@ -299,9 +299,10 @@ def _write_connection_file(
     os.replace(partial, data_dir / CONNECTION_FILE)
 
 
-def _flush_periodically(limits: DailyLimits, stop: threading.Event) -> None:
+def _maintain_periodically(db: Database, limits: DailyLimits, stop: threading.Event) -> None:
     while not stop.wait(1.0):
         limits.flush()
+        db.checkpoint()
 
 
 def serve(config: SandboxConfig) -> None:
@@ -351,7 +352,9 @@ def serve(config: SandboxConfig) -> None:
     address["url"] = f"https://{_instance_host(config.host)}:{server.server_address[1]}"
     processor.start()
     stop = threading.Event()
-    flusher = threading.Thread(target=_flush_periodically, args=(limits, stop), daemon=True)
+    flusher = threading.Thread(
+        target=_maintain_periodically, args=(db, limits, stop), daemon=True
+    )
     flusher.start()
 
     def _shutdown(signum: int, frame: Any) -> None:

@@ -1,4 +1,9 @@
-"""SQLite storage of the sandbox: records, jobs, batches, tokens, counters; one writer at a time."""
+"""SQLite storage of the sandbox: records, jobs, batches, tokens, counters; one writer at a time.
+
+WAL checkpoints are taken by a background caller of :meth:`Database.checkpoint` rather than by
+the committing writer, so that copying pages back into the database file (which grows with the
+table) never happens while the write lock is held.
+"""
 
 import sqlite3
 import threading
@@ -7,6 +12,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sync_assets.sandbox.objects import OBJECTS
+
+# Only a backstop for a database used without periodic checkpoints (pages of 4 KiB: 1 GiB).
+_AUTOCHECKPOINT_PAGES = 262_144
+# A WAL longer than this (pages) is reset by a blocking checkpoint under the write lock.
+_WAL_RESET_PAGES = 65_536
 
 _SCHEMA = [
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -80,8 +90,7 @@ class Database:
             conn.execute("PRAGMA busy_timeout=60000")
             conn.execute("PRAGMA cache_size=-131072")
             conn.execute("PRAGMA temp_store=MEMORY")
-            # Fewer, larger checkpoints: the writer pays for them inside its transaction.
-            conn.execute("PRAGMA wal_autocheckpoint=16384")
+            conn.execute(f"PRAGMA wal_autocheckpoint={_AUTOCHECKPOINT_PAGES}")
             conn.execute("PRAGMA mmap_size=1073741824")
             conn.row_factory = sqlite3.Row
             self._local.conn = conn
@@ -99,6 +108,18 @@ class Database:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+
+    def checkpoint(self) -> None:
+        """Copy committed pages into the database file without blocking writers.
+
+        A passive checkpoint cannot rewind a WAL that writers keep appending to; once it is long,
+        a truncating checkpoint under the write lock resets it.
+        """
+        conn = self.connection()
+        _, wal_pages, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        if wal_pages > _WAL_RESET_PAGES:
+            with self._write_lock:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
 
     def get_meta(self, key: str) -> str | None:
         row = self.connection().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

@@ -1,10 +1,17 @@
-"""Parsing an ingest job's uploaded CSV, with the job-level failures of Bulk API 2.0 (reference §1.13)."""
+"""Parsing an ingest job's uploaded CSV, with the job-level failures of Bulk API 2.0 (reference §1.13).
+
+A well-formed upload (every record has the header's width, the job's line ending, proper quoting)
+is recognised by one regex pass and parsed by polars; anything else takes the strict ``csv``
+module path, which finds the exact job-level error.
+"""
 
 import csv
 import io
 import re
 import sys
 from dataclasses import dataclass
+
+import polars as pl
 
 from sync_assets.sandbox.objects import OBJECTS, FieldDef, ObjectDef
 
@@ -60,16 +67,45 @@ class Column:
 
 @dataclass(frozen=True)
 class ParsedUpload:
+    """The header, its fields, and the rows: one String column per CSV column, named by position."""
+
     header: list[str]
     columns: list[Column]
-    rows: list[list[str]]
+    frame: pl.DataFrame
+
+    @property
+    def count(self) -> int:
+        return self.frame.height
+
+    def batch(self, first_row: int, row_count: int) -> pl.DataFrame:
+        return self.frame.slice(first_row, row_count)
+
+
+def column_names(width: int) -> list[str]:
+    """Names of a parsed frame's columns: the CSV column positions."""
+    return [str(i) for i in range(width)]
+
+
+def rows_frame(rows: list[list[str]], width: int) -> pl.DataFrame:
+    return pl.DataFrame(rows, schema=dict.fromkeys(column_names(width), pl.String), orient="row")
+
+
+def _cell(delimiter: str) -> str:
+    d = re.escape(delimiter)
+    return rf'(?:"[^"]*+(?:""[^"]*+)*+"|[^{d}"\r\n]*+)'
 
 
 def _structure_pattern(delimiter: str, terminator: str) -> re.Pattern[str]:
     """A whole-file CSV grammar: quoted fields may hold anything, unquoted ones no quote or newline."""
-    d = re.escape(delimiter)
-    cell = rf'(?:"[^"]*+(?:""[^"]*+)*+"|[^{d}"\r\n]*+)'
+    d, cell = re.escape(delimiter), _cell(delimiter)
     return re.compile(rf"(?:{cell}(?:{d}{cell})*+(?:{terminator}|\Z))*+")
+
+
+def _exact_pattern(delimiter: str, line_ending: str, width: int) -> re.Pattern[str]:
+    """The grammar of a clean upload: every record ``width`` cells and the job's terminator."""
+    d, cell = re.escape(delimiter), _cell(delimiter)
+    terminator = re.escape(LINE_ENDINGS[line_ending])
+    return re.compile(rf"(?:{cell}(?:{d}{cell}){{{width - 1}}}(?:{terminator}|\Z))*+")
 
 
 def _check_structure(text: str, delimiter: str, line_ending: str) -> None:
@@ -140,6 +176,50 @@ def parse_upload(
             f"InvalidBatch : Failed to parse CSV. Invalid UTF-8 at byte {error.start}"
         ) from None
     delimiter = DELIMITERS[column_delimiter]
+    header = _clean_header(text, delimiter, line_ending)
+    if header is None:
+        return _parse_strictly(text, sobject, delimiter, line_ending)
+    frame = pl.read_csv(
+        data,
+        has_header=True,
+        new_columns=column_names(len(header)),
+        infer_schema=False,
+        separator=delimiter,
+        quote_char='"',
+        empty_string_is_null=False,
+        raise_if_empty=False,
+        truncate_ragged_lines=False,
+    )
+    _check_header_length(header, delimiter)
+    try:
+        columns = plan_columns(sobject, header)
+    except UploadError as error:
+        raise UploadError(error.error_message, header, [list(r) for r in frame.rows()]) from None
+    return ParsedUpload(header=header, columns=columns, frame=frame)
+
+
+def _clean_header(text: str, delimiter: str, line_ending: str) -> list[str] | None:
+    """The header of an upload that the fast path may parse; None for anything else.
+
+    That is at least two columns, every record that wide, the job's line ending, proper quoting.
+    """
+    try:
+        header = next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True))
+    except (csv.Error, StopIteration):
+        return None
+    if len(header) < 2 or not _exact_pattern(delimiter, line_ending, len(header)).fullmatch(text):
+        return None
+    return header
+
+
+def _check_header_length(header: list[str], delimiter: str) -> None:
+    if len(delimiter.join(header)) > MAX_HEADER_CHARS:
+        raise UploadError(f"InvalidBatch : The header is longer than {MAX_HEADER_CHARS} characters")
+
+
+def _parse_strictly(
+    text: str, sobject: ObjectDef, delimiter: str, line_ending: str
+) -> ParsedUpload:
     _check_structure(text, delimiter, line_ending)
     try:
         records = [
@@ -152,8 +232,7 @@ def parse_upload(
     if not records:
         raise UploadError("ClientInputError : No content found in the CSV data")
     header, rows = records[0], records[1:]
-    if len(delimiter.join(header)) > MAX_HEADER_CHARS:
-        raise UploadError(f"InvalidBatch : The header is longer than {MAX_HEADER_CHARS} characters")
+    _check_header_length(header, delimiter)
     try:
         columns = plan_columns(sobject, header)
     except UploadError as error:
@@ -166,4 +245,4 @@ def parse_upload(
             header,
             rows,
         )
-    return ParsedUpload(header=header, columns=columns, rows=rows)
+    return ParsedUpload(header=header, columns=columns, frame=rows_frame(rows, width))

@@ -25,7 +25,7 @@ def test_minted_ids_are_unique_valid_and_accept_their_15_character_form() -> Non
 def test_parse_keeps_quoted_newlines_and_counts_rows() -> None:
     data = b'Name,StageName,CloseDate,Description\nA,Prospecting,2026-01-01,"x\r\ny"\n'
     parsed = parse_upload(data, OPPORTUNITY, "COMMA", "LF")
-    assert parsed.rows == [["A", "Prospecting", "2026-01-01", "x\r\ny"]]
+    assert parsed.frame.rows() == [("A", "Prospecting", "2026-01-01", "x\r\ny")]
     assert [c.field.name for c in parsed.columns] == [
         "Name",
         "StageName",
