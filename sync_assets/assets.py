@@ -9,7 +9,7 @@ import polars as pl
 import requests
 
 from sync_assets.drops.ledger import distinct_synced_keys, forget_ledger_rows, load_ledger
-from sync_assets.drops.reader import DropError, list_complete_drops, read_manifest
+from sync_assets.drops.reader import DropError, newest_complete_drop
 from sync_assets.drops.staging import (
     StagedPartition,
     StagingCounts,
@@ -34,14 +34,6 @@ TRANSIENT_ERRORS = (BulkApiUnavailableError, LoadIncompleteError, requests.Reque
 SALESFORCE_RETRY_POLICY = dg.RetryPolicy(
     max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
-
-
-def newest_complete_drop(landing: StateStore) -> str | None:
-    """The drop whose manifest was created last (ties broken by id), or None before the first."""
-    manifests = [read_manifest(landing, drop_id) for drop_id in list_complete_drops(landing)]
-    if not manifests:
-        return None
-    return max(manifests, key=lambda manifest: (manifest.created_at, manifest.drop_id)).drop_id
 
 
 def drop_to_stage(context: dg.AssetExecutionContext, storage: SyncStorage) -> str:

@@ -13,11 +13,11 @@ from sync_assets.alerts import Alert, AlertResource
 from sync_assets.assets import (
     DROP_TAG,
     latest_partition_syncs,
-    newest_complete_drop,
     opportunity_batches,
     opportunity_sync_summary,
     salesforce_opportunities,
 )
+from sync_assets.drops.reader import newest_complete_drop
 from sync_assets.partitions import opportunity_partitions
 from sync_assets.resources import SyncStorage
 
@@ -67,6 +67,19 @@ def run_requests_for_drop(instance: dg.DagsterInstance, drop_id: str) -> list[dg
     ]
 
 
+def requests_for_newest_drop(
+    instance: dg.DagsterInstance, storage: SyncStorage
+) -> tuple[str | None, list[dg.RunRequest] | dg.SkipReason]:
+    """The newest complete drop and its partitions still to run, or why there is nothing to do."""
+    drop_id = newest_complete_drop(storage.landing())
+    if drop_id is None:
+        return None, dg.SkipReason(f"No complete drop in {storage.landing_dir}.")
+    requests = run_requests_for_drop(instance, drop_id)
+    if not requests:
+        return drop_id, dg.SkipReason(f"Drop {drop_id} already has a run for every partition.")
+    return drop_id, requests
+
+
 @dg.schedule(
     job=opportunity_sync_job,
     cron_schedule=os.environ.get("SYNC_SCHEDULE_CRON", "0 2 * * *"),
@@ -78,12 +91,7 @@ def nightly_opportunity_sync(
     context: dg.ScheduleEvaluationContext, storage: SyncStorage
 ) -> dg.SkipReason | list[dg.RunRequest]:
     """The safety net behind the sensor: whatever the sensor missed is synced at the nightly hour."""
-    drop_id = newest_complete_drop(storage.landing())
-    if drop_id is None:
-        return dg.SkipReason(f"No complete drop in {storage.landing_dir}.")
-    requests = run_requests_for_drop(context.instance, drop_id)
-    if not requests:
-        return dg.SkipReason(f"Drop {drop_id} already has a run for every partition.")
+    _, requests = requests_for_newest_drop(context.instance, storage)
     return requests
 
 
@@ -97,12 +105,9 @@ def opportunity_drop_sensor(
     context: dg.SensorEvaluationContext, storage: SyncStorage
 ) -> dg.SensorResult | dg.SkipReason:
     """Watch the landing dir; a drop is complete once its `_manifest.json` exists."""
-    drop_id = newest_complete_drop(storage.landing())
-    if drop_id is None:
-        return dg.SkipReason(f"No complete drop in {storage.landing_dir}.")
-    requests = run_requests_for_drop(context.instance, drop_id)
-    if not requests:
-        return dg.SkipReason(f"Drop {drop_id} already has a run for every partition.")
+    drop_id, requests = requests_for_newest_drop(context.instance, storage)
+    if isinstance(requests, dg.SkipReason):
+        return requests
     return dg.SensorResult(run_requests=requests, cursor=drop_id)
 
 

@@ -112,6 +112,27 @@ def generate(
     typer.echo(f"wrote drop {manifest.drop_id}: {manifest.row_count:,} rows in {target}")
 
 
+def _run_night(
+    drop_id: str | None,
+    partitions: list[str] | None,
+    parallel: int,
+    launched_by: str,
+    rows_if_missing: int | None,
+) -> None:
+    from sync_assets.demo import run_night, wide_console
+    from sync_assets.drops.shards import PARTITION_KEYS, partition_label
+
+    ok = run_night(
+        drop_id=drop_id,
+        partitions=[partition_label(key) for key in partitions] if partitions else PARTITION_KEYS,
+        parallel=parallel,
+        launched_by=launched_by,
+        rows_if_missing=rows_if_missing,
+        console=wide_console(),
+    )
+    raise typer.Exit(0 if ok else 1)
+
+
 @app.command()
 def demo(
     rows: Annotated[
@@ -120,20 +141,7 @@ def demo(
     parallel: Annotated[int, typer.Option(help="Partition runs side by side.")] = 10,
 ) -> None:
     """The whole nightly sync on the embedded default: demo drop, local sandbox, 10 partitions."""
-    from rich.console import Console
-
-    from sync_assets.demo import run_night
-    from sync_assets.drops.shards import PARTITION_KEYS
-
-    ok = run_night(
-        drop_id=None,
-        partitions=PARTITION_KEYS,
-        parallel=parallel,
-        launched_by="sync-assets demo",
-        rows_if_missing=rows,
-        console=Console(),
-    )
-    raise typer.Exit(0 if ok else 1)
+    _run_night(None, None, parallel, "sync-assets demo", rows_if_missing=rows)
 
 
 @app.command()
@@ -147,20 +155,7 @@ def sync(
     parallel: Annotated[int, typer.Option(help="Partition runs side by side.")] = 10,
 ) -> None:
     """Run the nightly sync headless against the configured org (or the local sandbox)."""
-    from rich.console import Console
-
-    from sync_assets.demo import run_night
-    from sync_assets.drops.shards import PARTITION_KEYS, partition_label
-
-    ok = run_night(
-        drop_id=drop_id,
-        partitions=[partition_label(key) for key in partition] if partition else PARTITION_KEYS,
-        parallel=parallel,
-        launched_by="sync-assets sync",
-        rows_if_missing=None,
-        console=Console(),
-    )
-    raise typer.Exit(0 if ok else 1)
+    _run_night(drop_id, partition, parallel, "sync-assets sync", rows_if_missing=None)
 
 
 @app.command()

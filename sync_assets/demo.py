@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from sync_assets.drops.reader import list_complete_drops, read_manifest
+from sync_assets.drops.reader import newest_complete_drop
 from sync_assets.progress import read_progress
 from sync_assets.runner import RunOutcome, default_dagster_home, prepare_dagster_home, run_drop
 from sync_assets.salesforce.connection import SalesforceCredentials
@@ -19,6 +19,15 @@ from sync_assets.settings import SyncSettings
 from sync_assets.storage import StateStore
 
 DEMO_BAD_FRACTION = 0.001
+# The reconciliation table needs ~120 columns; logs and CI are not terminals and default to 80.
+_MIN_WIDTH = 132
+
+
+def wide_console() -> Console:
+    console = Console()
+    if console.width < _MIN_WIDTH:
+        console = Console(width=_MIN_WIDTH)
+    return console
 
 
 @contextlib.contextmanager
@@ -40,10 +49,9 @@ def ensure_demo_drop(settings: SyncSettings, rows: int, console: Console) -> str
     """The newest complete drop, after generating one of `rows` rows if the landing dir has none."""
     from sync_assets.drops.generate import GenerateOptions, generate_drop
 
-    landing = StateStore(settings.landing_dir)
-    drops = list_complete_drops(landing)
-    if drops:
-        return max(drops, key=lambda drop_id: read_manifest(landing, drop_id).created_at)
+    newest = newest_complete_drop(StateStore(settings.landing_dir))
+    if newest is not None:
+        return newest
     drop_id = datetime.now(UTC).strftime("%Y-%m-%d")
     console.print(f"No drop in {settings.landing_dir}: generating drop {drop_id} ({rows:,} rows)…")
     started = time.monotonic()
@@ -173,12 +181,10 @@ def run_night(
     started = time.monotonic()
     if drop_id is None:
         if rows_if_missing is None:
-            landing = StateStore(settings.landing_dir)
-            drops = list_complete_drops(landing)
-            if not drops:
+            drop_id = newest_complete_drop(StateStore(settings.landing_dir))
+            if drop_id is None:
                 console.print(f"[red]No complete drop in {settings.landing_dir}.")
                 return False
-            drop_id = max(drops, key=lambda candidate: read_manifest(landing, candidate).created_at)
         else:
             drop_id = ensure_demo_drop(settings, rows_if_missing, console)
     generated = time.monotonic()

@@ -39,6 +39,14 @@ def list_complete_drops(landing: StateStore) -> list[str]:
     return [name for name in landing.list_names() if landing.exists(f"{name}/{MANIFEST_NAME}")]
 
 
+def newest_complete_drop(landing: StateStore) -> str | None:
+    """The drop whose manifest was created last (ties broken by id), or None before the first."""
+    manifests = [read_manifest(landing, drop_id) for drop_id in list_complete_drops(landing)]
+    if not manifests:
+        return None
+    return max(manifests, key=lambda manifest: (manifest.created_at, manifest.drop_id)).drop_id
+
+
 def read_manifest(landing: StateStore, drop_id: str) -> Manifest:
     path = f"{drop_id}/{MANIFEST_NAME}"
     if not landing.exists(path):

@@ -352,9 +352,7 @@ def serve(config: SandboxConfig) -> None:
     address["url"] = f"https://{_instance_host(config.host)}:{server.server_address[1]}"
     processor.start()
     stop = threading.Event()
-    flusher = threading.Thread(
-        target=_maintain_periodically, args=(db, limits, stop), daemon=True
-    )
+    flusher = threading.Thread(target=_maintain_periodically, args=(db, limits, stop), daemon=True)
     flusher.start()
 
     def _shutdown(signum: int, frame: Any) -> None:

@@ -1,14 +1,15 @@
 """Parsing an ingest job's uploaded CSV, with the job-level failures of Bulk API 2.0 (reference §1.13).
 
 A well-formed upload (every record has the header's width, the job's line ending, proper quoting)
-is recognised by one regex pass and parsed by polars; anything else takes the strict ``csv``
-module path, which finds the exact job-level error.
+is recognised by one pass of polars' linear-time regex engine (outside the GIL) and parsed by
+polars; anything else takes the strict ``csv`` module path, which finds the exact job-level error.
 """
 
 import csv
 import io
 import re
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import polars as pl
@@ -101,11 +102,25 @@ def _structure_pattern(delimiter: str, terminator: str) -> re.Pattern[str]:
     return re.compile(rf"(?:{cell}(?:{d}{cell})*+(?:{terminator}|\Z))*+")
 
 
-def _exact_pattern(delimiter: str, line_ending: str, width: int) -> re.Pattern[str]:
-    """The grammar of a clean upload: every record ``width`` cells and the job's terminator."""
-    d, cell = re.escape(delimiter), _cell(delimiter)
-    terminator = re.escape(LINE_ENDINGS[line_ending])
-    return re.compile(rf"(?:{cell}(?:{d}{cell}){{{width - 1}}}(?:{terminator}|\Z))*+")
+def _exact_pattern(delimiter: str, line_ending: str, width: int) -> str:
+    """The grammar of a clean upload in polars' (Rust) regex syntax.
+
+    ``width`` cells a record, each record ended by the job's terminator (the last one may end the
+    text instead).
+    """
+    d = f"\\x{{{ord(delimiter):X}}}"
+    cell = rf'(?:"(?:[^"]|"")*"|[^{d}"\r\n]*)'
+    terminator = {"LF": r"\n", "CRLF": r"\r\n"}[line_ending]
+    return rf"\A(?:{cell}(?:{d}{cell}){{{width - 1}}}(?:{terminator}|\z))*\z"
+
+
+def _is_clean(text: str, delimiter: str, line_ending: str, width: int) -> bool:
+    try:
+        matched = pl.Series([text]).str.contains(_exact_pattern(delimiter, line_ending, width))
+    except pl.exceptions.ComputeError:
+        # A pattern too large for the regex engine (a very wide header): the strict path decides.
+        return False
+    return bool(matched[0])
 
 
 def _check_structure(text: str, delimiter: str, line_ending: str) -> None:
@@ -204,12 +219,21 @@ def _clean_header(text: str, delimiter: str, line_ending: str) -> list[str] | No
     That is at least two columns, every record that wide, the job's line ending, proper quoting.
     """
     try:
-        header = next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True))
+        header = next(csv.reader(_lines(text), delimiter=delimiter, strict=True))
     except (csv.Error, StopIteration):
         return None
-    if len(header) < 2 or not _exact_pattern(delimiter, line_ending, len(header)).fullmatch(text):
+    if len(header) < 2 or not _is_clean(text, delimiter, line_ending, len(header)):
         return None
     return header
+
+
+def _lines(text: str) -> Iterator[str]:
+    """The lines of ``text`` with their ends, lazily: reading the header must not copy the upload."""
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start) + 1 or len(text)
+        yield text[start:end]
+        start = end
 
 
 def _check_header_length(header: list[str], delimiter: str) -> None:
