@@ -2,6 +2,7 @@
 
 import time
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from typing import Any
 
 import dagster as dg
@@ -9,6 +10,7 @@ import polars as pl
 import requests
 
 from sync_assets.drops.ledger import distinct_synced_keys, forget_ledger_rows, load_ledger
+from sync_assets.drops.partition_lock import PartitionBusyError, partition_lock
 from sync_assets.drops.reader import DropError, newest_complete_drop
 from sync_assets.drops.staging import (
     StagedPartition,
@@ -34,6 +36,22 @@ TRANSIENT_ERRORS = (BulkApiUnavailableError, LoadIncompleteError, requests.Reque
 SALESFORCE_RETRY_POLICY = dg.RetryPolicy(
     max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
+# How long a run waits for another run of the same partition (schedule plus a manual launch) to
+# finish before giving up; a partition's load takes minutes, so this is generous.
+PARTITION_LOCK_TIMEOUT_SECONDS = 3 * 3600.0
+
+
+def exclusive_partition(
+    context: dg.AssetExecutionContext, state: StateStore, partition: str
+) -> AbstractContextManager[None]:
+    """The partition's lock (see `partition_lock`), logging when another run holds it."""
+
+    def waiting(path: str) -> None:
+        context.log.warning(
+            "Partition %s is being synced by another run; waiting for its lock %s", partition, path
+        )
+
+    return partition_lock(state, partition, PARTITION_LOCK_TIMEOUT_SECONDS, on_wait=waiting)
 
 
 def drop_to_stage(context: dg.AssetExecutionContext, storage: SyncStorage) -> str:
@@ -120,9 +138,11 @@ def opportunity_batches(
     drop_id = drop_to_stage(context, storage)
     started = time.monotonic()
     try:
-        staged = stage_partition(storage.landing(), storage.state(), drop_id, partition)
-    except DropError as error:
-        # A malformed drop is not a transient problem: retrying cannot fix the file.
+        with exclusive_partition(context, storage.state(), partition):
+            staged = stage_partition(storage.landing(), storage.state(), drop_id, partition)
+    except (DropError, PartitionBusyError) as error:
+        # A malformed drop is not a transient problem: retrying cannot fix the file. A partition
+        # busy for hours needs a human, not another wait.
         raise dg.Failure(description=str(error), allow_retries=False) from error
     counts = staged.counts
     context.log.info(
@@ -148,7 +168,7 @@ def opportunity_batches(
     )
 
 
-def load_metadata(result: LoadResult, storage: SyncStorage) -> dict[str, Any]:
+def load_metadata(result: LoadResult) -> dict[str, Any]:
     return {
         "sent": dg.MetadataValue.int(result.sent),
         "succeeded": dg.MetadataValue.int(result.succeeded),
@@ -165,7 +185,9 @@ def load_metadata(result: LoadResult, storage: SyncStorage) -> dict[str, Any]:
         "duration_seconds": dg.MetadataValue.float(round(result.duration_seconds, 3)),
         "records_per_second": dg.MetadataValue.float(round(result.records_per_second, 1)),
         "failures_by_reason": reasons_table(result.failed_by_reason, "failed rows"),
-        "failed_file": dg.MetadataValue.path(storage.state().url(result.failed_file))
+        "reauthentications": dg.MetadataValue.int(result.logins),
+        # The loader already gives the file's full address.
+        "failed_file": dg.MetadataValue.path(result.failed_file)
         if result.failed_file
         else dg.MetadataValue.null(),
     }
@@ -192,25 +214,21 @@ def salesforce_opportunities(
     partition = context.partition_key
     drop_id = last_staged_drop(context.instance, context.run.tags, partition)
     state = storage.state()
-    staged = load_staged(state, drop_id, partition)
-    if staged is None:
-        raise dg.Failure(
-            description=f"Drop {drop_id} partition {partition} is not staged yet.",
-            allow_retries=False,
-        )
-    progress = ProgressReporter(state, drop_id, partition, context.log)
-    loader = salesforce.loader(state, progress=progress.confirmed)
     try:
-        result = loader.load_partition(drop_id, partition)
+        with exclusive_partition(context, state, partition):
+            staged, result, moved_out, forgotten = load_staged_partition(
+                context, state, salesforce, drop_id, partition
+            )
     except TRANSIENT_ERRORS:
         raise  # the step's RetryPolicy backs off and tries again; the checkpoint resumes the jobs
+    except dg.Failure:
+        raise
     except Exception as error:
-        # Limits, credentials, bad configuration, bugs: retrying cannot help, so fail now, clearly.
+        # Limits, credentials (the login happens here too), bad configuration, bugs: retrying
+        # cannot help, so fail now, clearly.
         raise dg.Failure(
             description=f"{type(error).__name__}: {error}", allow_retries=False
         ) from error
-    progress.finished(result.succeeded + result.failed, result.sent)
-    moved_out, forgotten = forget_moved_rows(state, staged, partition, salesforce)
     context.log.info(
         "Drop %s partition %s: sent %d, %d created, %d updated, %d failed, %d resent "
         "in %d jobs (%.0f records/s)",
@@ -233,7 +251,7 @@ def salesforce_opportunities(
                 for key, value in staging_metadata(staged.counts).items()
                 if key in {"source", "rejected", "unchanged"}
             },
-            **load_metadata(result, storage),
+            **load_metadata(result),
             "moved_out": dg.MetadataValue.int(moved_out),
             "moved_out_forgotten": dg.MetadataValue.int(forgotten),
             "ledger_rows": dg.MetadataValue.int(synced),
@@ -241,6 +259,29 @@ def salesforce_opportunities(
         },
         tags={DROP_TAG: drop_id},
     )
+
+
+def load_staged_partition(
+    context: dg.AssetExecutionContext,
+    state: StateStore,
+    salesforce: SalesforceResource,
+    drop_id: str,
+    partition: str,
+) -> tuple[StagedPartition, LoadResult, int, int]:
+    """Upsert a staged partition; returns the staging, the load, rows moved out and forgotten."""
+    staged = load_staged(state, drop_id, partition)
+    if staged is None:
+        raise dg.Failure(
+            description=f"Drop {drop_id} partition {partition} is not staged yet.",
+            allow_retries=False,
+        )
+    progress = ProgressReporter(state, drop_id, partition, context.log)
+    result = salesforce.loader(state, progress=progress.confirmed).load_partition(
+        drop_id, partition
+    )
+    progress.finished(result.succeeded + result.failed, result.sent)
+    moved_out, forgotten = forget_moved_rows(state, staged, partition, salesforce)
+    return staged, result, moved_out, forgotten
 
 
 def forget_moved_rows(

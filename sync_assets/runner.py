@@ -23,6 +23,20 @@ DROP_TAG = "sync/drop_id"
 LAUNCHED_BY_TAG = "sync/launched_by"
 _CONFIGURATION_PREFIXES = ("SYNC_", "SALESFORCE_", "DAGSTER_HOME")
 PROJECT_DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
+# What the fork server imports once for all workers: the code location, and the modules
+# `DagsterInstance.get()` and a run import for the SQLite storage (SQLAlchemy, Alembic…), which
+# would otherwise cost every worker ~1 CPU-second. The fork server skips a module it cannot import.
+FORK_SERVER_PRELOAD = [
+    "sync_assets.definitions",
+    "dagster._core.instance.factory",
+    "dagster._core.storage.sqlite_storage",
+    "dagster._core.storage.event_log.sqlite",
+    "dagster._core.storage.runs.sqlite",
+    "dagster._core.storage.schedules.sqlite",
+    "dagster._core.storage.local_compute_log_manager",
+    "dagster._core.workspace.context",
+    "dagster._core.execution.backfill",
+]
 
 
 class CheckOutcome(BaseModel):
@@ -152,7 +166,7 @@ def run_drop(
     context = multiprocessing.get_context("forkserver")
     # The fork server imports the code location once; every worker is forked from it, clean of any
     # threads the parent started (polars' pool, progress bars), which fork would copy half-alive.
-    context.set_forkserver_preload(["sync_assets.definitions"])
+    context.set_forkserver_preload(FORK_SERVER_PRELOAD)
     tags = {DROP_TAG: drop_id, LAUNCHED_BY_TAG: launched_by}
     env = configuration_env()
     outcomes: list[RunOutcome] = []

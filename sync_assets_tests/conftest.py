@@ -36,3 +36,16 @@ def fresh_sandbox(tmp_path: Path) -> Iterator[Callable[..., SandboxHandle]]:
             return stack.enter_context(running_sandbox(directory, **options))
 
         yield start
+
+
+@pytest.fixture(autouse=True)
+def _forget_dagster_state_storage() -> Iterator[None]:
+    """Undo a leak: a test instance leaves its state storage in a Dagster context variable.
+
+    A later test that loads definitions without an instance of its own would read that storage
+    after its temporary directory is gone ("unable to open database file").
+    """
+    yield
+    from dagster._core.storage.defs_state.base import _current_storage
+
+    _current_storage.set(None)

@@ -3,26 +3,14 @@
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
-import pytest
 
 from sync_assets.definitions import defs
 from sync_assets.drops.shards import PARTITION_KEYS
 
 PROJECT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(autouse=True)
-def live_instance() -> Iterator[None]:
-    """Loading definitions reads the current instance's state storage; give it a live one.
-
-    (Dagster keeps the storage of the last test instance in a context variable otherwise.)
-    """
-    with dg.instance_for_test():
-        yield
 
 
 def test_definitions_load() -> None:

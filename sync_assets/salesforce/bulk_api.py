@@ -260,6 +260,7 @@ class BulkApi:
         reauthentications = 0
         attempt = 0
         last_problem = ""
+        last_failure = ""
         while attempt < self.retry.max_attempts:
             if attempt:
                 self._sleep(self._retry_delay(attempt - 1, last_problem))
@@ -288,6 +289,7 @@ class BulkApi:
                     continue
                 if response.status_code in RETRYABLE_HTTP_STATUSES:
                     last_problem = _retry_after(response)
+                    last_failure = f"HTTP {response.status_code}"
                     ambiguous = ambiguous or response.status_code != 429
                     log.debug("%s %s → HTTP %s, retrying", method, path, response.status_code)
                     response.close()
@@ -301,6 +303,7 @@ class BulkApi:
             except _TRANSPORT_ERRORS as transport_error:
                 ambiguous = True
                 last_problem = ""
+                last_failure = type(transport_error).__name__
                 log.debug("%s %s → %s, retrying", method, path, type(transport_error).__name__)
                 attempt += 1
                 continue
@@ -308,7 +311,11 @@ class BulkApi:
                 return _CallOutcome(response=None, ambiguous=ambiguous)
             raise error
         raise BulkApiUnavailableError(
-            method, path, 0, "UNAVAILABLE", f"gave up after {self.retry.max_attempts} tries"
+            method,
+            path,
+            0,
+            "UNAVAILABLE",
+            f"gave up after {self.retry.max_attempts} tries (last: {last_failure})",
         )
 
     def _retry_delay(self, retry: int, retry_after: str) -> float:

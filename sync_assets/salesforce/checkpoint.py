@@ -77,6 +77,12 @@ class CheckpointStore:
         self._next_sequence = max(self._next_sequence, self._highest_rows_file() + 1)
 
     @property
+    def next_sequence(self) -> int:
+        """The sequence the next job will get: outcomes from here on belong to later sends."""
+        with self._lock:
+            return self._next_sequence
+
+    @property
     def jobs(self) -> list[CheckpointedJob]:
         with self._lock:
             return [job.model_copy() for job in self._state.jobs]

@@ -127,6 +127,7 @@ class BulkLoader:
         self._confirmed = 0
         self._uploaded = 0
         self._total = 0
+        self._budget_from = 0
 
     # ---- entry points ------------------------------------------------------------------------
 
@@ -144,6 +145,9 @@ class BulkLoader:
         checkpoint = CheckpointStore(self.store, drop_id, partition)
         self._total = rows.height
         self._uploaded = 0
+        # The resend budget is per load: transient failures of an earlier run (an outage that has
+        # since ended) must not stop this run from sending those rows again.
+        self._budget_from = checkpoint.next_sequence
 
         if self.settings.check_limits:
             self.preflight(self._still_to_send(rows, checkpoint.outcomes())).raise_if_short()
@@ -331,10 +335,13 @@ class BulkLoader:
     # ---- accounting --------------------------------------------------------------------------
 
     def _latest(self, rows: pl.DataFrame, outcomes: pl.DataFrame) -> pl.DataFrame:
-        """Per row to send: its latest outcome and how many transient outcomes it has had."""
+        """Per row to send: its latest outcome and how many transient outcomes this load gave it."""
         outcomes = outcomes.with_columns(pl.col(ROW_HASH).cast(rows.schema[ROW_HASH]))
         attempts = (
-            outcomes.filter(pl.col("status") == RowStatus.TRANSIENT.value)
+            outcomes.filter(
+                (pl.col("status") == RowStatus.TRANSIENT.value)
+                & (pl.col("sequence") >= self._budget_from)
+            )
             .group_by(EXTERNAL_ID, ROW_HASH)
             .len("transient_outcomes")
         )

@@ -9,8 +9,9 @@ import requests
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceExpiredSession, SalesforceGeneralError
 
+from sync_assets.salesforce.bulk_api import BulkApiUnavailableError
 from sync_assets.salesforce.connection import SalesforceConnection
-from sync_assets.salesforce.errors import RETRYABLE_HTTP_STATUSES, BulkApiError
+from sync_assets.salesforce.errors import RETRYABLE_HTTP_STATUSES
 from sync_assets.salesforce.retry import RetryPolicy
 
 ResultT = TypeVar("ResultT")
@@ -44,7 +45,8 @@ def call_with_retries(
             pass
         if attempt + 1 < policy.max_attempts:
             time.sleep(policy.delay(attempt, jitter))
-    raise BulkApiError(
+    # The same error as a Bulk call that gave up: transient, so a step retry may try again.
+    raise BulkApiUnavailableError(
         "GET", "query", 0, "UNAVAILABLE", f"gave up after {policy.max_attempts} tries"
     )
 

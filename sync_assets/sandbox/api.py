@@ -40,6 +40,7 @@ OLDEST_VERSION, NEWEST_VERSION = 31, 66
 FIRST_INGEST_VERSION = 41
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024
 JOBS_PER_PAGE = 1_000
+_UPLOAD_LOCK_STRIPES = 64
 JSON = "application/json;charset=UTF-8"
 CSV = "text/csv; charset=UTF-8"
 _SEASONS = ("Winter", "Spring", "Summer")
@@ -97,7 +98,8 @@ class SandboxApp:
         self.queries = QueryService()
         self.counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
-        self._upload_lock = threading.Lock()
+        # Striped by job: two PUTs to one job are serialised, uploads to different jobs are not.
+        self._upload_locks = [threading.Lock() for _ in range(_UPLOAD_LOCK_STRIPES)]
 
     def count(self, name: str, amount: int = 1) -> None:
         with self._counts_lock:
@@ -451,7 +453,7 @@ class SandboxApp:
             )
         parsed = self.processor.parse(job, data)
         received = parsed.count if isinstance(parsed, ParsedUpload) else 0
-        with self._upload_lock:
+        with self._upload_locks[hash(job.id) % _UPLOAD_LOCK_STRIPES]:
             # Serialises check-and-mark so two PUTs to one job cannot both pass the check.
             current = self.jobs.get(job.id)
             if current is None:

@@ -330,7 +330,8 @@ class Processor:
             )
             self._batch_finished(batch.job_id)
             return
-        self._start_job(job.id)
+        if job.state == "UploadComplete":
+            self._start_job(job.id)
         if self._process(batch):
             self._batch_finished(batch.job_id)
 
@@ -387,7 +388,7 @@ class Processor:
         job = self._jobs.get(batch.job_id)
         if job is None:
             return
-        with self._db.write() as conn:
+        with self._db.write(bulk=True) as conn:
             count = batch.frame.height
             first = self._db.allocate(conn, f"counter:{spec.sobject.key_prefix}", count)
             outcome = commit_batch(

@@ -7,6 +7,7 @@ table) never happens while the write lock is held.
 
 import sqlite3
 import threading
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -63,17 +64,52 @@ _SCHEMA = [
 ]
 
 
+class WriteLock:
+    """The write lock: granted in request order, short writes before batch commits.
+
+    ``threading.Lock`` lets a thread that releases and asks again win over threads that have been
+    waiting. Job requests (create, upload, close, state changes) make short writes; each batch
+    commit holds the lock for the whole batch. Putting the short ones first keeps the API
+    responsive however many batches are waiting to commit, and batches still commit in order.
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition(threading.Lock())
+        self._held = False
+        self._waiting: dict[bool, deque[object]] = {True: deque(), False: deque()}
+
+    @contextmanager
+    def hold(self, bulk: bool) -> Iterator[None]:
+        ticket = object()
+        with self._changed:
+            queue = self._waiting[bulk]
+            queue.append(ticket)
+            while self._held or queue[0] is not ticket or (bulk and self._waiting[False]):
+                self._changed.wait()
+            queue.popleft()
+            self._held = True
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._held = False
+                self._changed.notify_all()
+
+
 class Database:
-    """One SQLite file in WAL mode: a connection per thread, writes serialised by one lock.
+    """One SQLite file in WAL mode: a reading connection per thread, one writing connection.
 
     SQLite allows one writer anyway; taking a Python lock before ``BEGIN IMMEDIATE`` makes writers
-    queue without SQLite's sleep-and-retry busy handler, which would cost throughput.
+    queue without SQLite's sleep-and-retry busy handler, which would cost throughput. All writes
+    go through the same connection because a connection drops its page cache whenever another one
+    has written: with one writer, the pages of the tables and indexes stay cached across batches.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._local = threading.local()
-        self._write_lock = threading.Lock()
+        self._write_lock = WriteLock()
+        self._writer = self._open()
         with self.write() as conn:
             for statement in _SCHEMA:
                 conn.execute(statement)
@@ -81,26 +117,33 @@ class Database:
                 for statement in sobject.ddl():
                     conn.execute(statement)
 
+    def _open(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA busy_timeout=60000")
+        conn.execute("PRAGMA cache_size=-131072")
+        conn.execute("PRAGMA temp_store=MEMORY")
+        conn.execute(f"PRAGMA wal_autocheckpoint={_AUTOCHECKPOINT_PAGES}")
+        conn.execute("PRAGMA mmap_size=1073741824")
+        conn.row_factory = sqlite3.Row
+        return conn
+
     def connection(self) -> sqlite3.Connection:
+        """The calling thread's connection, for reads outside write transactions."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=60000")
-            conn.execute("PRAGMA cache_size=-131072")
-            conn.execute("PRAGMA temp_store=MEMORY")
-            conn.execute(f"PRAGMA wal_autocheckpoint={_AUTOCHECKPOINT_PAGES}")
-            conn.execute("PRAGMA mmap_size=1073741824")
-            conn.row_factory = sqlite3.Row
-            self._local.conn = conn
+            conn = self._local.conn = self._open()
         return conn
 
     @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction: committed if the block succeeds, rolled back otherwise."""
-        conn = self.connection()
-        with self._write_lock:
+    def write(self, bulk: bool = False) -> Iterator[sqlite3.Connection]:
+        """A write transaction: committed if the block succeeds, rolled back otherwise.
+
+        ``bulk`` marks a long transaction (a batch of records), which lets short ones go first.
+        """
+        conn = self._writer
+        with self._write_lock.hold(bulk):
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -118,7 +161,7 @@ class Database:
         conn = self.connection()
         _, wal_pages, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         if wal_pages > _WAL_RESET_PAGES:
-            with self._write_lock:
+            with self._write_lock.hold(bulk=True):
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
 
     def get_meta(self, key: str) -> str | None:

@@ -1,0 +1,1 @@
+"""Benchmarks: the nightly sync against its data floor, its peer tool and Salesforce's own limit."""

@@ -1,0 +1,71 @@
+"""An exclusive lock per partition under the state dir: two runs of one partition never interleave.
+
+The schedule and a manual launch may start the same partition at once. Upserts cannot duplicate a
+record, but two loaders sharing one checkpoint and one ledger would overwrite each other's job
+records and ledger updates. Staging and loading therefore hold `locks/partition=<k>.lock`; the
+second run waits, then finds the first run's work in the checkpoint and ledger and sends nothing.
+
+On a local state dir the lock is `flock(2)` on that file: the kernel releases it when its holder
+dies, even by kill -9, so a crash never leaves a stale lock. Object stores have no such primitive:
+there the lock is a no-op and Dagster must keep partition runs apart (run keys already give one
+sync per drop and partition; for manual launches add a run-queue `tag_concurrency_limits` entry on
+`dagster/partition` with `applyLimitPerUniqueValue` and limit 1), see docs/RELIABILITY.md.
+"""
+
+import fcntl
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from sync_assets.drops.shards import partition_label
+from sync_assets.storage import StateStore
+
+_POLL_SECONDS = 0.2
+
+
+class PartitionBusyError(Exception):
+    """Another run held the partition's lock for longer than this run was willing to wait."""
+
+
+def lock_path(partition: str) -> str:
+    """Where a partition's lock file lives, relative to the state dir."""
+    return f"locks/partition={partition_label(partition)}.lock"
+
+
+@contextmanager
+def partition_lock(
+    state: StateStore,
+    partition: str,
+    timeout: float,
+    on_wait: Callable[[str], None] | None = None,
+) -> Iterator[None]:
+    """Hold the partition's lock for the block, waiting up to `timeout` seconds for it.
+
+    `on_wait` is called once, with the lock's address, if another run holds the lock.
+    """
+    if not state.is_local:
+        yield
+        return
+    path = state.local_path(lock_path(partition))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        deadline = time.monotonic() + timeout
+        waiting = False
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not waiting and on_wait is not None:
+                    on_wait(str(path))
+                waiting = True
+                if time.monotonic() >= deadline:
+                    raise PartitionBusyError(
+                        f"partition {partition} is being synced by another run: its lock {path} "
+                        f"was held for more than {timeout:,.0f} s"
+                    ) from None
+                time.sleep(_POLL_SECONDS)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -1,0 +1,400 @@
+"""The deployment files, offline: Kubernetes schemas, Dagster's instance schema, the chart's keys.
+
+Nothing here can reach a cluster or download Dagster's chart, so each file is checked against what
+can be had locally: kubernetes-validate's bundled OpenAPI schemas, Dagster's own config schema for
+the instance and the K8sRunLauncher, the keys the chart's values schema documents, and the
+cross-references between the files (names, ports, images, numbers that must agree).
+"""
+
+import copy
+import re
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from dagster._config import validate_config
+from dagster._core.instance.config import dagster_instance_config
+from dagster_k8s import K8sRunLauncher
+
+PROJECT = Path(__file__).resolve().parents[2]
+DEPLOY = PROJECT / "deploy"
+K8S = DEPLOY / "k8s"
+KUBERNETES_VERSION = "1.32.0"
+POSTGRES_ENV = {
+    "DAGSTER_PG_HOST": "127.0.0.1",
+    "DAGSTER_PG_PORT": "5432",
+    "DAGSTER_PG_USER": "dagster",
+    "DAGSTER_PG_PASSWORD": "not-a-real-password",
+    "DAGSTER_PG_DB": "dagster",
+}
+
+
+def manifests() -> Iterator[tuple[str, dict[str, Any]]]:
+    for path in sorted(K8S.glob("*.yaml")):
+        if path.name == "kustomization.yaml":
+            continue
+        for document in yaml.safe_load_all(path.read_text()):
+            if document:
+                yield path.name, document
+
+
+def by_kind(kind: str) -> dict[str, dict[str, Any]]:
+    return {doc["metadata"]["name"]: doc for _, doc in manifests() if doc["kind"] == kind}
+
+
+def k8s_instance() -> dict[str, Any]:
+    return yaml.safe_load(by_kind("ConfigMap")["dagster-instance"]["data"]["dagster.yaml"])
+
+
+def postgres_instance() -> dict[str, Any]:
+    return yaml.safe_load((DEPLOY / "dagster-postgres.yaml").read_text())
+
+
+def helm_values() -> dict[str, Any]:
+    return yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())
+
+
+def containers() -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(deployment name, pod spec, container) for every container of every Deployment."""
+    for name, deployment in by_kind("Deployment").items():
+        spec = deployment["spec"]["template"]["spec"]
+        for container in spec["containers"]:
+            yield name, spec, container
+
+
+@pytest.mark.parametrize(
+    ("file", "document"),
+    [
+        pytest.param(file, doc, id=f"{file}:{doc['kind']}/{doc['metadata']['name']}")
+        for file, doc in manifests()
+    ],
+)
+def test_manifest_is_valid_kubernetes(file: str, document: dict[str, Any]) -> None:
+    kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+
+
+def test_kustomization_lists_every_manifest_but_the_secret_template() -> None:
+    listed = set(yaml.safe_load((K8S / "kustomization.yaml").read_text())["resources"])
+    present = {path.name for path in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+    assert listed == present - {"secrets.example.yaml"}
+
+
+def test_everything_referenced_exists() -> None:
+    config_maps = set(by_kind("ConfigMap"))
+    secrets = {name: set(doc["stringData"]) for name, doc in by_kind("Secret").items()}
+    accounts = set(by_kind("ServiceAccount"))
+    for name, spec, container in containers():
+        assert spec["serviceAccountName"] in accounts, name
+        for source in container.get("envFrom", []):
+            if "configMapRef" in source:
+                assert source["configMapRef"]["name"] in config_maps, name
+            if "secretRef" in source:
+                assert source["secretRef"]["name"] in secrets, name
+        for variable in container.get("env", []):
+            reference = variable.get("valueFrom", {}).get("secretKeyRef")
+            if reference:
+                assert reference["key"] in secrets[reference["name"]], (name, reference)
+        for volume in spec.get("volumes", []):
+            assert volume["configMap"]["name"] in config_maps, name
+
+    launcher = k8s_instance()["run_launcher"]["config"]
+    assert launcher["instance_config_map"] in config_maps
+    assert launcher["service_account_name"] in accounts
+    # The launcher hands this secret's `postgresql-password` to run pods as DAGSTER_PG_PASSWORD.
+    assert "postgresql-password" in secrets[launcher["postgres_password_secret"]]
+    assert set(launcher["env_config_maps"]) <= config_maps
+    assert set(launcher["env_secrets"]) <= set(secrets)
+    namespaces = {doc["metadata"].get("namespace") for _, doc in manifests()} - {None}
+    assert namespaces == {launcher["job_namespace"]} == set(by_kind("Namespace"))
+
+
+def test_run_launcher_can_manage_jobs_and_read_pods() -> None:
+    [role] = by_kind("Role").values()
+    granted = {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    needed = {("batch", "jobs", verb) for verb in ("create", "delete", "get", "list", "watch")}
+    needed |= {("", "pods", verb) for verb in ("get", "list", "watch")} | {("", "pods/log", "get")}
+    assert needed <= granted
+    [binding] = by_kind("RoleBinding").values()
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert {subject["name"] for subject in binding["subjects"]} == set(by_kind("ServiceAccount"))
+
+
+def test_webserver_and_daemon_reach_the_code_location_and_share_its_image() -> None:
+    workspace = yaml.safe_load(by_kind("ConfigMap")["dagster-workspace"]["data"]["workspace.yaml"])
+    [entry] = workspace["load_from"]
+    server = entry["grpc_server"]
+    service = by_kind("Service")[server["host"]]
+    assert server["port"] in {port["port"] for port in service["spec"]["ports"]}
+    user_code = by_kind("Deployment")[server["host"]]
+    assert (
+        service["spec"]["selector"].items()
+        <= user_code["spec"]["template"]["metadata"]["labels"].items()
+    )
+    [container] = user_code["spec"]["template"]["spec"]["containers"]
+    arguments = container["args"]
+    assert arguments[arguments.index("-p") + 1] == str(server["port"])
+    assert arguments[arguments.index("--location-name") + 1] == server["location_name"]
+    assert arguments[arguments.index("-m") + 1] == "sync_assets.definitions"
+    # Run pods are started from the image the code server reports.
+    current = {var["name"]: var.get("value") for var in container["env"]}["DAGSTER_CURRENT_IMAGE"]
+    assert current == container["image"]
+    images = {container["image"] for _, _, container in containers()}
+    assert images == {current}
+    assert not current.endswith(":latest") and ":" in current
+
+
+def test_kubernetes_instance_is_the_postgres_instance_plus_kubernetes_settings() -> None:
+    kubernetes = k8s_instance()
+    assert kubernetes["run_launcher"]["class"] == "K8sRunLauncher"
+    assert kubernetes["run_monitoring"]["max_resume_run_attempts"] > 0
+    reduced = copy.deepcopy(kubernetes)
+    del reduced["run_launcher"], reduced["compute_logs"]
+    reduced["run_monitoring"]["max_resume_run_attempts"] = 0
+    assert reduced == postgres_instance()
+
+
+@pytest.mark.parametrize("variant", ["postgres", "kubernetes"])
+def test_instance_validates_against_dagsters_schema(
+    variant: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in POSTGRES_ENV.items():
+        monkeypatch.setenv(name, value)
+    config = postgres_instance() if variant == "postgres" else k8s_instance()
+    (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(config))
+    validated, _ = dagster_instance_config(str(tmp_path))
+    assert validated["storage"]["postgres"]["postgres_db"]["db_name"] == {"env": "DAGSTER_PG_DB"}
+    if variant == "kubernetes":
+        launcher = validate_config(K8sRunLauncher.config_type(), config["run_launcher"]["config"])
+        assert launcher.success, [error.message for error in launcher.errors]
+
+
+# The keys Dagster's chart documents (its values.schema.json, generated from the pydantic models in
+# helm/dagster/schema/schema/charts/ of the dagster repository, chart 1.13.x), for the sections
+# these values use. `...` marks a Kubernetes object or free-form map the chart passes through.
+CHART_KEYS: dict[str, Any] = {
+    "global": {
+        "postgresqlSecretName": None,
+        "dagsterHome": None,
+        "serviceAccountName": None,
+        "celeryConfigSecretName": None,
+        "dagsterInstanceConfigMap": None,
+    },
+    "dagsterWebserver": {
+        "replicaCount": None,
+        "image": {"repository": None, "tag": None, "pullPolicy": None},
+        "env": ...,
+        "envConfigMaps": ...,
+        "envSecrets": ...,
+        "resources": ...,
+    },
+    "dagster-user-deployments": {
+        "enabled": None,
+        "enableSubchart": None,
+        "imagePullSecrets": ...,
+        "deployments": [
+            {
+                "name": None,
+                "image": {"repository": None, "tag": None, "pullPolicy": None},
+                "dagsterApiGrpcArgs": None,
+                "codeServerArgs": None,
+                "includeConfigInLaunchedRuns": {"enabled": None},
+                "port": None,
+                "env": ...,
+                "envConfigMaps": ...,
+                "envSecrets": ...,
+                "annotations": ...,
+                "nodeSelector": ...,
+                "affinity": ...,
+                "tolerations": ...,
+                "podSecurityContext": ...,
+                "securityContext": ...,
+                "resources": ...,
+                "livenessProbe": ...,
+                "readinessProbe": ...,
+                "startupProbe": ...,
+                "labels": ...,
+                "volumeMounts": ...,
+                "volumes": ...,
+                "schedulerName": None,
+            }
+        ],
+    },
+    "runLauncher": {
+        "type": None,
+        "config": {
+            "k8sRunLauncher": {
+                "image": ...,
+                "imagePullPolicy": None,
+                "jobNamespace": None,
+                "loadInclusterConfig": None,
+                "kubeconfigFile": None,
+                "envConfigMaps": ...,
+                "envSecrets": ...,
+                "envVars": ...,
+                "volumeMounts": ...,
+                "volumes": ...,
+                "labels": ...,
+                "failPodOnRunFailure": None,
+                "resources": ...,
+                "schedulerName": None,
+                "securityContext": ...,
+                "runK8sConfig": {
+                    "containerConfig": ...,
+                    "podSpecConfig": ...,
+                    "podTemplateSpecMetadata": ...,
+                    "jobSpecConfig": ...,
+                    "jobMetadata": ...,
+                },
+            }
+        },
+    },
+    "generatePostgresqlPasswordSecret": None,
+    "postgresql": {
+        "image": ...,
+        "enabled": None,
+        "postgresqlHost": None,
+        "postgresqlUsername": None,
+        "postgresqlPassword": None,
+        "postgresqlDatabase": None,
+        "postgresqlParams": ...,
+        "postgresqlScheme": None,
+        "service": {"port": None},
+    },
+    "concurrency": {
+        "enabled": None,
+        "pools": {"defaultLimit": None, "granularity": None, "opGranularityRunBuffer": None},
+        "runs": {"maxConcurrentRuns": None, "tagConcurrencyLimits": ...},
+    },
+    "dagsterDaemon": {
+        "enabled": None,
+        "image": ...,
+        "heartbeatTolerance": None,
+        "env": ...,
+        "envConfigMaps": ...,
+        "envSecrets": ...,
+        "resources": ...,
+        "runCoordinator": {
+            "enabled": None,
+            "type": None,
+            "config": {
+                "queuedRunCoordinator": {
+                    "maxConcurrentRuns": None,
+                    "tagConcurrencyLimits": ...,
+                    "dequeueIntervalSeconds": None,
+                    "dequeueNumWorkers": None,
+                    "dequeueUseThreads": None,
+                    "blockOpConcurrencyLimitedRuns": ...,
+                }
+            },
+        },
+        "runMonitoring": {
+            "enabled": None,
+            "startTimeoutSeconds": None,
+            "pollIntervalSeconds": None,
+            "maxResumeRunAttempts": None,
+            "cancelTimeoutSeconds": None,
+            "maxRuntimeSeconds": None,
+            "freeSlotsAfterRunEndSeconds": None,
+        },
+        "runRetries": {"enabled": None, "maxRetries": None, "retryOnAssetOrOpFailure": None},
+        "sensors": {"useThreads": None, "numWorkers": None, "numSubmitWorkers": None},
+        "schedules": {"useThreads": None, "numWorkers": None, "numSubmitWorkers": None},
+    },
+    "telemetry": {"enabled": None},
+}
+
+
+def undocumented(values: Any, documented: Any, path: str = "") -> Iterator[str]:
+    if documented is ... or documented is None:
+        return
+    if isinstance(documented, list):
+        for index, item in enumerate(values):
+            yield from undocumented(item, documented[0], f"{path}[{index}]")
+        return
+    for key, value in values.items():
+        if key not in documented:
+            yield f"{path}.{key}".lstrip(".")
+        else:
+            yield from undocumented(value, documented[key], f"{path}.{key}")
+
+
+def test_helm_values_use_only_keys_the_chart_documents() -> None:
+    assert list(undocumented(helm_values(), CHART_KEYS)) == []
+
+
+def test_helm_values_agree_with_the_instance() -> None:
+    values = helm_values()
+    instance = k8s_instance()
+    daemon = values["dagsterDaemon"]
+    assert values["runLauncher"]["type"] == "K8sRunLauncher"
+    assert values["concurrency"]["pools"] == {
+        "defaultLimit": instance["concurrency"]["pools"]["default_limit"],
+        "granularity": instance["concurrency"]["pools"]["granularity"],
+    }
+    assert (
+        values["concurrency"]["runs"]["maxConcurrentRuns"]
+        == (instance["concurrency"]["runs"]["max_concurrent_runs"])
+    )
+    queue = daemon["runCoordinator"]["config"]["queuedRunCoordinator"]
+    assert queue == {
+        "dequeueUseThreads": instance["run_coordinator"]["config"]["dequeue_use_threads"],
+        "dequeueNumWorkers": instance["run_coordinator"]["config"]["dequeue_num_workers"],
+        "dequeueIntervalSeconds": instance["run_coordinator"]["config"]["dequeue_interval_seconds"],
+    }
+    assert daemon["runRetries"] == {
+        "enabled": instance["run_retries"]["enabled"],
+        "maxRetries": instance["run_retries"]["max_retries"],
+        "retryOnAssetOrOpFailure": instance["run_retries"]["retry_on_asset_or_op_failure"],
+    }
+    assert (
+        daemon["runMonitoring"]["maxResumeRunAttempts"]
+        == (instance["run_monitoring"]["max_resume_run_attempts"])
+    )
+    k8s = instance["run_launcher"]["config"]["run_k8s_config"]
+    chart = values["runLauncher"]["config"]["k8sRunLauncher"]["runK8sConfig"]
+    assert chart["containerConfig"] == k8s["container_config"]
+    assert chart["jobSpecConfig"] == {
+        "backoffLimit": k8s["job_spec_config"]["backoff_limit"],
+        "ttlSecondsAfterFinished": k8s["job_spec_config"]["ttl_seconds_after_finished"],
+    }
+    [deployment] = values["dagster-user-deployments"]["deployments"]
+    secrets = {source["name"] for source in deployment["envSecrets"]}
+    assert secrets == set(instance["run_launcher"]["config"]["env_secrets"])
+    launcher = instance["run_launcher"]["config"]
+    assert values["global"]["postgresqlSecretName"] == launcher["postgres_password_secret"]
+    postgres = instance["storage"]["postgres"]["postgres_db"]
+    assert values["postgresql"]["postgresqlScheme"] == postgres["scheme"]
+
+
+def test_dockerfile_copies_files_that_exist_and_installs_declared_extras() -> None:
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    copied = [
+        source
+        for line in dockerfile.splitlines()
+        if line.startswith("COPY ")
+        for source in line.split()[1:-1]
+    ]
+    assert copied
+    for source in copied:
+        assert (PROJECT / source).exists(), source
+    ignore = (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
+    allowed = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
+    assert {source.rstrip("/").removeprefix("./") for source in copied} <= allowed
+    extras = set(re.findall(r"--extra (\w+)", dockerfile))
+    declared = tomllib.loads((PROJECT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert extras == {"postgres", "k8s", "s3"} and extras <= set(declared)
+    needed = " ".join(declared["k8s"] + declared["postgres"])
+    assert "dagster-k8s" in needed and "dagster-postgres" in needed
+    assert '"-m", "sync_assets.definitions"' in dockerfile

@@ -1,0 +1,105 @@
+"""Concurrency: the same partition launched twice at once (the schedule plus a manual run).
+
+Both runs succeed; the partition lock makes the second wait and then find the first one's work in
+the checkpoint and ledger, so no row is sent twice, no job record is lost from the checkpoint, and
+the ledger equals what Salesforce holds.
+"""
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from sync_assets.drops.partition_lock import PartitionBusyError, lock_path, partition_lock
+from sync_assets.storage import StateStore
+from sync_assets_tests.reliability.harness import NightFactory, finish_worker, record
+
+DROP = "2026-11-28"
+PARTITION = "7"
+
+_HOLD_LOCK = """
+import sys, time
+from sync_assets.drops.partition_lock import partition_lock
+from sync_assets.storage import StateStore
+with partition_lock(StateStore(sys.argv[1]), "7", timeout=5):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_second_holder_waits_then_times_out_with_a_clear_message(tmp_path: Path) -> None:
+    state = StateStore(tmp_path)
+    waited: list[str] = []
+    with partition_lock(state, PARTITION, timeout=1):
+        started = time.monotonic()
+        with (
+            pytest.raises(PartitionBusyError, match="partition 7 is being synced by another run"),
+            partition_lock(state, PARTITION, timeout=0.5, on_wait=waited.append),
+        ):
+            pass
+        assert time.monotonic() - started >= 0.5
+    assert waited == [str(state.local_path(lock_path(PARTITION)))]
+    with partition_lock(state, PARTITION, timeout=0):
+        pass  # released by the first holder
+
+
+def test_a_waiting_holder_gets_the_lock_when_the_first_releases_it(tmp_path: Path) -> None:
+    state = StateStore(tmp_path)
+    order: list[str] = []
+
+    def second() -> None:
+        with partition_lock(state, PARTITION, timeout=10):
+            order.append("second")
+
+    with partition_lock(state, PARTITION, timeout=1):
+        thread = threading.Thread(target=second)
+        thread.start()
+        time.sleep(0.3)
+        order.append("first done")
+    thread.join(10)
+    assert order == ["first done", "second"]
+
+
+def test_a_holder_killed_with_sigkill_leaves_no_stale_lock(tmp_path: Path) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LOCK, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with (
+            pytest.raises(PartitionBusyError),
+            partition_lock(StateStore(tmp_path), PARTITION, timeout=0.2),
+        ):
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with partition_lock(StateStore(tmp_path), PARTITION, timeout=1):
+        pass
+
+
+@pytest.mark.slow
+def test_the_same_partition_launched_twice_at_once(make_night: NightFactory) -> None:
+    # Slow processing: the first run's load lasts long enough for the second to overlap it.
+    night = make_night(rate=25, slots=2)
+    night.land(DROP)
+    workers = [night.start_worker(DROP, PARTITION, max_records=50) for _ in range(2)]
+    ended = [finish_worker(worker) for worker in workers]
+
+    for exit_ in ended:
+        assert exit_.code == 0 and exit_.run is not None, exit_.stderr
+        assert exit_.run.success, exit_.run.errors
+        assert exit_.run.failed_checks() == {}
+    synced = night.ledger_keys(PARTITION).len()
+    assert synced > 0
+    uploads = sorted(int(exit_.run.loaded()["uploaded"]) for exit_ in ended if exit_.run)
+    assert uploads == [0, synced]  # whichever ran second sent nothing
+    night.assert_partition_exact(DROP, PARTITION)
+    night.assert_every_row_went_through_one_completed_job(synced)
+    # The checkpoint lists every job Salesforce saw, each once: no run overwrote the other's.
+    checkpointed = [job["job_id"] for job in night.checkpoint_jobs(DROP, PARTITION)]
+    assert sorted(checkpointed) == sorted(night.stats()["jobs"])
+    record("concurrency/same_partition_twice", uploads=uploads, **night.measure(DROP, PARTITION))

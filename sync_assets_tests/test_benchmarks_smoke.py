@@ -1,0 +1,72 @@
+"""The benchmark scripts in their smoke size: every scenario runs and lands in both report files."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+SCENARIO_HEADINGS = [
+    "## 1. The floor",
+    "## 2. Our sync, sandbox unthrottled",
+    "## 3. The peer: simple-salesforce",
+    "## 4. Salesforce-bound",
+    "## 5. Locks",
+    "## 6. Nights after the first",
+    "## 7. Scale",
+]
+SCENARIO_KEYS = ["floor", "sync", "peer", "bound", "locks", "following", "scale_points"]
+
+
+@pytest.mark.timeout(900)
+def test_smoke_run_writes_every_scenario(tmp_path: Path) -> None:
+    out = tmp_path / "docs"
+    env = {name: value for name, value in os.environ.items() if not name.startswith("SALESFORCE_")}
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.run_all",
+            "--scale",
+            "smoke",
+            "--out-dir",
+            str(out),
+            "--work",
+            str(tmp_path / "work"),
+            "--drop-cache",
+            str(tmp_path / "drops"),
+        ],
+        cwd=REPOSITORY,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-5000:]
+
+    report = (out / "BENCHMARKS.md").read_text()
+    for heading in SCENARIO_HEADINGS:
+        assert heading in report
+    assert "## Targets" in report
+
+    figures = json.loads((out / "benchmarks.json").read_text())
+    assert figures["scale"]["name"] == "smoke"
+    for key in SCENARIO_KEYS:
+        assert figures[key], key
+    assert len(figures["targets"]) == 6
+    # Every row of the night is accounted for: what was sent equals what Salesforce confirmed.
+    first_runs = [run for run in figures["sync"]["first"]["runs"] if run["partition"] != "summary"]
+    assert sum(run["sent"] for run in first_runs) > 0
+    assert all(run["failed"] == 0 for run in first_runs)
+    assert figures["peer"]["processed"] == sum(run["sent"] for run in first_runs)
+    assert figures["locks"]["ours"]["sent"] == figures["locks"]["offset"]["sent"]
+    unchanged = figures["following"]["unchanged"]
+    assert all(run["sent"] == 0 for night in unchanged for run in night["runs"])
+    assert [point["drop_rows"] for point in figures["scale_points"]] == figures["scale"][
+        "scale_rows"
+    ]
