@@ -8,12 +8,12 @@ rows/second over the load, per partition and in total, with API calls and the cl
 """
 
 import argparse
-import resource
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from benchmarks.measure import cpu_seconds_self
 from sync_assets.drops.generate import GenerateOptions, generate_drop
 from sync_assets.drops.staging import stage_drop
 from sync_assets.salesforce.connection import SalesforceConnection, SalesforceCredentials
@@ -46,7 +46,7 @@ def main() -> None:
         settings = LoaderSettings(
             plan=PlanLimits(max_records=args.job_records), jobs_in_flight=args.jobs_in_flight
         )
-        cpu_before = _cpu_seconds()
+        cpu_before = cpu_seconds_self()
         started = time.monotonic()
         with ThreadPoolExecutor(max_workers=len(partitions)) as pool:
             results: list[LoadResult] = list(
@@ -58,7 +58,7 @@ def main() -> None:
                 )
             )
         elapsed = time.monotonic() - started
-        cpu = _cpu_seconds() - cpu_before
+        cpu = cpu_seconds_self() - cpu_before
 
     for result in results:
         print(
@@ -70,11 +70,6 @@ def main() -> None:
         f"total: {to_send:,} rows in {elapsed:.1f} s = {to_send / elapsed:,.0f} rows/s; "
         f"client CPU {cpu:.1f} s (the sandbox shares the machine)"
     )
-
-
-def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 if __name__ == "__main__":

@@ -227,7 +227,6 @@ def stage_everything(landing: Path, state: Path, drop_id: str) -> None:
     stage_drop(StateStore(landing), StateStore(state), drop_id)
 
 
-def write_peer_csv(rows: pl.DataFrame, path: Path) -> int:
+def write_peer_csv(rows: pl.DataFrame, path: Path) -> None:
     """The rows as one Bulk API CSV (Salesforce columns only), as a user would hand to the peer."""
     rows.select(send_columns(rows)).write_csv(path, line_terminator="\n")
-    return path.stat().st_size

@@ -1,19 +1,24 @@
 """Run the seven benchmark scenarios and write `docs/BENCHMARKS.md` and `docs/benchmarks.json`.
 
-    uv run python -m benchmarks.run_all --scale full     # 2M rows, ~30 minutes; the report
+    uv run python -m benchmarks.run_all --scale full     # 2M rows, ~40 minutes; the report
     uv run python -m benchmarks.run_all --scale smoke    # 20k rows, the CI smoke run
 
 Generated drops are cached under `benchmarks/out/drops` (generation is not measured); scratch
-state, Dagster homes and sandboxes live under `benchmarks/out/work` and are replaced per run.
+state, Dagster homes and sandboxes live under `benchmarks/out/work/<scale>`. Each scenario's
+figures are saved there as it finishes; `--resume` reuses the saved ones (after a crash) and
+measures only the rest.
 """
 
 import argparse
 import datetime as dt
+import json
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
+
+from pydantic import BaseModel
 
 from benchmarks import report, scenarios
 from benchmarks.fixtures import DropCache, use_bytecode_cache
@@ -21,7 +26,7 @@ from benchmarks.measure import machine
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 OUT = REPOSITORY / "benchmarks" / "out"
-T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 
 def code_version() -> str:
@@ -39,43 +44,76 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
 
 
+class Steps:
+    """Runs scenarios one by one, saving each one's figures; on resume, reuses saved figures."""
+
+    def __init__(self, folder: Path, resume: bool) -> None:
+        self.folder = folder
+        self.resume = resume
+        self.seconds: dict[str, float] = {}
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def run(self, name: str, model: type[M], measure: Callable[[], M]) -> M:
+        saved = self.folder / f"{name.split()[0]}.json"
+        if self.resume and saved.exists():
+            stored = json.loads(saved.read_text())
+            self.seconds[name] = stored["seconds"]
+            print(f"[{_now()}] {name}: figures of {stored['measured_at']} reused", flush=True)
+            return model.model_validate(stored["figures"])
+        print(f"[{_now()}] {name}…", flush=True)
+        started = time.perf_counter()
+        figures = measure()
+        self.seconds[name] = time.perf_counter() - started
+        saved.write_text(
+            json.dumps(
+                {
+                    "measured_at": _now(),
+                    "seconds": self.seconds[name],
+                    "figures": figures.model_dump(mode="json"),
+                }
+            )
+        )
+        print(f"[{_now()}] {name}: {self.seconds[name]:.0f} s", flush=True)
+        return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", choices=sorted(scenarios.SCALES), default="full")
     parser.add_argument("--out-dir", type=Path, default=REPOSITORY / "docs")
     parser.add_argument("--work", type=Path, default=OUT / "work")
     parser.add_argument("--drop-cache", type=Path, default=OUT / "drops")
+    parser.add_argument("--resume", action="store_true", help="reuse figures saved by a prior run")
     args = parser.parse_args()
 
     scale = scenarios.SCALES[args.scale]
     bench = scenarios.Bench(scale, args.work / scale.name, DropCache(args.drop_cache))
     bench.work.mkdir(parents=True, exist_ok=True)
-    spent: dict[str, float] = {}
-
-    def timed(name: str, measure: Callable[[], T]) -> T:
-        print(f"[{_now()}] {name}…", flush=True)
-        started = time.perf_counter()
-        outcome = measure()
-        spent[name] = time.perf_counter() - started
-        print(f"[{_now()}] {name}: {spent[name]:.0f} s", flush=True)
-        return outcome
-
+    steps = Steps(bench.work / "figures", args.resume)
     # Measure as an installed deployment runs: with compiled bytecode (see `use_bytecode_cache`).
     bytecode_was_off = use_bytecode_cache(OUT / "pycache")
     started_at, at_start = _now(), machine()
-    timed("generate drops (cached)", lambda: _generate_drops(bench))
-    floor = timed("1 floor", lambda: scenarios.measure_floor(bench))
+
+    _generate_drops(bench)
+    floor = steps.run("1 floor", scenarios.FloorFigures, lambda: scenarios.measure_floor(bench))
     peer_csv = bench.work / "peer.csv"
-    sync, following, _ = timed(
+    chain = steps.run(
         "2+6 our sync, nights after, fixed cost",
+        scenarios.SyncChainFigures,
         lambda: scenarios.measure_sync_and_following_nights(bench, peer_csv),
     )
-    peer = timed(
-        "3 peer", lambda: scenarios.measure_peer(bench, peer_csv, sync.first.total("sent"))
+    peer = steps.run(
+        "3 peer",
+        scenarios.PeerFigures,
+        lambda: scenarios.measure_peer(bench, peer_csv, chain.sync.first.total("sent")),
     )
-    bound = timed("4 Salesforce-bound", lambda: scenarios.measure_salesforce_bound(bench))
-    locks = timed("5 locks", lambda: scenarios.measure_locks(bench))
-    points = timed("7 scale", lambda: scenarios.measure_scale(bench))
+    bound = steps.run(
+        "4 Salesforce-bound",
+        scenarios.BoundFigures,
+        lambda: scenarios.measure_salesforce_bound(bench),
+    )
+    locks = steps.run("5 locks", scenarios.LockFigures, lambda: scenarios.measure_locks(bench))
+    scaling = steps.run("7 scale", scenarios.ScaleFigures, lambda: scenarios.measure_scale(bench))
     results = report.Results(
         command=f"uv run python -m benchmarks.run_all --scale {scale.name}",
         started_at=started_at,
@@ -84,14 +122,14 @@ def main() -> None:
         machine_at_start=at_start | {"PYTHONDONTWRITEBYTECODE_was_set": bytecode_was_off},
         machine_at_end=machine(),
         scale=scale,
-        scenario_seconds=spent,
+        scenario_seconds=steps.seconds,
         floor=floor,
-        sync=sync,
+        sync=chain.sync,
         peer=peer,
         bound=bound,
         locks=locks,
-        following=following,
-        scale_points=points,
+        following=chain.following,
+        scale_points=scaling.points,
     )
     written = report.write(results, args.out_dir)
     for target in report.judge(results):
@@ -100,6 +138,7 @@ def main() -> None:
 
 
 def _generate_drops(bench: scenarios.Bench) -> None:
+    """Every drop the scenarios need, generated once and cached (generation is not measured)."""
     sizes = {bench.scale.rows, bench.scale.tiny_rows, bench.scale.lock_rows}
     sizes |= set(bench.scale.scale_rows)
     for rows in sorted(sizes):

@@ -86,7 +86,7 @@ SCALES = {
         repeats=3,
         tiny_rows=100,
         bound_slots=10,
-        bound_rate=2_000,
+        bound_rate=1_000,
         lock_rows=500_000,
         lock_rate=1_000,
         lock_timeout=5.0,
@@ -296,12 +296,15 @@ def measure_fixed_cost(bench: Bench) -> FixedCostFigures:
     )
 
 
-def measure_sync_and_following_nights(
-    bench: Bench, peer_csv: Path
-) -> tuple[SyncFigures, FollowingNightsFigures, int]:
+class SyncChainFigures(BaseModel):
+    sync: SyncFigures
+    following: FollowingNightsFigures
+
+
+def measure_sync_and_following_nights(bench: Bench, peer_csv: Path) -> SyncChainFigures:
     """The first night of the base drop, unchanged nights, a changed night (one sandbox, one state).
 
-    Also writes the first night's valid rows, in export order, as the peer's CSV; returns its size.
+    Also writes the first night's valid rows, in export order, as the peer's CSV.
     """
     source = bench.cache.landing(bench.base)
     changed_id = bench.cache.changed(bench.base, bench.scale.changed_fraction)
@@ -310,7 +313,7 @@ def measure_sync_and_following_nights(
     with fresh_sandbox(bench.sandbox_dir("sync"), accounts=bench.scale.accounts) as sandbox:
         first_id = land(source, BASE_DROP, night.landing, "night-1")
         first = measure_night(night, sandbox, first_id, bench.scale.partitions, parallel)
-        csv_bytes = write_peer_csv(
+        write_peer_csv(
             in_drop_order(
                 night.landing, first_id, staged_rows(night.state, first_id, bench.scale.partitions)
             ),
@@ -334,23 +337,21 @@ def measure_sync_and_following_nights(
             parallel,
         )
     fixed = measure_fixed_cost(bench)
-    return (
-        SyncFigures(first=first, fixed=fixed),
-        FollowingNightsFigures(
+    return SyncChainFigures(
+        sync=SyncFigures(first=first, fixed=fixed),
+        following=FollowingNightsFigures(
             unchanged=unchanged, changed=changed, changed_fraction=bench.scale.changed_fraction
         ),
-        csv_bytes,
     )
 
 
 # ---- 3. the peer ------------------------------------------------------------------------------
 
 
-class PeerFigures(BaseModel):
-    rows: int
-    csv_mb: float
+class PeerRun(BaseModel):
+    batch_size: int | None = Field(description="None: simple-salesforce's default.")
+    error: str | None
     seconds: float
-    process_seconds: float
     cpu_seconds: float
     peak_rss_mb: float
     sandbox_cpu_seconds: float
@@ -359,17 +360,37 @@ class PeerFigures(BaseModel):
     failed: int
 
 
-def measure_peer(bench: Bench, csv_file: Path, rows: int) -> PeerFigures:
-    with fresh_sandbox(bench.sandbox_dir("peer"), accounts=bench.scale.accounts) as sandbox:
-        arguments = PeerArguments(csv_file=csv_file, sandbox_dir=sandbox.data_dir)
+class PeerFigures(BaseModel):
+    rows: int
+    csv_mb: float
+    defaults: PeerRun
+    sized: PeerRun | None = Field(
+        description="Run again with batch_size set, when the defaults failed."
+    )
+
+    @property
+    def completed(self) -> PeerRun:
+        """The run that loaded every row (the sized one when the defaults failed)."""
+        return self.sized if self.defaults.error and self.sized else self.defaults
+
+
+# simple-salesforce cuts a file by an estimate that ignores CSV quoting; keep well under 100 MB.
+_PEER_CHUNK_BYTES = 80_000_000
+
+
+def _peer_run(bench: Bench, csv_file: Path, batch_size: int | None) -> PeerRun:
+    name = "peer" if batch_size is None else "peer-sized"
+    with fresh_sandbox(bench.sandbox_dir(name), accounts=bench.scale.accounts) as sandbox:
+        arguments = PeerArguments(
+            csv_file=csv_file, sandbox_dir=sandbox.data_dir, batch_size=batch_size
+        )
         with SandboxCpu(sandbox.process.pid) as sandbox_cpu:
             measured: Measured = run_worker("peer", arguments)
     result = measured.result
-    return PeerFigures(
-        rows=rows,
-        csv_mb=csv_file.stat().st_size / 1e6,
+    return PeerRun(
+        batch_size=batch_size,
+        error=result["error"],
         seconds=result["seconds"],
-        process_seconds=measured.wall_seconds,
         cpu_seconds=result["cpu_seconds"],
         peak_rss_mb=max(result["peak_rss_mb"], measured.peak_rss_mb("parent")),
         sandbox_cpu_seconds=sandbox_cpu.seconds,
@@ -377,6 +398,17 @@ def measure_peer(bench: Bench, csv_file: Path, rows: int) -> PeerFigures:
         processed=result["processed"],
         failed=result["failed"],
     )
+
+
+def measure_peer(bench: Bench, csv_file: Path, rows: int) -> PeerFigures:
+    """The peer with its defaults; if they fail, again with a batch size a user would then pick."""
+    csv_bytes = csv_file.stat().st_size
+    defaults = _peer_run(bench, csv_file, None)
+    sized = None
+    if defaults.error:
+        batch_size = max(1, rows * _PEER_CHUNK_BYTES // csv_bytes)
+        sized = _peer_run(bench, csv_file, batch_size)
+    return PeerFigures(rows=rows, csv_mb=csv_bytes / 1e6, defaults=defaults, sized=sized)
 
 
 # ---- 4. Salesforce-bound ----------------------------------------------------------------------
@@ -538,7 +570,11 @@ class ScalePoint(BaseModel):
     sandbox_cpu_seconds: float
 
 
-def measure_scale(bench: Bench) -> list[ScalePoint]:
+class ScaleFigures(BaseModel):
+    points: list[ScalePoint]
+
+
+def measure_scale(bench: Bench) -> ScaleFigures:
     """One partition run (stage + load into an unthrottled sandbox) per drop size."""
     points = []
     key = bench.scale.scale_partition
@@ -566,4 +602,4 @@ def measure_scale(bench: Bench) -> list[ScalePoint]:
                 sandbox_cpu_seconds=figures.sandbox_cpu_seconds,
             )
         )
-    return points
+    return ScaleFigures(points=points)

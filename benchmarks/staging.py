@@ -10,7 +10,6 @@ benchmarks/out/staging.md and staging.json, and prints the report.
 import argparse
 import json
 import platform
-import resource
 import shutil
 import statistics
 import subprocess
@@ -20,34 +19,15 @@ from pathlib import Path
 
 import polars as pl
 
+from benchmarks.measure import Clock, peak_rss_mb_self
+
 OUT = Path(__file__).parent / "out"
 DROP_ID = "bench"
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-class _Clock:
-    """Wall and CPU (user + system) seconds of the code inside `with`."""
-
-    def __enter__(self) -> "_Clock":
-        self._wall, self._cpu = time.perf_counter(), _cpu_seconds()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.seconds = time.perf_counter() - self._wall
-        self.cpu_seconds = _cpu_seconds() - self._cpu
-
-
 def _measure_floor(work: Path) -> dict[str, float]:
     files = sorted((work / "landing" / DROP_ID).glob("part-*.parquet"))
-    with _Clock() as clock:
+    with Clock() as clock:
         frame = pl.read_parquet(files)
         frame.write_parquet(work / "floor.parquet")
     return {"seconds": clock.seconds, "cpu_seconds": clock.cpu_seconds, "rows": frame.height}
@@ -68,7 +48,7 @@ def _measure_staging(work: Path, unchanged_night: bool) -> dict[str, float]:
                 external_id="External_Id__c", row_hash="_row_hash", salesforce_id="External_Id__c"
             )
             advance_ledger(state, key, confirmed, DROP_ID)
-    with _Clock() as clock:
+    with Clock() as clock:
         staged = stage_drop(landing, state, DROP_ID)
     counts = [part.counts for part in staged.values()]
     return {
@@ -86,7 +66,7 @@ def _worker(kind: str, work: Path) -> None:
         result = _measure_floor(work)
     else:
         result = _measure_staging(work, unchanged_night=kind == "unchanged")
-    result["peak_rss_mb"] = _peak_rss_mb()
+    result["peak_rss_mb"] = peak_rss_mb_self()
     print(json.dumps(result))
 
 

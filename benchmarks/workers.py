@@ -35,6 +35,7 @@ class NightArguments(BaseModel):
 class PeerArguments(BaseModel):
     csv_file: Path
     sandbox_dir: Path
+    batch_size: int | None = None
 
 
 def floor(arguments: FloorArguments) -> dict[str, Any]:
@@ -122,8 +123,9 @@ def _run_figures(outcome: Any) -> dict[str, Any]:
 
 
 def peer(arguments: PeerArguments) -> dict[str, Any]:
-    """simple-salesforce's Bulk 2.0 upsert of one CSV file, with its defaults."""
+    """simple-salesforce's Bulk 2.0 upsert of one CSV file (its defaults unless ``batch_size``)."""
     from simple_salesforce import Salesforce
+    from simple_salesforce.exceptions import SalesforceError
 
     from sync_assets.salesforce.transport import verified_session
     from sync_assets.sandbox.runner import SandboxConnection
@@ -134,11 +136,19 @@ def peer(arguments: PeerArguments) -> dict[str, Any]:
         session_id=connection.access_token.get_secret_value(),
         session=verified_session(connection.ca_cert),
     )
+    error = None
+    results: list[dict[str, Any]] = []
     with Clock() as clock:
-        results = sf.bulk2.Opportunity.upsert(
-            csv_file=str(arguments.csv_file), external_id_field="External_Id__c"
-        )
+        try:
+            results = sf.bulk2.Opportunity.upsert(
+                csv_file=str(arguments.csv_file),
+                external_id_field="External_Id__c",
+                batch_size=arguments.batch_size,
+            )
+        except SalesforceError as failure:
+            error = f"{type(failure).__name__}: {failure}"
     return {
+        "error": error,
         "seconds": clock.seconds,
         "cpu_seconds": clock.cpu_seconds,
         "peak_rss_mb": peak_rss_mb_self(),

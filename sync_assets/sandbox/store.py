@@ -2,11 +2,14 @@
 
 WAL checkpoints are taken by a background caller of :meth:`Database.checkpoint` rather than by
 the committing writer, so that copying pages back into the database file (which grows with the
-table) never happens while the write lock is held.
+table) never happens while the write lock is held. They are taken seldom: batches with random
+external ids dirty pages all over the unique index, and a page changed by many batches between
+two checkpoints is copied back once instead of once per batch.
 """
 
 import sqlite3
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,8 +19,11 @@ from sync_assets.sandbox.objects import OBJECTS
 
 # Only a backstop for a database used without periodic checkpoints (pages of 4 KiB: 1 GiB).
 _AUTOCHECKPOINT_PAGES = 262_144
+_CHECKPOINT_SECONDS = 10.0
 # A WAL longer than this (pages) is reset by a blocking checkpoint under the write lock.
-_WAL_RESET_PAGES = 65_536
+_WAL_RESET_PAGES = 262_144
+# What a reset WAL file is cut back to.
+_WAL_KEPT_BYTES = 64 * 1024 * 1024
 
 _SCHEMA = [
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -110,6 +116,8 @@ class Database:
         self._local = threading.local()
         self._write_lock = WriteLock()
         self._writer = self._open()
+        self._writer.execute(f"PRAGMA journal_size_limit={_WAL_KEPT_BYTES}")
+        self._last_checkpoint = time.monotonic()
         with self.write() as conn:
             for statement in _SCHEMA:
                 conn.execute(statement)
@@ -155,9 +163,12 @@ class Database:
     def checkpoint(self) -> None:
         """Copy committed pages into the database file without blocking writers.
 
-        A passive checkpoint cannot rewind a WAL that writers keep appending to; once it is long,
+        Does so at most every ``_CHECKPOINT_SECONDS``, however often it is called. A passive checkpoint cannot rewind a WAL that writers keep appending to; once it is long,
         a truncating checkpoint under the write lock resets it.
         """
+        if time.monotonic() - self._last_checkpoint < _CHECKPOINT_SECONDS:
+            return
+        self._last_checkpoint = time.monotonic()
         conn = self.connection()
         _, wal_pages, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         if wal_pages > _WAL_RESET_PAGES:

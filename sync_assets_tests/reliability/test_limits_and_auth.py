@@ -10,7 +10,6 @@ from sync_assets_tests.reliability.harness import (
     Night,
     NightFactory,
     definitions,
-    finish_worker,
     record,
     wait_until,
 )
@@ -56,7 +55,7 @@ def burn_api_requests(night: Night) -> int:
 def test_request_limit_exceeded_mid_run_stops_cleanly_and_the_next_run_resumes(
     make_night: NightFactory,
 ) -> None:
-    night = make_night(daily_api_requests=300, rate=30, slots=1)
+    night = make_night(daily_api_requests=300, rate=50, slots=1)
     night.land(DROP)
     worker = night.start_worker(DROP, PARTITION, max_records=MAX_RECORDS)
     wait_until(
@@ -65,8 +64,8 @@ def test_request_limit_exceeded_mid_run_stops_cleanly_and_the_next_run_resumes(
         "a Bulk job in progress",
     )
     assert burn_api_requests(night) > 0
-    ended = finish_worker(worker)
-    assert ended.code == 0 and ended.run is not None, ended.stderr
+    ended = worker.finish()
+    assert ended.code == 0 and ended.run is not None, ended
     assert not ended.run.success
     assert ended.run.step_restarts == 0  # a daily limit does not come back in minutes
     [error] = ended.run.errors
