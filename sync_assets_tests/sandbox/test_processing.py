@@ -23,7 +23,8 @@ def test_progress_rises_in_batches_at_the_configured_rate(fresh_sandbox) -> None
         time.sleep(0.05)
     elapsed = time.monotonic() - started
     assert ("InProgress", 10_000) in seen or ("InProgress", 20_000) in seen
-    assert {n for _, n in seen} <= {0, 10_000, 20_000}
+    # Progress moves in whole batches; the last batch's count may show just before JobComplete.
+    assert {n for _, n in seen} <= {0, 10_000, 20_000, 30_000}
     assert elapsed >= 1.4, "3 batches of 10,000 at 20,000 records/s take 1.5 s"
     assert info["numberRecordsProcessed"] == 30_000
     assert info["apiActiveProcessingTime"] >= 1_400 and info["totalProcessingTime"] >= 1_400
