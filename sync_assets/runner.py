@@ -108,7 +108,13 @@ def _execute_job(
     instance = dg.DagsterInstance.get()
     job = build_defs().resolve_job_def(job_name)
     result = job.execute_in_process(
-        instance=instance, partition_key=partition, tags=tags, raise_on_error=False
+        # Every event is still stored in the instance (the UI shows it); the terminal shows the
+        # progress bars and the table instead of a debug line per step.
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        instance=instance,
+        partition_key=partition,
+        tags=tags,
+        raise_on_error=False,
     )
     error = None
     if not result.success:
