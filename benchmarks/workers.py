@@ -125,7 +125,7 @@ def _run_figures(outcome: Any) -> dict[str, Any]:
 def peer(arguments: PeerArguments) -> dict[str, Any]:
     """simple-salesforce's Bulk 2.0 upsert of one CSV file (its defaults unless ``batch_size``)."""
     from simple_salesforce import Salesforce
-    from simple_salesforce.exceptions import SalesforceError
+    from simple_salesforce.exceptions import SalesforceError, SalesforceOperationError
 
     from sync_assets.salesforce.transport import verified_session
     from sync_assets.sandbox.runner import SandboxConnection
@@ -145,7 +145,7 @@ def peer(arguments: PeerArguments) -> dict[str, Any]:
                 external_id_field="External_Id__c",
                 batch_size=arguments.batch_size,
             )
-        except SalesforceError as failure:
+        except (SalesforceError, SalesforceOperationError) as failure:
             error = f"{type(failure).__name__}: {failure}"
     return {
         "error": error,

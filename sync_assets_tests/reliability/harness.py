@@ -19,7 +19,6 @@ import polars as pl
 import requests
 from dagster._utils.error import SerializableErrorInfo
 from pydantic import BaseModel, Field
-from simple_salesforce import Salesforce
 
 from sync_assets.assets import DROP_TAG
 from sync_assets.drops.generate import GenerateOptions, generate_drop
@@ -217,9 +216,6 @@ class Night:
     def login(self) -> SalesforceConnection:
         """A fresh session (client credentials): the token in connection.json may have expired."""
         return SalesforceConnection(SalesforceCredentials.from_sandbox(self.sandbox.data_dir))
-
-    def salesforce(self) -> Salesforce:
-        return self.login().client
 
     def query_all(self, soql: str) -> list[dict[str, Any]]:
         """SOQL with the project's retries: the sandbox may be injecting faults."""
