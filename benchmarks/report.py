@@ -23,6 +23,15 @@ from benchmarks.scenarios import (
 ANALYSIS = Path(__file__).with_name("analysis.md")
 
 
+class StepRecord(BaseModel):
+    """When a scenario was measured, how long it took, and how busy the machine was around it."""
+
+    started_at: str
+    seconds: float
+    load_before: float | None = None
+    load_after: float | None = None
+
+
 class Results(BaseModel):
     """Everything one run measured, as written to the JSON file."""
 
@@ -33,7 +42,7 @@ class Results(BaseModel):
     machine_at_start: dict[str, Any]
     machine_at_end: dict[str, Any]
     scale: Scale
-    scenario_seconds: dict[str, float]
+    steps: dict[str, StepRecord]
     floor: FloorFigures
     sync: SyncFigures
     peer: PeerFigures
@@ -446,11 +455,23 @@ def markdown(results: Results) -> str:
         *_lock_lines(results),
         *_following_lines(results),
         *_scale_lines(results),
-        "## Time per scenario",
+        "## When each scenario ran",
+        "",
+        "Load average (1 min) of the machine just before and after each scenario: the other "
+        "work on this shared machine at the time.",
         "",
         *_table(
-            ["scenario", "s"],
-            [[name, f"{seconds:.0f}"] for name, seconds in results.scenario_seconds.items()],
+            ["scenario", "started (UTC)", "took s", "load before", "load after"],
+            [
+                [
+                    name,
+                    step.started_at,
+                    f"{step.seconds:.0f}",
+                    "n/a" if step.load_before is None else f"{step.load_before:.1f}",
+                    "n/a" if step.load_after is None else f"{step.load_after:.1f}",
+                ]
+                for name, step in results.steps.items()
+            ],
         ),
     ]
     if ANALYSIS.exists():

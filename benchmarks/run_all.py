@@ -12,6 +12,7 @@ measures only the rest.
 import argparse
 import datetime as dt
 import json
+import os
 import subprocess
 import time
 from collections.abc import Callable
@@ -50,30 +51,36 @@ class Steps:
     def __init__(self, folder: Path, resume: bool) -> None:
         self.folder = folder
         self.resume = resume
-        self.seconds: dict[str, float] = {}
+        self.done: dict[str, report.StepRecord] = {}
         folder.mkdir(parents=True, exist_ok=True)
 
     def run(self, name: str, model: type[M], measure: Callable[[], M]) -> M:
         saved = self.folder / f"{name.split()[0]}.json"
         if self.resume and saved.exists():
             stored = json.loads(saved.read_text())
-            self.seconds[name] = stored["seconds"]
-            print(f"[{_now()}] {name}: figures of {stored['measured_at']} reused", flush=True)
+            self.done[name] = report.StepRecord.model_validate(stored["record"])
+            print(f"[{_now()}] {name}: figures of {self.done[name].started_at} reused", flush=True)
             return model.model_validate(stored["figures"])
         print(f"[{_now()}] {name}…", flush=True)
+        started_at, load_before = _now(), os.getloadavg()[0]
         started = time.perf_counter()
         figures = measure()
-        self.seconds[name] = time.perf_counter() - started
+        record = report.StepRecord(
+            started_at=started_at,
+            seconds=time.perf_counter() - started,
+            load_before=load_before,
+            load_after=os.getloadavg()[0],
+        )
+        self.done[name] = record
         saved.write_text(
             json.dumps(
                 {
-                    "measured_at": _now(),
-                    "seconds": self.seconds[name],
+                    "record": record.model_dump(mode="json"),
                     "figures": figures.model_dump(mode="json"),
                 }
             )
         )
-        print(f"[{_now()}] {name}: {self.seconds[name]:.0f} s", flush=True)
+        print(f"[{_now()}] {name}: {record.seconds:.0f} s", flush=True)
         return figures
 
 
@@ -116,13 +123,13 @@ def main() -> None:
     scaling = steps.run("7 scale", scenarios.ScaleFigures, lambda: scenarios.measure_scale(bench))
     results = report.Results(
         command=f"uv run python -m benchmarks.run_all --scale {scale.name}",
-        started_at=started_at,
+        started_at=min([started_at, *(step.started_at for step in steps.done.values())]),
         finished_at=_now(),
         code_version=code_version(),
         machine_at_start=at_start | {"PYTHONDONTWRITEBYTECODE_was_set": bytecode_was_off},
         machine_at_end=machine(),
         scale=scale,
-        scenario_seconds=steps.seconds,
+        steps=steps.done,
         floor=floor,
         sync=chain.sync,
         peer=peer,
