@@ -24,6 +24,7 @@ from sync_assets.drops.shards import shard_expr
 from sync_assets.drops.staging import StagedPartition, load_staged
 from sync_assets.partitions import opportunity_partitions
 from sync_assets.resources import SalesforceResource, SyncStorage
+from sync_assets.salesforce.loader import failed_rows_path
 from sync_assets.salesforce.queries import call_with_retries
 from sync_assets.storage import StateStore
 
@@ -69,6 +70,12 @@ def _result(
         description=description,
         metadata={"drop_id": drop_id, **numbers},
     )
+
+
+def _top_reasons(by_reason: dict[str, int], limit: int = 3) -> str:
+    """The most frequent reasons with their counts, e.g. "name_missing 12, stage_unknown 3"."""
+    ranked = sorted(by_reason.items(), key=lambda item: -item[1])[:limit]
+    return ", ".join(f"{reason} {count:,}" for reason, count in ranked)
 
 
 def _staged_counts(
@@ -144,12 +151,7 @@ def reject_rate_below_threshold(
         dg.AssetCheckSeverity.ERROR if rate > REJECT_RATE_ERROR else dg.AssetCheckSeverity.WARN
     )
     passed = rate <= REJECT_RATE_WARN
-    top = ", ".join(
-        f"{reason} {count:,}"
-        for reason, count in sorted(counts.rejected_by_reason.items(), key=lambda item: -item[1])[
-            :3
-        ]
-    )
+    top = _top_reasons(counts.rejected_by_reason)
     return _result(
         context,
         alerts,
@@ -183,17 +185,14 @@ def no_permanently_failed_rows(
     partition = context.partition_key
     drop_id = last_staged_drop(context.instance, context.run.tags, partition)
     state = storage.state()
-    path = f"failed/{drop_id}/partition={partition}/failed.parquet"
+    path = failed_rows_path(drop_id, partition)
     failed = (
         state.read_parquet(path, columns=["error_code"]) if state.exists(path) else pl.DataFrame()
     )
     by_reason = (
         dict(failed.get_column("error_code").value_counts().iter_rows()) if failed.height else {}
     )
-    top = ", ".join(
-        f"{reason} {count:,}"
-        for reason, count in sorted(by_reason.items(), key=lambda i: -i[1])[:3]
-    )
+    top = _top_reasons(by_reason)
     return _result(
         context,
         alerts,

@@ -85,11 +85,16 @@ def staging_folder(drop_id: str, partition: str) -> str:
     return f"staging/{drop_id}/partition={partition_label(partition)}"
 
 
+def staged_rows_path(drop_id: str, partition: str) -> str:
+    """The rows to send of one staged partition, relative to the state dir."""
+    return f"{staging_folder(drop_id, partition)}/to_send.parquet"
+
+
 def _paths(drop_id: str, partition: str) -> dict[str, str]:
     folder = staging_folder(drop_id, partition)
     return {
         "folder": folder,
-        "to_send": f"{folder}/to_send.parquet",
+        "to_send": staged_rows_path(drop_id, partition),
         "rejects": f"{folder}/rejects.parquet",
         "deleted": f"{folder}/deleted.parquet",
         "moved_out": f"{folder}/moved_out.parquet",

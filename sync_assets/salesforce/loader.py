@@ -12,6 +12,7 @@ import polars as pl
 from pydantic import BaseModel, Field
 
 from sync_assets.drops.ledger import advance_ledger
+from sync_assets.drops.staging import staged_rows_path
 from sync_assets.salesforce.bulk_api import BulkApi, BulkApiUnavailableError, JobInfo, ResultKind
 from sync_assets.salesforce.checkpoint import (
     EXTERNAL_ID,
@@ -49,6 +50,11 @@ ProgressCallback = Callable[[int, int], None]
 """Called with (rows confirmed so far, rows to send) after every finished job."""
 JobEventHook = Callable[[str, str], None]
 """Called with (event, job id) for "created" and "closed"; a test raises here to simulate a crash."""
+
+
+def failed_rows_path(drop_id: str, partition: str) -> str:
+    """Where a load keeps its permanently failed rows, relative to the state dir."""
+    return f"failed/{drop_id}/partition={partition}/failed.parquet"
 
 
 class LoaderSettings(BaseModel):
@@ -132,8 +138,8 @@ class BulkLoader:
     # ---- entry points ------------------------------------------------------------------------
 
     def load_partition(self, drop_id: str, partition: str) -> LoadResult:
-        """Load ``staging/<drop_id>/partition=<k>/to_send.parquet``."""
-        rows = self.store.read_parquet(f"staging/{drop_id}/partition={partition}/to_send.parquet")
+        """Load the partition's staged rows to send."""
+        rows = self.store.read_parquet(staged_rows_path(drop_id, partition))
         return self.load(rows, drop_id, partition)
 
     def load(self, rows: pl.DataFrame, drop_id: str, partition: str) -> LoadResult:
@@ -440,7 +446,7 @@ class BulkLoader:
         failed_rows = rows.join(
             failures, on=[EXTERNAL_ID, ROW_HASH], how="inner", maintain_order="left"
         )
-        path = f"failed/{drop_id}/partition={partition}/failed.parquet"
+        path = failed_rows_path(drop_id, partition)
         self.store.write_parquet(path, failed_rows)
         result.failed_file = self.store.url(path)
 

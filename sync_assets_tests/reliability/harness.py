@@ -30,6 +30,7 @@ from sync_assets.salesforce.connection import (
     SalesforceConnection,
     SalesforceCredentials,
 )
+from sync_assets.salesforce.loader import failed_rows_path
 from sync_assets.salesforce.queries import call_with_retries
 from sync_assets.sandbox.runner import SandboxConnection, SandboxHandle
 from sync_assets.storage import StateStore
@@ -279,7 +280,7 @@ class Night:
 
     def failed_keys(self, drop_id: str, partition: str) -> set[str]:
         """Rows Salesforce refused for good, kept with its error in the failed-rows file."""
-        path = f"failed/{drop_id}/partition={partition}/failed.parquet"
+        path = failed_rows_path(drop_id, partition)
         if not self.state.exists(path):
             return set()
         return set(self.state.read_parquet(path, columns=["External_Id__c"])["External_Id__c"])
