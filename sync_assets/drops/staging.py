@@ -29,7 +29,7 @@ from sync_assets.drops.shards import (
     account_order,
     partition_label,
 )
-from sync_assets.drops.validate import KEY_COLUMN, REASON_CODE, ROW_INDEX, RowValidator
+from sync_assets.drops.validate import KEY_COLUMN, NO_ROWS, REASON_CODE, ROW_INDEX, RowValidator
 from sync_assets.storage import StateStore
 
 CHANGE = "_change"
@@ -134,14 +134,31 @@ class _Stager:
         everything = self.source
         if len(partitions) == len(PARTITION_KEYS):
             everything = self.source.collect().lazy()
-        accounts = account_order(everything.select(ACCOUNT_COLUMN).collect().to_series())
-        duplicate_rows = self.validator.duplicate_rows(everything)
+        # Finding duplicates is a single-threaded pass: it runs beside placement and the rules.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            losers = pool.submit(self.validator.duplicate_rows, everything)
+            accounts = account_order(everything.select(ACCOUNT_COLUMN).collect().to_series())
+            coded = self._coded(everything, accounts, partitions)
+            duplicate_rows = losers.result()
+        coded = coded.with_columns(self.validator.with_duplicates(duplicate_rows))
         drop_keys = everything.select(KEY_COLUMN).collect().to_series()
-        coded = self._coded(everything, accounts, duplicate_rows, partitions)
         del everything
-        # Where each opportunity lives now: the partition of the row that won among its versions.
-        homes = coded.filter(~pl.col(ROW_INDEX).is_in(duplicate_rows.implode())).select(
-            pl.col(KEY_COLUMN).alias("external_id"), pl.col(PARTITION).cast(pl.UInt8)
+        ledgers = pl.concat(
+            [
+                load_ledger(state, key).with_columns(pl.lit(int(key), pl.UInt8).alias(PARTITION))
+                for key in partitions
+            ]
+        )
+        # Where each opportunity lives now: the partition of the row that won among its versions
+        # (needed only to tell which ledger rows moved to another partition).
+        homes = (
+            coded.lazy()
+            .select(ROW_INDEX, pl.col(KEY_COLUMN).alias("external_id"), pl.col(PARTITION))
+            .filter(~pl.col(ROW_INDEX).is_in(duplicate_rows.implode()))
+            .select("external_id", pl.col(PARTITION).cast(pl.UInt8))
+            .collect()
+            if not ledgers.is_empty()
+            else None
         )
         rejected = coded.filter(pl.col(REASON_CODE).is_not_null())
         rejects = (
@@ -151,29 +168,24 @@ class _Stager:
         )
         source_counts = _per_partition(coded.get_column(PARTITION))
         send_order = self._send_order(coded)
-        in_order = coded.drop(ROW_INDEX, REASON_CODE, ORDER).gather(send_order)
+        in_order = _gather(coded.drop(ROW_INDEX, REASON_CODE, ORDER), send_order)
         del coded, rejected
-        outbound = self._outbound(in_order)
-        del in_order
-        ledgers = pl.concat(
-            [
-                load_ledger(state, key).with_columns(pl.lit(int(key), pl.UInt8).alias(PARTITION))
-                for key in partitions
-            ]
-        )
-        outbound = outbound.with_columns(self._changes(outbound, ledgers))
         in_drop = drop_keys.drop_nulls().to_frame("external_id")
         deleted = ledgers.join(in_drop, on="external_id", how="anti")
         # An opportunity whose account moved to another shard: the other partition sends it, and
         # this one forgets it once Salesforce no longer tags it with this partition.
-        moved_out = ledgers.join(in_drop, on="external_id", how="semi").join(
-            homes, on=["external_id", PARTITION], how="anti"
+        moved_out = (
+            ledgers
+            if homes is None
+            else ledgers.join(in_drop, on="external_id", how="semi").join(
+                homes, on=["external_id", PARTITION], how="anti"
+            )
         )
         del homes
-        # Rows are in partition order: each partition's valid rows are one zero-copy slice.
-        valid_counts = _per_partition(outbound.get_column(PARTITION))
+        # Rows are in partition order: each partition's valid rows are one zero-copy slice. Each
+        # partition's text, hash and diff run beside another partition's Parquet write.
+        valid_counts = _per_partition(in_order.get_column(PARTITION))
         offsets = dict(zip(PARTITION_KEYS, accumulate([0, *valid_counts.values()]), strict=False))
-        # A Parquet file is written by one thread: write partitions side by side.
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
             futures = {
                 key: pool.submit(
@@ -181,7 +193,8 @@ class _Stager:
                     state,
                     key,
                     source_counts[int(key)],
-                    outbound.slice(offsets[key], valid_counts[int(key)]).drop(PARTITION),
+                    in_order.slice(offsets[key], valid_counts[int(key)]),
+                    ledgers,
                     rejects,
                     deleted,
                     moved_out,
@@ -194,10 +207,9 @@ class _Stager:
         self,
         rows: pl.LazyFrame,
         accounts: pl.DataFrame,
-        duplicate_rows: pl.Series,
         partitions: list[str],
     ) -> pl.DataFrame:
-        """Rows with their reason code (null if valid), account rank and partition, in memory."""
+        """Rows with their reason code (null if valid or a duplicate), account rank and partition."""
         account = pl.col(ACCOUNT_COLUMN)
         placed = rows.with_columns(
             account.replace_strict(
@@ -212,28 +224,20 @@ class _Stager:
         if len(partitions) < len(PARTITION_KEYS):
             placed = placed.filter(pl.col(PARTITION).is_in([int(key) for key in partitions]))
         # One contiguous buffer per column: gathering rows from many chunks is many times slower.
-        return placed.with_columns(self.validator.reason_code(duplicate_rows)).collect().rechunk()
+        return placed.with_columns(self.validator.reason_code(NO_ROWS)).collect().rechunk()
 
     @staticmethod
     def _send_order(coded: pl.DataFrame) -> pl.Series:
-        """Positions of the valid rows in send order: partition, account, opportunity key.
+        """Positions of the valid rows in send order: partition, account, then as they came.
 
-        A sort within each account group, several times cheaper than sorting all rows by two
-        string columns.
+        A stable sort on the account's rank (one integer column): sorting by the key strings
+        as well would cost more than the rest of the placement.
         """
         return (
             coded.lazy()
-            .select(
-                pl.int_range(pl.len(), dtype=pl.UInt32).alias(POSITION),
-                ORDER,
-                KEY_COLUMN,
-                REASON_CODE,
-            )
+            .select(pl.int_range(pl.len(), dtype=pl.UInt32).alias(POSITION), ORDER, REASON_CODE)
             .filter(pl.col(REASON_CODE).is_null())
-            .group_by(ORDER)
-            .agg(pl.col(POSITION).sort_by(KEY_COLUMN))
-            .sort(ORDER)
-            .explode(POSITION)
+            .sort(ORDER, maintain_order=True)
             .collect()
             .get_column(POSITION)
         )
@@ -252,20 +256,18 @@ class _Stager:
         )
         return outbound.with_columns(row_hash(outbound, self.mapping.salesforce_fields))
 
-    def _changes(self, outbound: pl.DataFrame, ledgers: pl.DataFrame) -> pl.Series:
+    def _changes(self, outbound: pl.DataFrame, ledger: pl.DataFrame) -> pl.Series:
         """Per row: "new" (not in the ledger), "changed" (another hash) or null (unchanged)."""
         external_id = self.mapping.external_id_field
-        if ledgers.is_empty():
+        if ledger.is_empty():
             return pl.repeat("new", outbound.height, eager=True).alias(CHANGE)
-        known = ledgers.select(
-            pl.col("external_id").alias(external_id),
-            pl.col("row_hash").alias(LEDGER_HASH),
-            PARTITION,
+        known = ledger.select(
+            pl.col("external_id").alias(external_id), pl.col("row_hash").alias(LEDGER_HASH)
         )
         # Joined on the narrow key columns only: a join copies every column it carries.
         return (
-            outbound.select(external_id, PARTITION, ROW_HASH)
-            .join(known, on=[external_id, PARTITION], how="left", maintain_order="left")
+            outbound.select(external_id, ROW_HASH)
+            .join(known, on=external_id, how="left", maintain_order="left")
             .select(
                 pl.when(pl.col(LEDGER_HASH).is_null())
                 .then(pl.lit("new"))
@@ -282,12 +284,17 @@ class _Stager:
         key: str,
         source: int,
         valid: pl.DataFrame,
+        ledgers: pl.DataFrame,
         rejects: pl.DataFrame,
         deleted: pl.DataFrame,
         moved_out: pl.DataFrame,
     ) -> StagedPartition:
+        """Turn a partition's valid rows into Salesforce text, diff them and write its files."""
         paths = _paths(self.drop.drop_id, key)
         number = int(key)
+        valid = self._outbound(valid)
+        ledger = ledgers.filter(pl.col(PARTITION) == number)
+        valid = valid.with_columns(self._changes(valid, ledger)).drop(PARTITION)
         unchanged = valid.get_column(CHANGE).null_count()
         to_send = valid.filter(pl.col(CHANGE).is_not_null()) if unchanged else valid
         changes = _value_counts(to_send.get_column(CHANGE))
@@ -314,6 +321,18 @@ class _Stager:
         state.write_parquet(paths["moved_out"], moved)
         state.write_json(paths["counts_file"], counts)
         return StagedPartition(counts=counts, **paths)
+
+
+def _gather(frame: pl.DataFrame, positions: pl.Series) -> pl.DataFrame:
+    """`frame.gather(positions)`, its columns gathered in two halves side by side.
+
+    Polars gathers the columns of a frame one after another; the halves keep both cores busy.
+    """
+    names = frame.columns
+    halves = [names[: len(names) // 2], names[len(names) // 2 :]]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        parts = list(pool.map(lambda half: frame.select(half).gather(positions), halves))
+    return pl.concat(parts, how="horizontal")
 
 
 def _value_counts(values: pl.Series) -> dict[str, int]:

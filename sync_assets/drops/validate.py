@@ -25,6 +25,8 @@ ROW_INDEX = "_row"
 REASON_CODE = "reason_code"
 REASON = "reason"
 DUPLICATE_KEY = "duplicate_key"
+NO_ROWS = pl.Series(ROW_INDEX, [], dtype=pl.UInt32)
+"""No row: as `duplicate_rows`, the duplicate rule codes nothing."""
 KEY_COLUMN = "opportunity_key"
 ORDER_COLUMN = "updated_at"
 
@@ -266,6 +268,19 @@ class RowValidator:
         )
         codes = pl.Series([rule.code for rule, _ in broken], dtype=pl.String)
         return pl.lit(codes).gather(first).alias(REASON_CODE)
+
+    def with_duplicates(self, duplicate_rows: pl.Series) -> pl.Expr:
+        """REASON_CODE from `reason_code(NO_ROWS)` completed with the duplicate rule.
+
+        The duplicate rule comes last, so it only codes rows every other rule passed: the other
+        rules can run while the duplicates are still being found.
+        """
+        is_duplicate = pl.col(ROW_INDEX).is_in(duplicate_rows.implode())
+        return (
+            pl.col(REASON_CODE)
+            .fill_null(pl.when(is_duplicate).then(pl.lit(DUPLICATE_KEY)))
+            .alias(REASON_CODE)
+        )
 
     def reason(self, duplicate_rows: pl.Series) -> pl.Expr:
         """Every rule a row breaks, as messages joined by "; " (computed for rejected rows only)."""

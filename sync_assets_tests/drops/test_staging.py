@@ -112,6 +112,14 @@ def test_counts_refuse_to_lose_a_row() -> None:
 def test_rows_to_send_are_bulk_csv_ready(landing: StateStore, state: StateStore) -> None:
     staged = stage_drop(landing, state, "n1")
     mapping = FieldMapping()
+    source_positions = (
+        open_drop(landing, "n1")
+        .scan()
+        .with_row_index("position")
+        .filter(pl.col("opportunity_key").is_unique())
+        .select("opportunity_key", "position")
+        .collect()
+    )
     for key, part in staged.items():
         rows = state.read_parquet(part.to_send)
         assert rows.columns == [*mapping.salesforce_fields, "_row_hash", "_change"]
@@ -119,9 +127,18 @@ def test_rows_to_send_are_bulk_csv_ready(landing: StateStore, state: StateStore)
         assert (rows["Sync_Partition__c"] == key).all()
         accounts = rows["Account.External_Id__c"].unique().to_list()
         assert {shard_of(account) for account in accounts} <= {key}
-        assert rows.select("Account.External_Id__c", "External_Id__c").rows() == sorted(
-            rows.select("Account.External_Id__c", "External_Id__c").rows()
+        # Grouped by account (the order jobs are cut in); within an account, as the drop had them.
+        assert rows["Account.External_Id__c"].is_sorted()
+        positions = rows.join(
+            source_positions,
+            left_on="External_Id__c",
+            right_on="opportunity_key",
+            maintain_order="left",
         )
+        in_drop_order = positions.group_by("Account.External_Id__c").agg(
+            (pl.col("position").diff().fill_null(1) > 0).all()
+        )
+        assert in_drop_order["position"].all()
         assert rows["CloseDate"].str.contains(r"^\d{4}-\d{2}-\d{2}$").all()
         assert rows["Amount"].str.contains(r"^(\d+\.\d{2}|#N/A)$").all()
         assert rows["Probability"].str.contains(r"^(\d{1,3}|#N/A)$").all()
