@@ -10,13 +10,17 @@ import polars as pl
 import requests
 
 from sync_assets.drops.ledger import distinct_synced_keys, forget_ledger_rows, load_ledger
-from sync_assets.drops.partition_lock import PartitionBusyError, partition_lock
+from sync_assets.drops.partition_lock import (
+    PartitionBusyError,
+    drop_staging_lock,
+    partition_lock,
+)
 from sync_assets.drops.reader import DropError, newest_complete_drop
 from sync_assets.drops.staging import (
     StagedPartition,
     StagingCounts,
     load_staged,
-    stage_partition,
+    stage_partition_of_night,
 )
 from sync_assets.partitions import opportunity_partitions
 from sync_assets.progress import ProgressReporter
@@ -52,6 +56,21 @@ def exclusive_partition(
         )
 
     return partition_lock(state, partition, PARTITION_LOCK_TIMEOUT_SECONDS, on_wait=waiting)
+
+
+def exclusive_staging(
+    context: dg.AssetExecutionContext, state: StateStore, drop_id: str
+) -> AbstractContextManager[None]:
+    """The drop's staging lock (see `drop_staging_lock`), logging when another run holds it."""
+
+    def waiting(path: str) -> None:
+        context.log.info(
+            "Drop %s is being staged by another run (for this partition too); waiting for %s",
+            drop_id,
+            path,
+        )
+
+    return drop_staging_lock(state, drop_id, PARTITION_LOCK_TIMEOUT_SECONDS, on_wait=waiting)
 
 
 def drop_to_stage(context: dg.AssetExecutionContext, storage: SyncStorage) -> str:
@@ -138,13 +157,23 @@ def opportunity_batches(
     drop_id = drop_to_stage(context, storage)
     started = time.monotonic()
     try:
-        with exclusive_partition(context, storage.state(), partition):
-            staged = stage_partition(storage.landing(), storage.state(), drop_id, partition)
+        state = storage.state()
+        with (
+            exclusive_partition(context, state, partition),
+            exclusive_staging(context, state, drop_id),
+        ):
+            staged, staged_now = stage_partition_of_night(
+                storage.landing(), state, drop_id, partition
+            )
     except (DropError, PartitionBusyError) as error:
         # A malformed drop is not a transient problem: retrying cannot fix the file. A partition
         # busy for hours needs a human, not another wait.
         raise dg.Failure(description=str(error), allow_retries=False) from error
     counts = staged.counts
+    if staged_now:
+        context.log.info("Staged drop %s partitions %s in one pass", drop_id, ",".join(staged_now))
+    else:
+        context.log.info("Drop %s partition %s was already staged; using it", drop_id, partition)
     context.log.info(
         "Drop %s partition %s: %d source rows, %d rejected, %d unchanged, %d new, %d changed",
         drop_id,
@@ -162,6 +191,7 @@ def opportunity_batches(
             "rejects_by_reason": reasons_table(counts.rejected_by_reason, "rejected rows"),
             "rejects_file": dg.MetadataValue.path(storage.state().url(staged.rejects)),
             "staged_file": dg.MetadataValue.path(storage.state().url(staged.to_send)),
+            "staged_partitions": dg.MetadataValue.text(",".join(staged_now) or "none (reused)"),
             "duration_seconds": dg.MetadataValue.float(round(time.monotonic() - started, 3)),
         },
         tags={DROP_TAG: drop_id},

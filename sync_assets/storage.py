@@ -65,6 +65,15 @@ class StateStore:
         if self._fs.exists(full):
             self._fs.rm(full, recursive=True)
 
+    def version(self, rel: str) -> str:
+        """A key that changes whenever the file at `rel` is replaced; "" when there is none.
+
+        fsspec's `ukey`: a hash of the file's info (local: inode, size, mtime; object stores:
+        ETag and modification time). An atomic replace always changes it.
+        """
+        full = self._full(rel)
+        return str(self._fs.ukey(full)) if self._fs.exists(full) else ""
+
     def size(self, rel: str) -> int:
         return int(self._fs.size(self._full(rel)))
 

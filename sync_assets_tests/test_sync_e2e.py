@@ -95,6 +95,13 @@ def test_first_night_then_unchanged_then_next_night(night: Night) -> None:
     assert failed_checks == []
     assert {check.name for check in first["summary"].checks} == {"salesforce_total_matches_ledger"}
     assert night.hook.posts == []
+    # The drop was read and staged once for the night, by whichever run got there first.
+    staged_by = [
+        str(first[key].materializations["opportunity_batches"]["staged_partitions"])
+        for key in PARTITION_KEYS
+    ]
+    assert sorted(staged_by).count("none (reused)") == len(PARTITION_KEYS) - 1
+    assert ",".join(PARTITION_KEYS) in staged_by
 
     rejected = 0
     for partition in PARTITION_KEYS:

@@ -21,6 +21,11 @@ def ledger_path(partition: str) -> str:
     return f"ledger/partition={partition_label(partition)}.parquet"
 
 
+def ledger_version(store: StateStore, partition: str) -> str:
+    """A key that changes whenever the partition's ledger is rewritten ("" while there is none)."""
+    return store.version(ledger_path(partition))
+
+
 def load_ledger(store: StateStore, partition: str) -> pl.DataFrame:
     """The partition's ledger; an empty frame with the ledger schema when nothing was synced yet."""
     path = ledger_path(partition)

@@ -1,4 +1,4 @@
-"""An exclusive lock per partition under the state dir: two runs of one partition never interleave.
+"""Exclusive locks under the state dir: two runs of one partition never interleave, nor two stagings of a drop.
 
 The schedule and a manual launch may start the same partition at once. Upserts cannot duplicate a
 record, but two loaders sharing one checkpoint and one ledger would overwrite each other's job
@@ -10,6 +10,9 @@ dies, even by kill -9, so a crash never leaves a stale lock. Object stores have 
 there the lock is a no-op and Dagster must keep partition runs apart (run keys already give one
 sync per drop and partition; for manual launches add a run-queue `tag_concurrency_limits` entry on
 `dagster/partition` with `applyLimitPerUniqueValue` and limit 1), see docs/RELIABILITY.md.
+
+A drop is staged for all its partitions at once by whichever run gets there first, holding
+`locks/staging-<drop>.lock` (always taken after a partition's lock, so the two never deadlock).
 """
 
 import fcntl
@@ -32,6 +35,11 @@ def lock_path(partition: str) -> str:
     return f"locks/partition={partition_label(partition)}.lock"
 
 
+def staging_lock_path(drop_id: str) -> str:
+    """Where the lock on staging a drop lives, relative to the state dir."""
+    return f"locks/staging-{drop_id}.lock"
+
+
 @contextmanager
 def partition_lock(
     state: StateStore,
@@ -43,10 +51,36 @@ def partition_lock(
 
     `on_wait` is called once, with the lock's address, if another run holds the lock.
     """
+    busy = f"partition {partition} is being synced by another run"
+    with _exclusive(state, lock_path(partition), busy, timeout, on_wait):
+        yield
+
+
+@contextmanager
+def drop_staging_lock(
+    state: StateStore,
+    drop_id: str,
+    timeout: float,
+    on_wait: Callable[[str], None] | None = None,
+) -> Iterator[None]:
+    """Hold the lock on staging `drop_id` for the block (see `partition_lock` for the arguments)."""
+    busy = f"drop {drop_id} is being staged by another run"
+    with _exclusive(state, staging_lock_path(drop_id), busy, timeout, on_wait):
+        yield
+
+
+@contextmanager
+def _exclusive(
+    state: StateStore,
+    relative_path: str,
+    busy: str,
+    timeout: float,
+    on_wait: Callable[[str], None] | None,
+) -> Iterator[None]:
     if not state.is_local:
         yield
         return
-    path = state.local_path(lock_path(partition))
+    path = state.local_path(relative_path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as handle:
         deadline = time.monotonic() + timeout
@@ -61,8 +95,7 @@ def partition_lock(
                 waiting = True
                 if time.monotonic() >= deadline:
                     raise PartitionBusyError(
-                        f"partition {partition} is being synced by another run: its lock {path} "
-                        f"was held for more than {timeout:,.0f} s"
+                        f"{busy}: its lock {path} was held for more than {timeout:,.0f} s"
                     ) from None
                 time.sleep(_POLL_SECONDS)
         try:

@@ -19,7 +19,7 @@ from itertools import accumulate
 import polars as pl
 from pydantic import BaseModel, Field, model_validator
 
-from sync_assets.drops.ledger import load_ledger
+from sync_assets.drops.ledger import ledger_version, load_ledger
 from sync_assets.drops.model import FieldMapping
 from sync_assets.drops.outbound import ROW_HASH, row_hash, salesforce_columns
 from sync_assets.drops.reader import Drop, open_drop
@@ -51,6 +51,11 @@ class StagingCounts(BaseModel):
     deleted: int = Field(ge=0, description="In the ledger, absent from the drop; not deleted.")
     moved_out: int = Field(
         default=0, ge=0, description="In this partition's ledger, now another partition's row."
+    )
+    ledger_version: str = Field(
+        default="",
+        description="The version of the partition's ledger the rows were diffed against "
+        "(`ledger_version`); once the ledger changes, the staging is stale.",
     )
 
     @model_validator(mode="after")
@@ -143,6 +148,8 @@ class _Stager:
         coded = coded.with_columns(self.validator.with_duplicates(duplicate_rows))
         drop_keys = everything.select(KEY_COLUMN).collect().to_series()
         del everything
+        # Versions first: a ledger replaced in between makes the staging look stale, never fresh.
+        versions = {key: ledger_version(state, key) for key in partitions}
         ledgers = pl.concat(
             [
                 load_ledger(state, key).with_columns(pl.lit(int(key), pl.UInt8).alias(PARTITION))
@@ -195,6 +202,7 @@ class _Stager:
                     source_counts[int(key)],
                     in_order.slice(offsets[key], valid_counts[int(key)]),
                     ledgers,
+                    versions[key],
                     rejects,
                     deleted,
                     moved_out,
@@ -285,6 +293,7 @@ class _Stager:
         source: int,
         valid: pl.DataFrame,
         ledgers: pl.DataFrame,
+        version: str,
         rejects: pl.DataFrame,
         deleted: pl.DataFrame,
         moved_out: pl.DataFrame,
@@ -314,6 +323,7 @@ class _Stager:
             changed=changes.get("changed", 0),
             deleted=gone.height,
             moved_out=moved.height,
+            ledger_version=version,
         )
         state.write_parquet(paths["to_send"], to_send, compression="lz4", statistics=False)
         state.write_parquet(paths["rejects"], rejected)
@@ -345,6 +355,45 @@ def _per_partition(partitions: pl.Series) -> dict[int, int]:
     counted = partitions.value_counts()
     counts.update(zip(counted.get_column(PARTITION), counted.get_column("count"), strict=True))
     return counts
+
+
+ROWS_PER_PASS = 4_000_000
+"""How many drop rows one staging pass holds in memory at most (whole partitions, at least one)."""
+
+
+def stage_partition_of_night(
+    landing: StateStore,
+    state: StateStore,
+    drop_id: str,
+    partition: str,
+    mapping: FieldMapping | None = None,
+) -> tuple[StagedPartition, list[str]]:
+    """The partition's staging for the drop, staged now only if there is none or it is stale.
+
+    The caller holds the partition's lock, then the drop's staging lock. When the
+    partition must be staged, every other partition of the drop nobody staged yet is staged in
+    the same pass (up to `ROWS_PER_PASS` rows): the night's first run reads and validates the
+    drop once for all ten, and the others find their rows ready. A partition staged by another
+    run is used only while its ledger is the one it was diffed against; staging another run's
+    partition never replaces a staging that exists. Returns the staging and the partitions
+    staged now (empty when reused).
+    """
+    key = partition_label(partition)
+    current = load_staged(state, drop_id, key)
+    if current is not None and current.counts.ledger_version == ledger_version(state, key):
+        return current, []
+    drop = open_drop(landing, drop_id)
+    per_pass = max(1, ROWS_PER_PASS * len(PARTITION_KEYS) // max(drop.manifest.row_count, 1))
+    unstaged = [
+        other for other in PARTITION_KEYS if other != key and not _is_staged(state, drop_id, other)
+    ]
+    batch = [key, *unstaged[: per_pass - 1]]
+    staged = _Stager(drop, mapping or FieldMapping()).stage(state, sorted(batch))
+    return staged[key], sorted(batch)
+
+
+def _is_staged(state: StateStore, drop_id: str, partition: str) -> bool:
+    return state.exists(_paths(drop_id, partition)["counts_file"])
 
 
 def stage_partition(

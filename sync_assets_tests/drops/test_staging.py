@@ -3,6 +3,7 @@ import datetime as dt
 import polars as pl
 import pytest
 
+from sync_assets.drops import staging
 from sync_assets.drops.generate import GenerateOptions, generate_drop
 from sync_assets.drops.ledger import advance_ledger, load_ledger
 from sync_assets.drops.model import FieldMapping
@@ -15,6 +16,7 @@ from sync_assets.drops.staging import (
     load_staged,
     stage_drop,
     stage_partition,
+    stage_partition_of_night,
 )
 from sync_assets.storage import StateStore
 from sync_assets_tests.drops.helpers import valid_rows, write_drop
@@ -292,3 +294,51 @@ def test_staging_into_an_object_store(landing: StateStore, tmp_path) -> None:
     staged = stage_drop(landing, state, "n1")
     assert totals(staged)["source"] == ROWS
     assert state.read_parquet(staged["1"].to_send).height == staged["1"].counts.new
+
+
+def test_the_nights_first_partition_stages_them_all(landing: StateStore, tmp_path) -> None:
+    state = StateStore(tmp_path / "night")
+    first, staged_now = stage_partition_of_night(landing, state, "n1", "3")
+    assert staged_now == PARTITION_KEYS
+    for key in PARTITION_KEYS:
+        again, staged_again = stage_partition_of_night(landing, state, "n1", key)
+        assert staged_again == []
+    assert again.counts == load_staged(state, "n1", "9").counts
+    everything = stage_drop(landing, StateStore(tmp_path / "all"), "n1")
+    assert first.counts == everything["3"].counts
+    assert state.read_parquet(first.to_send).equals(
+        StateStore(tmp_path / "all").read_parquet(everything["3"].to_send)
+    )
+
+
+def test_a_changed_ledger_makes_only_that_partition_stage_again(
+    landing: StateStore, tmp_path
+) -> None:
+    state = StateStore(tmp_path / "night")
+    stage_partition_of_night(landing, state, "n1", "0")
+    five = load_staged(state, "n1", "5")
+    assert five is not None and five.counts.new > 0
+    seven_before = state.read_bytes(load_staged(state, "n1", "7").to_send)
+    # Partition 5's load confirmed its rows: its staging is stale, partition 7's is not.
+    advance_ledger(state, "5", confirmed(state.read_parquet(five.to_send)), "n1")
+    restaged, staged_now = stage_partition_of_night(landing, state, "n1", "5")
+    assert staged_now == ["5"]
+    assert restaged.counts.to_send == 0
+    assert restaged.counts.unchanged == five.counts.new
+    _, staged_now = stage_partition_of_night(landing, state, "n1", "7")
+    assert staged_now == []
+    assert state.read_bytes(load_staged(state, "n1", "7").to_send) == seven_before
+
+
+def test_a_large_drop_is_staged_a_few_partitions_per_pass(
+    landing: StateStore, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two partitions' worth of rows per pass: the run's own partition and the first unstaged one.
+    monkeypatch.setattr(staging, "ROWS_PER_PASS", ROWS // 5)
+    state = StateStore(tmp_path / "night")
+    _, staged_now = stage_partition_of_night(landing, state, "n1", "4")
+    assert staged_now == ["0", "4"]
+    _, staged_now = stage_partition_of_night(landing, state, "n1", "0")
+    assert staged_now == []
+    _, staged_now = stage_partition_of_night(landing, state, "n1", "9")
+    assert staged_now == ["1", "9"]
