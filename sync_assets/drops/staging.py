@@ -29,7 +29,14 @@ from sync_assets.drops.shards import (
     account_order,
     partition_label,
 )
-from sync_assets.drops.validate import KEY_COLUMN, NO_ROWS, REASON_CODE, ROW_INDEX, RowValidator
+from sync_assets.drops.validate import (
+    KEY_COLUMN,
+    NO_ROWS,
+    REASON_CODE,
+    ROW_INDEX,
+    Engine,
+    RowValidator,
+)
 from sync_assets.storage import StateStore
 
 CHANGE = "_change"
@@ -115,6 +122,11 @@ def load_staged(state: StateStore, drop_id: str, partition: str) -> StagedPartit
     return StagedPartition(counts=state.read_json(paths["counts_file"], StagingCounts), **paths)
 
 
+# All partitions: the drop is read into memory once. Fewer: it is streamed, so a pass holds only
+# its partitions' rows (and a few narrow whole-drop columns), however large the drop.
+IN_MEMORY: Engine = "in-memory"
+STREAMING: Engine = "streaming"
+
 ORDER = "_order"
 POSITION = "_position"
 LEDGER_HASH = "_ledger_hash"
@@ -132,22 +144,13 @@ class _Stager:
     def stage(self, state: StateStore, partitions: list[str]) -> dict[str, StagedPartition]:
         """Stage the rows of `partitions` and write each partition's files.
 
-        With all partitions the drop is read once into memory; with fewer it is scanned lazily
-        and filtered, its key columns read for the checks that span the whole drop (duplicates,
-        deletions). Large frames are dropped as soon as they are used: peak memory is time too.
+        With all partitions the drop is read once into memory; with fewer it is streamed and
+        filtered, and the checks that span the whole drop (duplicates, deletions) stream its key
+        columns. Large frames are dropped as soon as they are used: peak memory is time too.
         """
-        everything = self.source
+        everything, engine = self.source, STREAMING
         if len(partitions) == len(PARTITION_KEYS):
-            everything = self.source.collect().lazy()
-        # Finding duplicates is a single-threaded pass: it runs beside placement and the rules.
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            losers = pool.submit(self.validator.duplicate_rows, everything)
-            accounts = account_order(everything.select(ACCOUNT_COLUMN).collect().to_series())
-            coded = self._coded(everything, accounts, partitions)
-            duplicate_rows = losers.result()
-        coded = coded.with_columns(self.validator.with_duplicates(duplicate_rows))
-        drop_keys = everything.select(KEY_COLUMN).collect().to_series()
-        del everything
+            everything, engine = self.source.collect().lazy(), IN_MEMORY
         # Versions first: a ledger replaced in between makes the staging look stale, never fresh.
         versions = {key: ledger_version(state, key) for key in partitions}
         ledgers = pl.concat(
@@ -156,6 +159,17 @@ class _Stager:
                 for key in partitions
             ]
         )
+        coded, duplicate_rows = self._code_rows(everything, partitions, engine)
+        coded = coded.with_columns(self.validator.with_duplicates(duplicate_rows))
+        # The ledger's opportunities that are still in the drop (anywhere): at most the ledger's
+        # size, however large the drop.
+        in_drop = (
+            everything.select(pl.col(KEY_COLUMN).alias("external_id"))
+            .filter(pl.col("external_id").is_in(ledgers.get_column("external_id").implode()))
+            .unique()
+            .collect(engine=engine)
+        )
+        del everything
         # Where each opportunity lives now: the partition of the row that won among its versions
         # (needed only to tell which ledger rows moved to another partition).
         homes = (
@@ -177,7 +191,6 @@ class _Stager:
         send_order = self._send_order(coded)
         in_order = _gather(coded.drop(ROW_INDEX, REASON_CODE, ORDER), send_order)
         del coded, rejected
-        in_drop = drop_keys.drop_nulls().to_frame("external_id")
         deleted = ledgers.join(in_drop, on="external_id", how="anti")
         # An opportunity whose account moved to another shard: the other partition sends it, and
         # this one forgets it once Salesforce no longer tags it with this partition.
@@ -211,11 +224,33 @@ class _Stager:
             }
             return {key: future.result() for key, future in futures.items()}
 
+    def _code_rows(
+        self, rows: pl.LazyFrame, partitions: list[str], engine: Engine
+    ) -> tuple[pl.DataFrame, pl.Series]:
+        """`_coded` rows (without the duplicate rule) and the ROW_INDEX of duplicates that lost.
+
+        Finding duplicates is a single-threaded pass: in memory it runs beside placement and the
+        rules; streamed, one after the other, so that their buffers do not add up.
+        """
+
+        def placed_and_coded() -> pl.DataFrame:
+            accounts = account_order(
+                rows.select(pl.col(ACCOUNT_COLUMN).unique()).collect(engine=engine).to_series()
+            )
+            return self._coded(rows, accounts, partitions, engine)
+
+        if engine != IN_MEMORY:
+            return placed_and_coded(), self.validator.duplicate_rows(rows, engine)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            losers = pool.submit(self.validator.duplicate_rows, rows, engine)
+            return placed_and_coded(), losers.result()
+
     def _coded(
         self,
         rows: pl.LazyFrame,
         accounts: pl.DataFrame,
         partitions: list[str],
+        engine: Engine,
     ) -> pl.DataFrame:
         """Rows with their reason code (null if valid or a duplicate), account rank and partition."""
         account = pl.col(ACCOUNT_COLUMN)
@@ -232,7 +267,11 @@ class _Stager:
         if len(partitions) < len(PARTITION_KEYS):
             placed = placed.filter(pl.col(PARTITION).is_in([int(key) for key in partitions]))
         # One contiguous buffer per column: gathering rows from many chunks is many times slower.
-        return placed.with_columns(self.validator.reason_code(NO_ROWS)).collect().rechunk()
+        return (
+            placed.with_columns(self.validator.reason_code(NO_ROWS))
+            .collect(engine=engine)
+            .rechunk()
+        )
 
     @staticmethod
     def _send_order(coded: pl.DataFrame) -> pl.Series:
@@ -357,7 +396,7 @@ def _per_partition(partitions: pl.Series) -> dict[int, int]:
     return counts
 
 
-ROWS_PER_PASS = 4_000_000
+ROWS_PER_PASS = 2_500_000
 """How many drop rows one staging pass holds in memory at most (whole partitions, at least one)."""
 
 

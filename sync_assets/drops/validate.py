@@ -13,13 +13,16 @@ rejected for its own reason and no older version is sent in its place.
 
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import polars as pl
 import polars_hash  # noqa: F401  (registers the `nchash` expression namespace)
 from pydantic import BaseModel, ConfigDict
 
 from sync_assets.drops.model import FieldSpec, field_specs
+
+Engine = Literal["auto", "in-memory", "streaming"]
+"""Which polars engine collects a query (`LazyFrame.collect(engine=…)`)."""
 
 ROW_INDEX = "_row"
 REASON_CODE = "reason_code"
@@ -290,7 +293,7 @@ class RowValidator:
         ]
         return pl.concat_str(messages, separator="; ", ignore_nulls=True).alias(REASON)
 
-    def duplicate_rows(self, frame: pl.LazyFrame) -> pl.Series:
+    def duplicate_rows(self, frame: pl.LazyFrame, engine: Engine = "auto") -> pl.Series:
         """ROW_INDEX of every row that loses to a later version of its opportunity_key."""
         key_spec, order_spec = self._spec(KEY_COLUMN), self._spec(ORDER_COLUMN)
         keyed = (
@@ -311,7 +314,7 @@ class RowValidator:
             .agg(pl.col(ROW_INDEX).last())
         )
         losers = keyed.join(winners, on=ROW_INDEX, how="anti").select(ROW_INDEX)
-        return losers.collect().to_series()
+        return losers.collect(engine=engine).to_series()
 
     def _spec(self, name: str) -> FieldSpec:
         return next(spec for spec in self._specs if spec.name == name)
