@@ -19,6 +19,7 @@ from benchmarks.scenarios import (
     ScalePoint,
     SyncFigures,
 )
+from sync_assets.salesforce.loader import LoaderSettings
 
 ANALYSIS = Path(__file__).with_name("analysis.md")
 
@@ -371,8 +372,8 @@ def _lock_lines(results: Results) -> list[str]:
         "opportunities) loaded twice, each time into a fresh sandbox with the lock model on "
         f"({locks.slots} slots × {locks.rate:,.0f} records/s, so a 10,000-record batch holds its "
         f"parent Account locks for {10_000 / locks.rate:.0f} s; lock timeout "
-        f"{locks.lock_timeout:g} s). Ten loaders run at once (threads, our `BulkLoader`, 4 jobs "
-        "in flight each): *ours* loads the ten account-sharded partitions with account-aligned "
+        f"{locks.lock_timeout:g} s). Ten loaders run at once (threads, our `BulkLoader`, "
+        f"{LoaderSettings().jobs_in_flight} jobs in flight each): *ours* loads the ten account-sharded partitions with account-aligned "
         "jobs; *offset ranges* (the seed's scheme) loads ten contiguous slices of the rows in "
         "export order with account alignment off. Lock failures are the sandbox's own count; "
         "resends are the loader's (our loader resends transient failures, account-aligned).",

@@ -45,7 +45,7 @@ class SalesforceResource(dg.ConfigurableResource):
     sandbox_dir: str = "data/sandbox"
     api_version: str = DEFAULT_API_VERSION
     max_records_per_job: int = 10_000
-    jobs_in_flight: int = 4
+    jobs_in_flight: int = LoaderSettings.model_fields["jobs_in_flight"].default
     max_resend_rounds: int = 3
     account_aligned_jobs: bool = True
 

@@ -64,7 +64,9 @@ class LoaderSettings(BaseModel):
     external_id_field: str = EXTERNAL_ID
     account_column: str = ACCOUNT_COLUMN
     plan: PlanLimits = Field(default_factory=PlanLimits)
-    jobs_in_flight: int = Field(default=4, ge=1, le=50)
+    # Deep enough that the org always has queued work while finished jobs are being noticed
+    # (polls are seconds apart) and while the last partitions of a night finish alone.
+    jobs_in_flight: int = Field(default=8, ge=1, le=50)
     max_resend_rounds: int = Field(default=3, ge=0, description="Resends of transient failures.")
     resend_pause: float = Field(default=1.0, ge=0, description="Seconds before a resend round.")
     job_timeout: float = Field(default=3600.0, gt=0, description="Longest wait for one job.")

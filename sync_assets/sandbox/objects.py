@@ -206,11 +206,14 @@ class ObjectDef:
             for f in self.fields
             if f.unique
         )
-        statements.extend(
-            # NOCASE: SOQL compares text case-insensitively, and only a NOCASE index serves that
-            f'CREATE INDEX IF NOT EXISTS "{self.name}_{name}" ON "{self.name}" ("{name}" COLLATE NOCASE)'
-            for name in self.indexed
-        )
+        for name in self.indexed:
+            # NOCASE: SOQL compares text case-insensitively, and only a NOCASE index serves that.
+            # IsDeleted makes it covering: COUNT() of live rows per value never reads the table.
+            statements += [
+                f'DROP INDEX IF EXISTS "{self.name}_{name}"',
+                f'CREATE INDEX IF NOT EXISTS "{self.name}_{name}_live" ON "{self.name}" '
+                f'("{name}" COLLATE NOCASE, "IsDeleted")',
+            ]
         return statements
 
     def soql_spec(self) -> ObjectSpec:
