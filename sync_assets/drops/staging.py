@@ -189,7 +189,10 @@ class _Stager:
         )
         source_counts = _per_partition(coded.get_column(PARTITION))
         send_order = self._send_order(coded)
-        in_order = _gather(coded.drop(ROW_INDEX, REASON_CODE, ORDER), send_order)
+        valid_counts = _per_partition(
+            coded.get_column(PARTITION).filter(coded.get_column(REASON_CODE).is_null())
+        )
+        placed = coded.drop(ROW_INDEX, REASON_CODE, ORDER)
         del coded, rejected
         deleted = ledgers.join(in_drop, on="external_id", how="anti")
         # An opportunity whose account moved to another shard: the other partition sends it, and
@@ -202,9 +205,8 @@ class _Stager:
             )
         )
         del homes
-        # Rows are in partition order: each partition's valid rows are one zero-copy slice. Each
-        # partition's text, hash and diff run beside another partition's Parquet write.
-        valid_counts = _per_partition(in_order.get_column(PARTITION))
+        # The send order lists partition after partition: each partition's rows are one slice of
+        # it, gathered, turned into text, hashed and diffed beside another partition's write.
         offsets = dict(zip(PARTITION_KEYS, accumulate([0, *valid_counts.values()]), strict=False))
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
             futures = {
@@ -213,7 +215,8 @@ class _Stager:
                     state,
                     key,
                     source_counts[int(key)],
-                    in_order.slice(offsets[key], valid_counts[int(key)]),
+                    placed,
+                    send_order.slice(offsets[key], valid_counts[int(key)]),
                     ledgers,
                     versions[key],
                     rejects,
@@ -330,17 +333,18 @@ class _Stager:
         state: StateStore,
         key: str,
         source: int,
-        valid: pl.DataFrame,
+        placed: pl.DataFrame,
+        positions: pl.Series,
         ledgers: pl.DataFrame,
         version: str,
         rejects: pl.DataFrame,
         deleted: pl.DataFrame,
         moved_out: pl.DataFrame,
     ) -> StagedPartition:
-        """Turn a partition's valid rows into Salesforce text, diff them and write its files."""
+        """Gather a partition's valid rows, turn them into Salesforce text, diff, write its files."""
         paths = _paths(self.drop.drop_id, key)
         number = int(key)
-        valid = self._outbound(valid)
+        valid = self._outbound(placed.gather(positions))
         ledger = ledgers.filter(pl.col(PARTITION) == number)
         valid = valid.with_columns(self._changes(valid, ledger)).drop(PARTITION)
         unchanged = valid.get_column(CHANGE).null_count()
@@ -370,18 +374,6 @@ class _Stager:
         state.write_parquet(paths["moved_out"], moved)
         state.write_json(paths["counts_file"], counts)
         return StagedPartition(counts=counts, **paths)
-
-
-def _gather(frame: pl.DataFrame, positions: pl.Series) -> pl.DataFrame:
-    """`frame.gather(positions)`, its columns gathered in two halves side by side.
-
-    Polars gathers the columns of a frame one after another; the halves keep both cores busy.
-    """
-    names = frame.columns
-    halves = [names[: len(names) // 2], names[len(names) // 2 :]]
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        parts = list(pool.map(lambda half: frame.select(half).gather(positions), halves))
-    return pl.concat(parts, how="horizontal")
 
 
 def _value_counts(values: pl.Series) -> dict[str, int]:
