@@ -27,7 +27,6 @@ from sync_assets.progress import ProgressReporter
 from sync_assets.resources import SalesforceResource, SyncStorage
 from sync_assets.salesforce.bulk_api import BulkApiUnavailableError
 from sync_assets.salesforce.loader import LoadIncompleteError, LoadResult
-from sync_assets.salesforce.planning import fair_jobs_in_flight
 from sync_assets.storage import StateStore
 
 DROP_TAG = "sync/drop_id"
@@ -307,23 +306,9 @@ def load_staged_partition(
             allow_retries=False,
         )
     progress = ProgressReporter(state, drop_id, partition, context.log)
-    night = [
-        load_staged(state, drop_id, key) for key in opportunity_partitions.get_partition_keys()
-    ]
-    jobs_in_flight = fair_jobs_in_flight(
-        salesforce.jobs_in_flight,
-        staged.counts.to_send,
-        [other.counts.to_send for other in night if other is not None],
+    result = salesforce.loader(state, progress=progress.confirmed).load_partition(
+        drop_id, partition
     )
-    context.log.info(
-        "Partition %s sends %d rows with up to %d Bulk jobs in flight",
-        partition,
-        staged.counts.to_send,
-        jobs_in_flight,
-    )
-    result = salesforce.loader(
-        state, progress=progress.confirmed, jobs_in_flight=jobs_in_flight
-    ).load_partition(drop_id, partition)
     progress.finished(result.succeeded + result.failed, result.sent)
     moved_out, forgotten = forget_moved_rows(state, staged, partition, salesforce)
     return staged, result, moved_out, forgotten

@@ -67,13 +67,12 @@ class SalesforceResource(dg.ConfigurableResource):
             )
         return self._connection
 
-    def loader_settings(self, jobs_in_flight: int | None = None) -> LoaderSettings:
-        """The configured settings; `jobs_in_flight` overrides the configured number for one load."""
+    def loader_settings(self) -> LoaderSettings:
         return LoaderSettings(
             plan=PlanLimits(
                 max_records=self.max_records_per_job, account_aligned=self.account_aligned_jobs
             ),
-            jobs_in_flight=jobs_in_flight or self.jobs_in_flight,
+            jobs_in_flight=self.jobs_in_flight,
             max_resend_rounds=self.max_resend_rounds,
         )
 
@@ -82,12 +81,11 @@ class SalesforceResource(dg.ConfigurableResource):
         store: StateStore,
         progress: ProgressCallback | None = None,
         on_job_event: JobEventHook | None = None,
-        jobs_in_flight: int | None = None,
     ) -> BulkLoader:
         return BulkLoader(
             self.connection(),
             store,
-            self.loader_settings(jobs_in_flight),
+            self.loader_settings(),
             progress=progress,
             on_job_event=on_job_event,
         )

@@ -149,17 +149,3 @@ def group_lanes(slices: list[JobSlice]) -> list[list[JobSlice]]:
     for job in slices:
         lanes.setdefault(job.lane, []).append(job)
     return list(lanes.values())
-
-
-def fair_jobs_in_flight(base: int, rows: int, night_rows: list[int], most: int = 50) -> int:
-    """Jobs in flight for a partition sending `rows`, among partitions of one night sending `night_rows`.
-
-    The org works through queued batches in arrival order, so a partition's share of it is its
-    share of the queued jobs. Equal shares make the largest partition finish last and alone; jobs
-    in flight in proportion to rows let the night's partitions finish together.
-    """
-    sending = [count for count in night_rows if count > 0]
-    if rows <= 0 or not sending:
-        return base
-    mean = sum(sending) / len(sending)
-    return max(1, min(most, round(base * rows / mean)))

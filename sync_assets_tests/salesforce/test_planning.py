@@ -8,7 +8,6 @@ from sync_assets.salesforce.planning import (
     build_csv,
     csv_header_bytes,
     csv_row_bytes,
-    fair_jobs_in_flight,
     group_lanes,
     plan_jobs,
     send_columns,
@@ -114,21 +113,3 @@ def test_empty_input_plans_nothing() -> None:
 
 def test_default_job_is_one_internal_salesforce_batch() -> None:
     assert PlanLimits().max_records == 10_000
-
-
-@pytest.mark.parametrize(
-    ("rows", "night", "expected"),
-    [
-        (200_000, [200_000] * 10, 8),  # equal partitions: the configured number
-        (223_276, [182_725, 223_276, 200_000, 195_000], 9),  # the largest gets a larger share
-        (182_725, [182_725, 223_276, 200_000, 195_000], 7),
-        (5, [5, 1_000_000], 1),  # never below one job
-        (10_000_000, [10_000_000, 10], 16),  # a share of the mean, capped by `most`
-        (0, [0, 100], 8),  # nothing to send: the setting is left alone
-        (100, [], 8),  # no other partition staged
-    ],
-)
-def test_jobs_in_flight_follow_the_partitions_share_of_the_night(
-    rows: int, night: list[int], expected: int
-) -> None:
-    assert fair_jobs_in_flight(8, rows, night, most=16) == expected
