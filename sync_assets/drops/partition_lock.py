@@ -18,7 +18,7 @@ A drop is staged for all its partitions at once by whichever run gets there firs
 import fcntl
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 from sync_assets.drops.shards import partition_label
 from sync_assets.storage import StateStore
@@ -40,33 +40,29 @@ def staging_lock_path(drop_id: str) -> str:
     return f"locks/staging-{drop_id}.lock"
 
 
-@contextmanager
 def partition_lock(
     state: StateStore,
     partition: str,
     timeout: float,
     on_wait: Callable[[str], None] | None = None,
-) -> Iterator[None]:
+) -> AbstractContextManager[None]:
     """Hold the partition's lock for the block, waiting up to `timeout` seconds for it.
 
     `on_wait` is called once, with the lock's address, if another run holds the lock.
     """
     busy = f"partition {partition} is being synced by another run"
-    with _exclusive(state, lock_path(partition), busy, timeout, on_wait):
-        yield
+    return _exclusive(state, lock_path(partition), busy, timeout, on_wait)
 
 
-@contextmanager
 def drop_staging_lock(
     state: StateStore,
     drop_id: str,
     timeout: float,
     on_wait: Callable[[str], None] | None = None,
-) -> Iterator[None]:
-    """Hold the lock on staging `drop_id` for the block (see `partition_lock` for the arguments)."""
+) -> AbstractContextManager[None]:
+    """Hold the lock on staging `drop_id` for the block (arguments as for `partition_lock`)."""
     busy = f"drop {drop_id} is being staged by another run"
-    with _exclusive(state, staging_lock_path(drop_id), busy, timeout, on_wait):
-        yield
+    return _exclusive(state, staging_lock_path(drop_id), busy, timeout, on_wait)
 
 
 @contextmanager

@@ -13,7 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from sync_assets.drops.partition_lock import PartitionBusyError, lock_path, partition_lock
+from sync_assets.drops.partition_lock import (
+    PartitionBusyError,
+    drop_staging_lock,
+    lock_path,
+    partition_lock,
+)
 from sync_assets.storage import StateStore
 from sync_assets_tests.reliability.harness import NightFactory, record
 
@@ -44,6 +49,21 @@ def test_a_second_holder_waits_then_times_out_with_a_clear_message(tmp_path: Pat
     assert waited == [str(state.local_path(lock_path(PARTITION)))]
     with partition_lock(state, PARTITION, timeout=0):
         pass  # released by the first holder
+
+
+def test_staging_a_drop_is_exclusive_and_independent_of_partition_locks(tmp_path: Path) -> None:
+    state = StateStore(tmp_path)
+    with drop_staging_lock(state, "2026-11-27", timeout=1):
+        with (
+            pytest.raises(PartitionBusyError, match="drop 2026-11-27 is being staged by another"),
+            drop_staging_lock(state, "2026-11-27", timeout=0.2),
+        ):
+            pass
+        with (
+            drop_staging_lock(state, "2026-11-28", timeout=0),
+            partition_lock(state, PARTITION, timeout=0),
+        ):
+            pass  # another drop, and any partition, are not held by it
 
 
 def test_a_waiting_holder_gets_the_lock_when_the_first_releases_it(tmp_path: Path) -> None:
