@@ -198,7 +198,9 @@ class BulkLoader:
         return plan_jobs(rows, limits, self.settings.account_column)
 
     def _send_round(self, todo: pl.DataFrame, checkpoint: CheckpointStore, resend: bool) -> None:
-        lanes = group_lanes(self._plan(todo, resend))
+        # Longest lane first: an account larger than one job is sent job after job, and if its
+        # lane started late it would end the load alone while the other threads sat idle.
+        lanes = sorted(group_lanes(self._plan(todo, resend)), key=len, reverse=True)
         self._run_concurrently(
             [lambda lane=lane: self._run_lane(todo, lane, checkpoint) for lane in lanes]
         )

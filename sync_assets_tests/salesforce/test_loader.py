@@ -148,3 +148,27 @@ def test_progress_reports_confirmed_rows(tmp_path: Path) -> None:
     loader.load(rows, "d1", "3")
     assert seen[0] == (0, 500) and seen[-1] == (500, 500)
     assert [done for done, _ in seen] == sorted(done for done, _ in seen)
+
+
+def test_an_account_larger_than_a_job_is_sent_first(tmp_path: Path) -> None:
+    # 350 rows of one account in the middle of the partition: a lane of 4 jobs of ≤100 rows that
+    # must run one after another. Started first, it does not end the load alone.
+    rows = staged_partition(700, "3", accounts=35)
+    accounts = rows["Account.External_Id__c"].unique(maintain_order=True)
+    big = accounts[len(accounts) // 2]
+    rows = pl.concat(
+        [
+            rows.filter(pl.col("Account.External_Id__c") < big),
+            staged_partition(350, "3", accounts=1, prefix="BIG").with_columns(
+                pl.lit(big).alias("Account.External_Id__c")
+            ),
+            rows.filter(pl.col("Account.External_Id__c") > big),
+        ]
+    )
+    org = FakeBulkOrg()
+    result = loader_for(org, tmp_path, jobs_in_flight=1).load(rows, "d1", "3")
+
+    assert result.failed == 0
+    first_jobs = [job["csv"].decode() for job in list(org.jobs.values())[:4]]
+    assert all(f",{big}," in body or f'"{big}"' in body for body in first_jobs)
+    assert all(big not in job["csv"].decode() for job in list(org.jobs.values())[4:])
