@@ -156,8 +156,8 @@ def opportunity_batches(
     partition = context.partition_key
     drop_id = drop_to_stage(context, storage)
     started = time.monotonic()
+    state = storage.state()
     try:
-        state = storage.state()
         with (
             exclusive_partition(context, state, partition),
             exclusive_staging(context, state, drop_id),
@@ -189,8 +189,8 @@ def opportunity_batches(
             **staging_metadata(counts),
             "dagster/partition_row_count": dg.MetadataValue.int(counts.source),
             "rejects_by_reason": reasons_table(counts.rejected_by_reason, "rejected rows"),
-            "rejects_file": dg.MetadataValue.path(storage.state().url(staged.rejects)),
-            "staged_file": dg.MetadataValue.path(storage.state().url(staged.to_send)),
+            "rejects_file": dg.MetadataValue.path(state.url(staged.rejects)),
+            "staged_file": dg.MetadataValue.path(state.url(staged.to_send)),
             "staged_partitions": dg.MetadataValue.text(",".join(staged_now) or "none (reused)"),
             "duration_seconds": dg.MetadataValue.float(round(time.monotonic() - started, 3)),
         },

@@ -31,7 +31,6 @@ from sync_assets.drops.shards import (
 )
 from sync_assets.drops.validate import (
     KEY_COLUMN,
-    NO_ROWS,
     REASON_CODE,
     ROW_INDEX,
     Engine,
@@ -153,10 +152,11 @@ class _Stager:
             everything, engine = self.source.collect().lazy(), IN_MEMORY
         # Versions first: a ledger replaced in between makes the staging look stale, never fresh.
         versions = {key: ledger_version(state, key) for key in partitions}
+        ledger_of = {key: load_ledger(state, key) for key in partitions}
         ledgers = pl.concat(
             [
-                load_ledger(state, key).with_columns(pl.lit(int(key), pl.UInt8).alias(PARTITION))
-                for key in partitions
+                ledger.with_columns(pl.lit(int(key), pl.UInt8).alias(PARTITION))
+                for key, ledger in ledger_of.items()
             ]
         )
         coded, duplicate_rows = self._code_rows(everything, partitions, engine)
@@ -217,7 +217,7 @@ class _Stager:
                     source_counts[int(key)],
                     placed,
                     send_order.slice(offsets[key], valid_counts[int(key)]),
-                    ledgers,
+                    ledger_of[key],
                     versions[key],
                     rejects,
                     deleted,
@@ -271,9 +271,7 @@ class _Stager:
             placed = placed.filter(pl.col(PARTITION).is_in([int(key) for key in partitions]))
         # One contiguous buffer per column: gathering rows from many chunks is many times slower.
         return (
-            placed.with_columns(self.validator.reason_code(NO_ROWS))
-            .collect(engine=engine)
-            .rechunk()
+            placed.with_columns(self.validator.reason_code(None)).collect(engine=engine).rechunk()
         )
 
     @staticmethod
@@ -335,7 +333,7 @@ class _Stager:
         source: int,
         placed: pl.DataFrame,
         positions: pl.Series,
-        ledgers: pl.DataFrame,
+        ledger: pl.DataFrame,
         version: str,
         rejects: pl.DataFrame,
         deleted: pl.DataFrame,
@@ -345,7 +343,6 @@ class _Stager:
         paths = _paths(self.drop.drop_id, key)
         number = int(key)
         valid = self._outbound(placed.gather(positions))
-        ledger = ledgers.filter(pl.col(PARTITION) == number)
         valid = valid.with_columns(self._changes(valid, ledger)).drop(PARTITION)
         unchanged = valid.get_column(CHANGE).null_count()
         to_send = valid.filter(pl.col(CHANGE).is_not_null()) if unchanged else valid
@@ -416,15 +413,13 @@ def stage_partition_of_night(
     drop = open_drop(landing, drop_id)
     per_pass = max(1, ROWS_PER_PASS * len(PARTITION_KEYS) // max(drop.manifest.row_count, 1))
     unstaged = [
-        other for other in PARTITION_KEYS if other != key and not _is_staged(state, drop_id, other)
+        other
+        for other in PARTITION_KEYS
+        if other != key and load_staged(state, drop_id, other) is None
     ]
     batch = [key, *unstaged[: per_pass - 1]]
     staged = _Stager(drop, mapping or FieldMapping()).stage(state, sorted(batch))
     return staged[key], sorted(batch)
-
-
-def _is_staged(state: StateStore, drop_id: str, partition: str) -> bool:
-    return state.exists(_paths(drop_id, partition)["counts_file"])
 
 
 def stage_partition(

@@ -28,8 +28,6 @@ ROW_INDEX = "_row"
 REASON_CODE = "reason_code"
 REASON = "reason"
 DUPLICATE_KEY = "duplicate_key"
-NO_ROWS = pl.Series(ROW_INDEX, [], dtype=pl.UInt32)
-"""No row: as `duplicate_rows`, the duplicate rule codes nothing."""
 KEY_COLUMN = "opportunity_key"
 ORDER_COLUMN = "updated_at"
 
@@ -153,9 +151,14 @@ class RowValidator:
             for spec in self._specs
         ]
 
-    def rules(self, duplicate_rows: pl.Series) -> list[Rule]:
-        """All rules, in the model's field order, then the duplicate rule (rows that lost)."""
+    def rules(self, duplicate_rows: pl.Series | None) -> list[Rule]:
+        """All rules, in the model's field order, then the duplicate rule (rows that lost).
+
+        Without `duplicate_rows` the duplicate rule is left out (see `with_duplicates`).
+        """
         rules = [rule for spec in self._specs for rule in self._rules_of(spec)]
+        if duplicate_rows is None:
+            return rules
         rules.append(
             Rule(
                 code=DUPLICATE_KEY,
@@ -256,12 +259,15 @@ class RowValidator:
             )
         return rules
 
-    def _broken(self, duplicate_rows: pl.Series) -> list[tuple[Rule, pl.Expr]]:
+    def _broken(self, duplicate_rows: pl.Series | None) -> list[tuple[Rule, pl.Expr]]:
         # A null `broken` (a rule on an absent optional value) means the rule does not apply.
         return [(rule, rule.broken.fill_null(False)) for rule in self.rules(duplicate_rows)]
 
-    def reason_code(self, duplicate_rows: pl.Series) -> pl.Expr:
-        """The first rule each row breaks (model field order, then duplicates); null if valid."""
+    def reason_code(self, duplicate_rows: pl.Series | None) -> pl.Expr:
+        """The first rule each row breaks (model field order, then duplicates); null if valid.
+
+        With `duplicate_rows` None, duplicates are not coded here but by `with_duplicates`.
+        """
         broken = self._broken(duplicate_rows)
         # The number of the first broken rule, then its code: much cheaper on millions of rows
         # than a chain of when/then that builds a string column per rule.
@@ -273,7 +279,7 @@ class RowValidator:
         return pl.lit(codes).gather(first).alias(REASON_CODE)
 
     def with_duplicates(self, duplicate_rows: pl.Series) -> pl.Expr:
-        """REASON_CODE from `reason_code(NO_ROWS)` completed with the duplicate rule.
+        """REASON_CODE from `reason_code(None)` completed with the duplicate rule.
 
         The duplicate rule comes last, so it only codes rows every other rule passed: the other
         rules can run while the duplicates are still being found.
