@@ -40,6 +40,9 @@ TRANSIENT_ERRORS = (BulkApiUnavailableError, LoadIncompleteError, requests.Reque
 SALESFORCE_RETRY_POLICY = dg.RetryPolicy(
     max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
+# The staging checks do not gate the load (they are not blocking): the load starts first, so the
+# org is not kept waiting while ten runs recount the drop; the checks run once the load ends.
+LOAD_BEFORE_STAGING_CHECKS = {"dagster/priority": "1"}
 # How long a run waits for another run of the same partition (schedule plus a manual launch) to
 # finish before giving up; a partition's load takes minutes, so this is generous.
 PARTITION_LOCK_TIMEOUT_SECONDS = 3 * 3600.0
@@ -231,6 +234,7 @@ def load_metadata(result: LoadResult) -> dict[str, Any]:
     owners=["team:data-engineering"],
     pool=SALESFORCE_POOL,
     retry_policy=SALESFORCE_RETRY_POLICY,
+    op_tags=LOAD_BEFORE_STAGING_CHECKS,
 )
 def salesforce_opportunities(
     context: dg.AssetExecutionContext, storage: SyncStorage, salesforce: SalesforceResource

@@ -7,6 +7,7 @@ Dagster than a partition spends syncing.
 """
 
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import shutil
 import time
@@ -168,11 +169,13 @@ def run_drop(
     """Sync the given partitions of a drop (one Dagster run each), `parallel` at a time."""
     partitions = list(partitions)
     covers_all = set(partitions) == set(PARTITION_KEYS)
-    _initialise_instance()
     context = multiprocessing.get_context("forkserver")
     # The fork server imports the code location once; every worker is forked from it, clean of any
     # threads the parent started (polars' pool, progress bars), which fork would copy half-alive.
+    # Started now, it imports while this process opens the instance.
     context.set_forkserver_preload(FORK_SERVER_PRELOAD)
+    multiprocessing.forkserver.ensure_running()
+    _initialise_instance()
     tags = {DROP_TAG: drop_id, LAUNCHED_BY_TAG: launched_by}
     env = configuration_env()
     outcomes: list[RunOutcome] = []

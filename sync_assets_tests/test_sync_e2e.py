@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import dagster as dg
 import pytest
 from simple_salesforce import Salesforce
 
@@ -73,6 +74,12 @@ def night(
         yield Night(tmp_path, sandbox, hook)
 
 
+def started_steps(run_id: str) -> list[str]:
+    """The run's step keys in the order they started, from the instance's event log."""
+    events = dg.DagsterInstance.get().all_logs(run_id, of_type=dg.DagsterEventType.STEP_START)
+    return [event.step_key for event in events if event.step_key]
+
+
 def assert_partition_counts_match_ledger(night: Night) -> None:
     for partition in PARTITION_KEYS:
         in_salesforce = night.count(f"WHERE Sync_Partition__c = '{partition}'")
@@ -102,6 +109,10 @@ def test_first_night_then_unchanged_then_next_night(night: Night) -> None:
     ]
     assert sorted(staged_by).count("none (reused)") == len(PARTITION_KEYS) - 1
     assert ",".join(PARTITION_KEYS) in staged_by
+    # The staging checks do not hold up the load: it starts right after staging.
+    steps = started_steps(first["0"].run_id)
+    assert steps[:2] == ["opportunity_batches", "salesforce_opportunities"]
+    assert "opportunity_batches_rows_accounted_for" in steps[2:]
 
     rejected = 0
     for partition in PARTITION_KEYS:

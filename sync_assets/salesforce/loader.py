@@ -24,7 +24,7 @@ from sync_assets.salesforce.checkpoint import (
 )
 from sync_assets.salesforce.connection import SalesforceConnection
 from sync_assets.salesforce.errors import BulkApiError, LoadInvariantError, SalesforceError
-from sync_assets.salesforce.limits import LimitsReport, assess_limits
+from sync_assets.salesforce.limits import assess_limits
 from sync_assets.salesforce.planning import (
     ACCOUNT_COLUMN,
     JobSlice,
@@ -64,9 +64,10 @@ class LoaderSettings(BaseModel):
     external_id_field: str = EXTERNAL_ID
     account_column: str = ACCOUNT_COLUMN
     plan: PlanLimits = Field(default_factory=PlanLimits)
-    # Deep enough that the org always has queued work while finished jobs are being noticed
-    # (polls are seconds apart) and while the last partitions of a night finish alone.
-    jobs_in_flight: int = Field(default=8, ge=1, le=50)
+    # Deep enough that the org always has queued work while finished jobs are being noticed;
+    # shallow enough that a job does not queue behind the whole night: an account larger than
+    # one job sends its jobs one after another, each through the org's queue.
+    jobs_in_flight: int = Field(default=4, ge=1, le=50)
     max_resend_rounds: int = Field(default=3, ge=0, description="Resends of transient failures.")
     resend_pause: float = Field(default=1.0, ge=0, description="Seconds before a resend round.")
     job_timeout: float = Field(default=3600.0, gt=0, description="Longest wait for one job.")
@@ -157,19 +158,21 @@ class BulkLoader:
         # since ended) must not stop this run from sending those rows again.
         self._budget_from = checkpoint.next_sequence
 
-        if self.settings.check_limits:
-            self.preflight(self._still_to_send(rows, checkpoint.outcomes())).raise_if_short()
         resumed = self._collect_unfinished(checkpoint)
         self._confirmed = self._count_confirmed(rows, checkpoint.outcomes())
         self._report_progress()
+        # The first round's plan is also what the limits are checked against: planned once.
+        todo = self._still_to_send(rows, checkpoint.outcomes())
+        plan = self._plan(todo)
+        if self.settings.check_limits:
+            assess_limits(self.api.limits(), plan).raise_if_short()
 
         for round_number in range(self.settings.max_resend_rounds + 2):
-            todo = self._still_to_send(rows, checkpoint.outcomes())
+            if round_number:
+                todo, plan = self._resend_plan(rows, checkpoint)
             if todo.is_empty():
                 break
-            if round_number and self.settings.resend_pause:
-                time.sleep(self.settings.resend_pause)
-            self._send_round(todo, checkpoint, resend=round_number > 0)
+            self._send_round(todo, plan, checkpoint)
 
         final = self._final_outcomes(rows, checkpoint.outcomes())
         orphans = self.api.abort_orphans(
@@ -182,10 +185,6 @@ class BulkLoader:
         self._advance_ledger(rows, final, drop_id, partition)
         return result
 
-    def preflight(self, rows: pl.DataFrame) -> LimitsReport:
-        """The org's remaining limits against the jobs ``rows`` would need."""
-        return assess_limits(self.api.limits(), self._plan(rows))
-
     # ---- rounds and jobs -------------------------------------------------------------------
 
     def _plan(self, rows: pl.DataFrame, resend: bool = False) -> list[JobSlice]:
@@ -197,10 +196,23 @@ class BulkLoader:
         )
         return plan_jobs(rows, limits, self.settings.account_column)
 
-    def _send_round(self, todo: pl.DataFrame, checkpoint: CheckpointStore, resend: bool) -> None:
+    def _resend_plan(
+        self, rows: pl.DataFrame, checkpoint: CheckpointStore
+    ) -> tuple[pl.DataFrame, list[JobSlice]]:
+        """The rows a round left without a final outcome, planned for resending after the pause."""
+        todo = self._still_to_send(rows, checkpoint.outcomes())
+        if todo.is_empty():
+            return todo, []
+        if self.settings.resend_pause:
+            time.sleep(self.settings.resend_pause)
+        return todo, self._plan(todo, resend=True)
+
+    def _send_round(
+        self, todo: pl.DataFrame, plan: list[JobSlice], checkpoint: CheckpointStore
+    ) -> None:
         # Longest lane first: an account larger than one job is sent job after job, and if its
         # lane started late it would end the load alone while the other threads sat idle.
-        lanes = sorted(group_lanes(self._plan(todo, resend)), key=len, reverse=True)
+        lanes = sorted(group_lanes(plan), key=len, reverse=True)
         self._run_concurrently(
             [lambda lane=lane: self._run_lane(todo, lane, checkpoint) for lane in lanes]
         )

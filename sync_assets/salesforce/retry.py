@@ -35,7 +35,7 @@ class PollSchedule(BaseModel):
 
     first: float = Field(default=0.5, gt=0)
     factor: float = Field(default=1.5, ge=1)
-    cap: float = Field(default=5.0, gt=0)
+    cap: float = Field(default=2.5, gt=0)
 
     def intervals(self) -> Iterator[float]:
         interval = self.first

@@ -28,4 +28,4 @@ def test_polling_starts_quick_and_caps() -> None:
     intervals = list(itertools.islice(PollSchedule().intervals(), 10))
     assert intervals[0] == 0.5
     assert intervals == sorted(intervals)
-    assert intervals[-1] == 5.0
+    assert intervals[-1] == 2.5
