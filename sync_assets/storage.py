@@ -97,11 +97,21 @@ class StateStore:
         with self._fs.open(self._full(rel), "rb") as handle:
             return pl.read_parquet(handle, columns=columns)
 
-    def scan_parquet(self, rels: list[str]) -> pl.LazyFrame:
-        """A lazy scan over one or more Parquet files (read eagerly when not on a local disk)."""
+    def scan_parquet(
+        self, rels: list[str], *, row_index: str | None = None, row_index_offset: int = 0
+    ) -> pl.LazyFrame:
+        """A lazy scan over one or more Parquet files (read eagerly when not on a local disk).
+
+        `row_index` names a leading column numbering the rows from `row_index_offset`.
+        """
         if self.is_local:
-            return pl.scan_parquet([self._full(rel) for rel in rels])
-        return pl.concat([self.read_parquet(rel) for rel in rels], how="vertical").lazy()
+            return pl.scan_parquet(
+                [self._full(rel) for rel in rels],
+                row_index_name=row_index,
+                row_index_offset=row_index_offset,
+            )
+        rows = pl.concat([self.read_parquet(rel) for rel in rels], how="vertical").lazy()
+        return rows if row_index is None else rows.with_row_index(row_index, row_index_offset)
 
     def write_parquet(
         self,

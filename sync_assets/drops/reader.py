@@ -1,6 +1,9 @@
 """Read a landed drop (Parquet or CSV) and refuse a whole drop that is incomplete or malformed."""
 
 import io
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import accumulate
 from typing import Literal
 
 import polars as pl
@@ -97,6 +100,15 @@ def _expected_type(spec: FieldSpec) -> str:
     }[spec.kind]
 
 
+@dataclass(frozen=True)
+class DropFile:
+    """One file of a drop: how many rows it holds, and how to scan them in contract order."""
+
+    rows: int
+    scan: Callable[[str | None, int], pl.LazyFrame]
+    """`scan(row_index, offset)`: the rows, led by a row index numbered from `offset` if named."""
+
+
 class Drop:
     """A drop that passed the whole-drop checks: its manifest, and lazy access to its rows.
 
@@ -104,23 +116,30 @@ class Drop:
     CSV cell that does not parse is a row-level reject, decided by the validator).
     """
 
-    def __init__(
-        self,
-        manifest: Manifest,
-        file_format: FileFormat,
-        frames: list[pl.LazyFrame],
-    ) -> None:
+    def __init__(self, manifest: Manifest, file_format: FileFormat, files: list[DropFile]) -> None:
         self.manifest = manifest
         self.file_format = file_format
-        self._frames = frames
+        self._files = files
 
     @property
     def drop_id(self) -> str:
         return self.manifest.drop_id
 
-    def scan(self) -> pl.LazyFrame:
-        """All rows of the drop, files in manifest order, contract columns only."""
-        return pl.concat(self._frames, how="vertical")
+    def scan(self, row_index: str | None = None) -> pl.LazyFrame:
+        """All rows of the drop, files in manifest order, contract columns only.
+
+        With `row_index`, each row's position in the drop leads as that column: numbered by each
+        file's reader from the file's offset, which keeps a streamed scan streaming (a row index
+        added over the concatenation makes polars hold the whole drop).
+        """
+        offsets = accumulate([0, *(part.rows for part in self._files)])
+        return pl.concat(
+            [
+                part.scan(row_index, offset)
+                for part, offset in zip(self._files, offsets, strict=False)
+            ],
+            how="vertical",
+        )
 
 
 def _file_format(drop_id: str, files: list[str]) -> FileFormat:
@@ -135,7 +154,7 @@ def _file_format(drop_id: str, files: list[str]) -> FileFormat:
     return formats.pop()
 
 
-def _parquet_file(landing: StateStore, drop_id: str, name: str) -> tuple[pl.LazyFrame, int]:
+def _parquet_file(landing: StateStore, drop_id: str, name: str) -> DropFile:
     path = f"{drop_id}/{name}"
     try:
         with landing.open_read(path) as handle:
@@ -157,10 +176,19 @@ def _parquet_file(landing: StateStore, drop_id: str, name: str) -> tuple[pl.Lazy
                 column=spec.name,
             )
         casts.append(cast)
-    return landing.scan_parquet([path]).select(casts), rows
+
+    def scan(row_index: str | None, offset: int) -> pl.LazyFrame:
+        rows = landing.scan_parquet([path], row_index=row_index, row_index_offset=offset)
+        return rows.select(*_leading(row_index), *casts)
+
+    return DropFile(rows, scan)
 
 
-def _csv_file(landing: StateStore, drop_id: str, name: str) -> tuple[pl.LazyFrame, int]:
+def _leading(row_index: str | None) -> list[str]:
+    return [] if row_index is None else [row_index]
+
+
+def _csv_file(landing: StateStore, drop_id: str, name: str) -> DropFile:
     # A CSV file is parsed in full here: a stray quote, a bad encoding or a ragged line must
     # refuse the drop before anything is staged. Every cell stays a string until validation.
     try:
@@ -176,7 +204,13 @@ def _csv_file(landing: StateStore, drop_id: str, name: str) -> tuple[pl.LazyFram
     for column in SOURCE_COLUMNS:
         if column not in frame.columns:
             raise DropError(drop_id, "missing column", file=name, column=column)
-    return frame.lazy().select(SOURCE_COLUMNS), frame.height
+    frame = frame.select(SOURCE_COLUMNS)
+
+    def scan(row_index: str | None, offset: int) -> pl.LazyFrame:
+        rows = frame.lazy()
+        return rows if row_index is None else rows.with_row_index(row_index, offset)
+
+    return DropFile(frame.height, scan)
 
 
 def open_drop(landing: StateStore, drop_id: str) -> Drop:
@@ -186,17 +220,16 @@ def open_drop(landing: StateStore, drop_id: str) -> Drop:
         raise DropError(drop_id, "the drop is empty (no rows): refusing to treat it as a night")
     file_format = _file_format(drop_id, manifest.files)
     read_file = _parquet_file if file_format == "parquet" else _csv_file
-    frames, total = [], 0
+    files = []
     for name in manifest.files:
         if not landing.exists(f"{drop_id}/{name}"):
             raise DropError(drop_id, "listed in the manifest but missing", file=name)
-        frame, rows = read_file(landing, drop_id, name)
-        frames.append(frame)
-        total += rows
+        files.append(read_file(landing, drop_id, name))
+    total = sum(part.rows for part in files)
     if total != manifest.row_count:
         raise DropError(
             drop_id,
             f"the files hold {total:,} rows but the manifest says {manifest.row_count:,}",
             file=MANIFEST_NAME,
         )
-    return Drop(manifest, file_format, frames)
+    return Drop(manifest, file_format, files)

@@ -137,7 +137,7 @@ class _Stager:
     def __init__(self, drop: Drop, mapping: FieldMapping) -> None:
         self.drop = drop
         self.mapping = mapping
-        self.source = drop.scan().with_row_index(ROW_INDEX)
+        self.source = drop.scan(ROW_INDEX)
         self.validator = RowValidator(self.source.collect_schema())
 
     def stage(self, state: StateStore, partitions: list[str]) -> dict[str, StagedPartition]:
@@ -233,7 +233,7 @@ class _Stager:
         """`_coded` rows (without the duplicate rule) and the ROW_INDEX of duplicates that lost.
 
         Finding duplicates is a single-threaded pass: in memory it runs beside placement and the
-        rules; streamed, one after the other, so that their buffers do not add up.
+        rules; streamed, first, so that its buffers are gone before the pass's rows are held.
         """
 
         def placed_and_coded() -> pl.DataFrame:
@@ -243,7 +243,8 @@ class _Stager:
             return self._coded(rows, accounts, partitions, engine)
 
         if engine != IN_MEMORY:
-            return placed_and_coded(), self.validator.duplicate_rows(rows, engine)
+            losers = self.validator.duplicate_rows(rows, engine)
+            return placed_and_coded(), losers
         with ThreadPoolExecutor(max_workers=1) as pool:
             losers = pool.submit(self.validator.duplicate_rows, rows, engine)
             return placed_and_coded(), losers.result()
@@ -257,6 +258,10 @@ class _Stager:
     ) -> pl.DataFrame:
         """Rows with their reason code (null if valid or a duplicate), account rank and partition."""
         account = pl.col(ACCOUNT_COLUMN)
+        if len(partitions) < len(PARTITION_KEYS):
+            # Filtered first, on a plain membership test: polars streams that, but would hold
+            # the whole drop to place every row before filtering.
+            rows = rows.filter(_of_partitions(accounts, partitions))
         placed = rows.with_columns(
             account.replace_strict(
                 accounts["account_key"], accounts["order"], default=None, return_dtype=pl.UInt32
@@ -267,8 +272,6 @@ class _Stager:
             .fill_null(int(UNSHARDABLE_PARTITION))
             .alias(PARTITION)
         )
-        if len(partitions) < len(PARTITION_KEYS):
-            placed = placed.filter(pl.col(PARTITION).is_in([int(key) for key in partitions]))
         # One contiguous buffer per column: gathering rows from many chunks is many times slower.
         return (
             placed.with_columns(self.validator.reason_code(None)).collect(engine=engine).rechunk()
@@ -371,6 +374,16 @@ class _Stager:
         state.write_parquet(paths["moved_out"], moved)
         state.write_json(paths["counts_file"], counts)
         return StagedPartition(counts=counts, **paths)
+
+
+def _of_partitions(accounts: pl.DataFrame, partitions: list[str]) -> pl.Expr:
+    """True for the rows of `partitions`; a row without an account key is the unshardable one's."""
+    numbers = [int(key) for key in partitions]
+    keys = accounts.filter(pl.col("partition").is_in(numbers)).get_column("account_key")
+    member = pl.col(ACCOUNT_COLUMN).is_in(keys.implode())
+    if UNSHARDABLE_PARTITION in partitions:
+        return member | pl.col(ACCOUNT_COLUMN).is_null()
+    return member
 
 
 def _value_counts(values: pl.Series) -> dict[str, int]:

@@ -35,6 +35,25 @@ def test_csv_drop_reads_as_text(landing: StateStore) -> None:
     assert drop.scan().collect().equals(rows)
 
 
+@pytest.mark.parametrize("file_format", ["parquet", "csv"])
+def test_a_row_index_numbers_the_rows_across_files(landing: StateStore, file_format: str) -> None:
+    rows = valid_rows(30)
+    parts = [rows[:7], rows[7:8], rows[8:]]
+    write_drop(
+        landing,
+        "d",
+        parts if file_format == "parquet" else [as_text(p) for p in parts],
+        file_format=file_format,
+    )
+    frame = open_drop(landing, "d").scan(row_index="_row").collect()
+    assert frame.columns[0] == "_row"
+    assert frame["_row"].to_list() == list(range(30))
+    assert frame["opportunity_key"].equals(rows["opportunity_key"])
+    # Filtering before collecting keeps each row's position in the drop.
+    late = open_drop(landing, "d").scan(row_index="_row").filter(pl.col("_row") >= 25).collect()
+    assert late["opportunity_key"].equals(rows["opportunity_key"][25:])
+
+
 def test_compatible_parquet_types_are_accepted(landing: StateStore) -> None:
     rows = valid_rows(5).with_columns(
         pl.col("amount").cast(pl.Decimal(10, 1)).cast(pl.Decimal(10, 1)),
