@@ -178,8 +178,8 @@ def _parquet_file(landing: StateStore, drop_id: str, name: str) -> DropFile:
         casts.append(cast)
 
     def scan(row_index: str | None, offset: int) -> pl.LazyFrame:
-        rows = landing.scan_parquet([path], row_index=row_index, row_index_offset=offset)
-        return rows.select(*_leading(row_index), *casts)
+        scanned = landing.scan_parquet([path], row_index=row_index, row_index_offset=offset)
+        return scanned.select(*_leading(row_index), *casts)
 
     return DropFile(rows, scan)
 
@@ -207,8 +207,8 @@ def _csv_file(landing: StateStore, drop_id: str, name: str) -> DropFile:
     frame = frame.select(SOURCE_COLUMNS)
 
     def scan(row_index: str | None, offset: int) -> pl.LazyFrame:
-        rows = frame.lazy()
-        return rows if row_index is None else rows.with_row_index(row_index, offset)
+        scanned = frame.lazy()
+        return scanned if row_index is None else scanned.with_row_index(row_index, offset)
 
     return DropFile(frame.height, scan)
 
