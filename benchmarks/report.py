@@ -373,7 +373,8 @@ def _lock_lines(results: Results) -> list[str]:
         f"({locks.slots} slots × {locks.rate:,.0f} records/s, so a 10,000-record batch holds its "
         f"parent Account locks for {10_000 / locks.rate:.0f} s; lock timeout "
         f"{locks.lock_timeout:g} s). Ten loaders run at once (threads, our `BulkLoader`, "
-        f"{LoaderSettings().jobs_in_flight} jobs in flight each): *ours* loads the ten account-sharded partitions with account-aligned "
+        f"{LoaderSettings().jobs_in_flight} jobs in flight each): *ours* loads the ten "
+        "account-sharded partitions with account-aligned "
         "jobs; *offset ranges* (the seed's scheme) loads ten contiguous slices of the rows in "
         "export order with account alignment off. Lock failures are the sandbox's own count; "
         "resends are the loader's (our loader resends transient failures, account-aligned).",

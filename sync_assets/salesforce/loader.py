@@ -159,22 +159,25 @@ class BulkLoader:
         self._budget_from = checkpoint.next_sequence
 
         resumed = self._collect_unfinished(checkpoint)
-        self._confirmed = self._count_confirmed(rows, checkpoint.outcomes())
+        # Each row's latest outcome (rows × every recorded outcome): once per round, not per use.
+        latest = self._latest(rows, checkpoint.outcomes())
+        self._confirmed = int(latest["status"].is_in(SUCCESS_STATUSES).sum())
         self._report_progress()
         # The first round's plan is also what the limits are checked against: planned once.
-        todo = self._still_to_send(rows, checkpoint.outcomes())
+        todo = self._still_to_send(rows, latest)
         plan = self._plan(todo)
         if self.settings.check_limits:
             assess_limits(self.api.limits(), plan).raise_if_short()
 
         for round_number in range(self.settings.max_resend_rounds + 2):
             if round_number:
-                todo, plan = self._resend_plan(rows, checkpoint)
+                todo, plan = self._resend_plan(rows, latest)
             if todo.is_empty():
                 break
             self._send_round(todo, plan, checkpoint)
+            latest = self._latest(rows, checkpoint.outcomes())
 
-        final = self._final_outcomes(rows, checkpoint.outcomes())
+        final = self._final_outcomes(latest)
         orphans = self.api.abort_orphans(
             self.settings.sobject, {job.job_id for job in checkpoint.jobs}
         )
@@ -197,10 +200,10 @@ class BulkLoader:
         return plan_jobs(rows, limits, self.settings.account_column)
 
     def _resend_plan(
-        self, rows: pl.DataFrame, checkpoint: CheckpointStore
+        self, rows: pl.DataFrame, latest: pl.DataFrame
     ) -> tuple[pl.DataFrame, list[JobSlice]]:
         """The rows a round left without a final outcome, planned for resending after the pause."""
-        todo = self._still_to_send(rows, checkpoint.outcomes())
+        todo = self._still_to_send(rows, latest)
         if todo.is_empty():
             return todo, []
         if self.settings.resend_pause:
@@ -384,26 +387,22 @@ class BulkLoader:
             & (pl.col("transient_outcomes") <= self.settings.max_resend_rounds)
         )
 
-    def _still_to_send(self, rows: pl.DataFrame, outcomes: pl.DataFrame) -> pl.DataFrame:
-        """Rows with no final outcome yet, in staged (account) order."""
-        positions = self._latest(rows, outcomes).filter(self._resendable())["_position"]
+    def _still_to_send(self, rows: pl.DataFrame, latest: pl.DataFrame) -> pl.DataFrame:
+        """Rows with no final outcome yet (per `_latest`), in staged (account) order."""
+        positions = latest.filter(self._resendable())["_position"]
         return (
             rows.with_row_index("_position")
             .filter(pl.col("_position").is_in(positions))
             .drop("_position")
         )
 
-    def _final_outcomes(self, rows: pl.DataFrame, outcomes: pl.DataFrame) -> pl.DataFrame:
-        final = self._latest(rows, outcomes)
+    def _final_outcomes(self, final: pl.DataFrame) -> pl.DataFrame:
         unresolved = final.filter(self._resendable())
         if not unresolved.is_empty():
             raise LoadIncompleteError(
                 f"{unresolved.height:,} rows have no final outcome after the last round."
             )
         return final
-
-    def _count_confirmed(self, rows: pl.DataFrame, outcomes: pl.DataFrame) -> int:
-        return int(self._latest(rows, outcomes)["status"].is_in(SUCCESS_STATUSES).sum())
 
     def _summarise(
         self,
