@@ -326,14 +326,25 @@ def forget_moved_rows(
     Returns (rows that moved out, rows forgotten now). A row Salesforce still tags with this
     partition (its new partition has not sent it yet) stays until a later load sees it re-tagged.
     """
+    moved, retagged = retagged_moved_rows(state, staged, partition, salesforce)
+    return moved, forget_ledger_rows(state, partition, retagged)
+
+
+def retagged_moved_rows(
+    state: StateStore, staged: StagedPartition, partition: str, salesforce: SalesforceResource
+) -> tuple[int, pl.Series]:
+    """Rows of the partition's ledger that moved out (per the staging), and those re-tagged.
+
+    Returns how many moved to another partition, and the external ids of those Salesforce
+    already tags with another partition.
+    """
     if not state.exists(staged.moved_out):
-        return 0, 0
+        return 0, pl.Series("external_id", [], dtype=pl.String)
     moved = state.read_parquet(staged.moved_out, columns=["external_id"]).get_column("external_id")
     if moved.is_empty():
-        return 0, 0
+        return 0, moved
     still_here = salesforce.still_tagged(partition, moved.to_list())
-    gone = moved.filter(~moved.is_in(sorted(still_here)))
-    return moved.len(), forget_ledger_rows(state, partition, gone)
+    return moved.len(), moved.filter(~moved.is_in(sorted(still_here)))
 
 
 def latest_partition_syncs(instance: dg.DagsterInstance) -> dict[str, dict[str, object]]:

@@ -8,17 +8,22 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dagster as dg
+import polars as pl
 import pytest
 from simple_salesforce import Salesforce
 
+from sync_assets.assets import DROP_TAG
+from sync_assets.definitions import build_defs
 from sync_assets.drops.generate import GenerateOptions, generate_drop
 from sync_assets.drops.ledger import ledger_path, load_ledger
-from sync_assets.drops.shards import PARTITION_KEYS
+from sync_assets.drops.reader import open_drop
+from sync_assets.drops.shards import PARTITION_KEYS, shard_of
 from sync_assets.drops.staging import load_staged
 from sync_assets.runner import RunOutcome, run_drop
 from sync_assets.salesforce.transport import verified_session
 from sync_assets.sandbox.runner import SandboxHandle
 from sync_assets.storage import StateStore
+from sync_assets_tests.drops.helpers import write_drop
 from sync_assets_tests.webhook import WebhookReceiver, webhook_receiver
 
 pytestmark = pytest.mark.slow
@@ -193,3 +198,55 @@ def test_failing_check_posts_an_alert(night: Night) -> None:
     assert posted[0]["drop_id"] == "2026-11-27"
     assert posted[0]["numbers"]["rejected"] == check.metadata["rejected"]
     assert posted[0]["numbers"]["reject_rate"] > 0.05
+
+
+def count_check_alone(partition: str, drop_id: str) -> dg.AssetCheckEvaluation:
+    """Run only the partition's `salesforce_count_matches_ledger` check, as a re-execution would."""
+    result = (
+        build_defs()
+        .resolve_job_def("opportunity_sync_job")
+        .execute_in_process(
+            instance=dg.DagsterInstance.get(),
+            partition_key=partition,
+            tags={DROP_TAG: drop_id},
+            op_selection=["salesforce_opportunities_salesforce_count_matches_ledger"],
+        )
+    )
+    [evaluation] = result.get_asset_check_evaluations()
+    return evaluation
+
+
+def test_an_opportunity_moving_to_another_partition_is_in_transit_not_missing(
+    night: Night,
+) -> None:
+    night.land("d1", rows=3_000)
+    assert all(outcome.success for outcome in night.sync("d1").values())
+    rows = open_drop(StateStore(night.landing), "d1").scan().collect()
+    mover = rows.row(0, named=True)
+    old = shard_of(mover["account_key"])
+    new_account = next(key for key in rows["account_key"] if shard_of(key) != old)
+    new = shard_of(new_account)
+    moved = rows.with_columns(
+        pl.when(pl.col("opportunity_key") == mover["opportunity_key"])
+        .then(pl.lit(new_account))
+        .otherwise(pl.col("account_key"))
+        .alias("account_key")
+    )
+    write_drop(StateStore(night.landing), "d2", [moved])
+
+    # The old partition loads first: Salesforce still tags the opportunity with it, so it stays.
+    [first] = night.sync("d2", [old]).values()
+    assert first.success and all(check.passed for check in first.checks)
+    assert mover["opportunity_key"] in load_ledger(night.state, old)["external_id"]
+    # Then the new partition sends it: until the old one loads again, it is in transit.
+    [second] = night.sync("d2", [new]).values()
+    assert second.success and all(check.passed for check in second.checks)
+    in_transit = count_check_alone(old, "d2")
+    assert in_transit.passed, in_transit.description
+    assert in_transit.metadata["moved_in_transit"].value == 1
+    # The old partition's next load sees it re-tagged and forgets it.
+    [third] = night.sync("d2", [old]).values()
+    assert third.success and all(check.passed for check in third.checks)
+    assert mover["opportunity_key"] not in load_ledger(night.state, old)["external_id"]
+    assert night.loaded(third)["moved_out_forgotten"] == 1
+    assert count_check_alone(old, "d2").metadata["moved_in_transit"].value == 0
