@@ -200,13 +200,18 @@ def test_failing_check_posts_an_alert(night: Night) -> None:
     assert posted[0]["numbers"]["reject_rate"] > 0.05
 
 
-def count_check_alone(partition: str, drop_id: str) -> dg.AssetCheckEvaluation:
-    """Run only the partition's `salesforce_count_matches_ledger` check, as a re-execution would."""
+def count_check_alone(
+    instance: dg.DagsterInstance, partition: str, drop_id: str
+) -> dg.AssetCheckEvaluation:
+    """Run only the partition's `salesforce_count_matches_ledger` check, as a re-execution would.
+
+    `instance` must outlive every call: Dagster keeps a weak reference to the first one.
+    """
     result = (
         build_defs()
         .resolve_job_def("opportunity_sync_job")
         .execute_in_process(
-            instance=dg.DagsterInstance.get(),
+            instance=instance,
             partition_key=partition,
             tags={DROP_TAG: drop_id},
             op_selection=["salesforce_opportunities_salesforce_count_matches_ledger"],
@@ -241,7 +246,8 @@ def test_an_opportunity_moving_to_another_partition_is_in_transit_not_missing(
     # Then the new partition sends it: until the old one loads again, it is in transit.
     [second] = night.sync("d2", [new]).values()
     assert second.success and all(check.passed for check in second.checks)
-    in_transit = count_check_alone(old, "d2")
+    instance = dg.DagsterInstance.get()
+    in_transit = count_check_alone(instance, old, "d2")
     assert in_transit.passed, in_transit.description
     assert in_transit.metadata["moved_in_transit"].value == 1
     # The old partition's next load sees it re-tagged and forgets it.
@@ -249,4 +255,4 @@ def test_an_opportunity_moving_to_another_partition_is_in_transit_not_missing(
     assert third.success and all(check.passed for check in third.checks)
     assert mover["opportunity_key"] not in load_ledger(night.state, old)["external_id"]
     assert night.loaded(third)["moved_out_forgotten"] == 1
-    assert count_check_alone(old, "d2").metadata["moved_in_transit"].value == 0
+    assert count_check_alone(instance, old, "d2").metadata["moved_in_transit"].value == 0
