@@ -62,13 +62,15 @@ def exclusive_partition(
 
 
 def exclusive_staging(
-    context: dg.AssetExecutionContext, state: StateStore, drop_id: str
+    context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext,
+    state: StateStore,
+    drop_id: str,
 ) -> AbstractContextManager[None]:
     """The drop's staging lock (see `drop_staging_lock`), logging when another run holds it."""
 
     def waiting(path: str) -> None:
         context.log.info(
-            "Drop %s is being staged by another run (for this partition too); waiting for %s",
+            "Drop %s is being staged by another run; waiting for %s",
             drop_id,
             path,
         )

@@ -13,6 +13,7 @@ import polars as pl
 from sync_assets.alerts import Alert, AlertResource
 from sync_assets.assets import (
     DROP_TAG,
+    exclusive_staging,
     last_staged_drop,
     opportunity_batches,
     opportunity_sync_summary,
@@ -100,7 +101,7 @@ def rows_accounted_for(
 ) -> dg.AssetCheckResult:
     """Recount the partition's rows in the drop and compare with the staged and rejected files."""
     state = storage.state()
-    drop_id, staged = _staged_counts(context, state)
+    drop_id = last_staged_drop(context.instance, context.run.tags, context.partition_key)
     in_drop = (
         open_drop(storage.landing(), drop_id)
         .scan()
@@ -109,8 +110,12 @@ def rows_accounted_for(
         .collect()
         .item()
     )
-    to_send = state.scan_parquet([staged.to_send]).select(pl.len()).collect().item()
-    rejected = state.scan_parquet([staged.rejects]).select(pl.len()).collect().item()
+    # Another run of the partition may be staging it again (its ledger has moved on since): the
+    # counts and both files must come from one staging, not half from each.
+    with exclusive_staging(context, state, drop_id):
+        _, staged = _staged_counts(context, state)
+        to_send = state.scan_parquet([staged.to_send]).select(pl.len()).collect().item()
+        rejected = state.scan_parquet([staged.rejects]).select(pl.len()).collect().item()
     unchanged = staged.counts.unchanged
     accounted = to_send + rejected + unchanged
     passed = in_drop == accounted == staged.counts.source

@@ -106,17 +106,19 @@ def _execute_job(
 
     _adopt_env(env)
     started = time.monotonic()
-    instance = dg.DagsterInstance.get()
-    job = build_defs().resolve_job_def(job_name)
-    result = job.execute_in_process(
-        # Every event is still stored in the instance (the UI shows it); the terminal shows the
-        # progress bars and the table instead of a debug line per step.
-        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-        instance=instance,
-        partition_key=partition,
-        tags=tags,
-        raise_on_error=False,
-    )
+    # Entered, so that loading the definitions reads Dagster's state through this instance, and
+    # closed after the run: a worker runs several jobs.
+    with dg.DagsterInstance.get() as instance:
+        job = build_defs().resolve_job_def(job_name)
+        result = job.execute_in_process(
+            # Every event is still stored in the instance (the UI shows it); the terminal shows the
+            # progress bars and the table instead of a debug line per step.
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            instance=instance,
+            partition_key=partition,
+            tags=tags,
+            raise_on_error=False,
+        )
     error = None
     if not result.success:
         failures = [event for event in result.all_events if event.is_step_failure]

@@ -4,7 +4,9 @@ Counts are checked against Salesforce itself (SOQL COUNT() per partition), not t
 """
 
 import os
+import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import dagster as dg
@@ -16,6 +18,7 @@ from sync_assets.assets import DROP_TAG
 from sync_assets.definitions import build_defs
 from sync_assets.drops.generate import GenerateOptions, generate_drop
 from sync_assets.drops.ledger import ledger_path, load_ledger
+from sync_assets.drops.partition_lock import drop_staging_lock
 from sync_assets.drops.reader import open_drop
 from sync_assets.drops.shards import PARTITION_KEYS, shard_of
 from sync_assets.drops.staging import load_staged
@@ -200,25 +203,65 @@ def test_failing_check_posts_an_alert(night: Night) -> None:
     assert posted[0]["numbers"]["reject_rate"] > 0.05
 
 
-def count_check_alone(
-    instance: dg.DagsterInstance, partition: str, drop_id: str
-) -> dg.AssetCheckEvaluation:
-    """Run only the partition's `salesforce_count_matches_ledger` check, as a re-execution would.
+def check_alone(check: str, partition: str, drop_id: str) -> dg.AssetCheckEvaluation:
+    """Run only one of the partition's checks (its op name), as a re-execution would.
 
-    `instance` must outlive every call: Dagster keeps a weak reference to the first one.
+    The instance is entered so that loading the definitions reads state through it, not through
+    whichever instance an earlier test left current (Dagster holds that one by a weak reference).
     """
-    result = (
-        build_defs()
-        .resolve_job_def("opportunity_sync_job")
-        .execute_in_process(
-            instance=instance,
-            partition_key=partition,
-            tags={DROP_TAG: drop_id},
-            op_selection=["salesforce_opportunities_salesforce_count_matches_ledger"],
+    with dg.DagsterInstance.get() as instance:
+        result = (
+            build_defs()
+            .resolve_job_def("opportunity_sync_job")
+            .execute_in_process(
+                instance=instance,
+                partition_key=partition,
+                tags={DROP_TAG: drop_id},
+                op_selection=[check],
+            )
         )
-    )
     [evaluation] = result.get_asset_check_evaluations()
     return evaluation
+
+
+def count_check_alone(partition: str, drop_id: str) -> dg.AssetCheckEvaluation:
+    return check_alone(
+        "salesforce_opportunities_salesforce_count_matches_ledger", partition, drop_id
+    )
+
+
+def logged_by_newest_run(text: str) -> bool:
+    runs = dg.DagsterInstance.get().get_runs(limit=1)
+    return bool(runs) and any(
+        text in entry.user_message for entry in dg.DagsterInstance.get().all_logs(runs[0].run_id)
+    )
+
+
+def test_rows_accounted_for_never_reads_half_of_a_staging(night: Night) -> None:
+    """Another run of the partition re-staging it (its ledger moved on) is waited for, not read."""
+    night.land("d1", rows=1_000)
+    [synced] = night.sync("d1", ["0"]).values()
+    assert synced.success
+    staged = load_staged(night.state, "d1", "0")
+    assert staged is not None and staged.counts.to_send > 0
+    restaged = staged.counts.model_copy(
+        update={"to_send": 0, "new": 0, "unchanged": staged.counts.to_send}
+    )
+    empty = night.state.read_parquet(staged.to_send).clear()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        with drop_staging_lock(night.state, "d1", timeout=1):
+            # Half way through another run's staging: its rows are written, its counts not yet.
+            night.state.write_parquet(staged.to_send, empty)
+            check = pool.submit(check_alone, "opportunity_batches_rows_accounted_for", "0", "d1")
+            deadline = time.monotonic() + 60
+            while not check.done() and not logged_by_newest_run("being staged by another run"):
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            night.state.write_json(staged.counts_file, restaged)
+        evaluation = check.result()
+    assert evaluation.passed, evaluation.description
+    assert evaluation.metadata["unchanged"].value == staged.counts.to_send
 
 
 def test_an_opportunity_moving_to_another_partition_is_in_transit_not_missing(
@@ -246,8 +289,7 @@ def test_an_opportunity_moving_to_another_partition_is_in_transit_not_missing(
     # Then the new partition sends it: until the old one loads again, it is in transit.
     [second] = night.sync("d2", [new]).values()
     assert second.success and all(check.passed for check in second.checks)
-    instance = dg.DagsterInstance.get()
-    in_transit = count_check_alone(instance, old, "d2")
+    in_transit = count_check_alone(old, "d2")
     assert in_transit.passed, in_transit.description
     assert in_transit.metadata["moved_in_transit"].value == 1
     # The old partition's next load sees it re-tagged and forgets it.
@@ -255,4 +297,4 @@ def test_an_opportunity_moving_to_another_partition_is_in_transit_not_missing(
     assert third.success and all(check.passed for check in third.checks)
     assert mover["opportunity_key"] not in load_ledger(night.state, old)["external_id"]
     assert night.loaded(third)["moved_out_forgotten"] == 1
-    assert count_check_alone(instance, old, "d2").metadata["moved_in_transit"].value == 0
+    assert count_check_alone(old, "d2").metadata["moved_in_transit"].value == 0
