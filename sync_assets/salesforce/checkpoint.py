@@ -116,14 +116,13 @@ class CheckpointStore:
     def job_rows(self, sequence: int) -> pl.DataFrame:
         return self.store.read_parquet(self._rows_file(sequence))
 
-    def outcomes(self) -> pl.DataFrame:
-        """Every recorded row outcome, oldest job first."""
-        files = [
-            self._outcome_file(int(name.removesuffix(".parquet"))) for name in self._outcome_names()
-        ]
-        if not files:
-            return pl.DataFrame(schema=OUTCOME_SCHEMA)
-        return self.store.scan_parquet(files).sort("sequence").collect()
+    def outcomes(self) -> pl.LazyFrame:
+        """Every recorded row outcome, oldest job first (a scan: read only the columns you need)."""
+        # One file per job, scanned in sequence order: no sort needed (it would copy every column).
+        sequences = sorted(int(name.removesuffix(".parquet")) for name in self._outcome_names())
+        if not sequences:
+            return pl.LazyFrame(schema=OUTCOME_SCHEMA)
+        return self.store.scan_parquet([self._outcome_file(sequence) for sequence in sequences])
 
     def _outcome_names(self) -> list[str]:
         return [

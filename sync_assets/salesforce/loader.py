@@ -159,7 +159,7 @@ class BulkLoader:
         self._budget_from = checkpoint.next_sequence
 
         resumed = self._collect_unfinished(checkpoint)
-        # Each row's latest outcome (rows × every recorded outcome): once per round, not per use.
+        # Each row's latest status (rows × every recorded outcome): once per round, not per use.
         latest = self._latest(rows, checkpoint.outcomes())
         self._confirmed = int(latest["status"].is_in(SUCCESS_STATUSES).sum())
         self._report_progress()
@@ -177,15 +177,19 @@ class BulkLoader:
             self._send_round(todo, plan, checkpoint)
             latest = self._latest(rows, checkpoint.outcomes())
 
-        final = self._final_outcomes(latest)
+        final = self._final_statuses(latest)
+        failures = self._final_outcomes(final, checkpoint.outcomes(), succeeded=False)
         orphans = self.api.abort_orphans(
             self.settings.sobject, {job.job_id for job in checkpoint.jobs}
         )
-        result = self._summarise(rows, final, checkpoint, drop_id, partition, started, calls_before)
+        result = self._summarise(
+            rows, final, failures, checkpoint, drop_id, partition, started, calls_before
+        )
         result.orphan_jobs_aborted = orphans
         result.jobs_resumed = resumed
-        self._write_failed(rows, final, drop_id, partition, result)
-        self._advance_ledger(rows, final, drop_id, partition)
+        self._write_failed(rows, failures, drop_id, partition, result)
+        confirmed = self._final_outcomes(final, checkpoint.outcomes(), succeeded=True)
+        self._advance_ledger(confirmed, drop_id, partition)
         return result
 
     # ---- rounds and jobs -------------------------------------------------------------------
@@ -359,25 +363,22 @@ class BulkLoader:
 
     # ---- accounting --------------------------------------------------------------------------
 
-    def _latest(self, rows: pl.DataFrame, outcomes: pl.DataFrame) -> pl.DataFrame:
-        """Per row to send: its latest outcome and how many transient outcomes this load gave it."""
-        outcomes = outcomes.with_columns(pl.col(ROW_HASH).cast(rows.schema[ROW_HASH]))
-        attempts = (
-            outcomes.filter(
-                (pl.col("status") == RowStatus.TRANSIENT.value)
-                & (pl.col("sequence") >= self._budget_from)
-            )
-            .group_by(EXTERNAL_ID, ROW_HASH)
-            .len("transient_outcomes")
+    def _latest(self, rows: pl.DataFrame, outcomes: pl.LazyFrame) -> pl.DataFrame:
+        """Per row to send: its latest status and how many transient outcomes this load gave it.
+
+        Only the statuses: the rounds need no more (ids and errors are read at the end).
+        """
+        transient_here = (pl.col("status") == RowStatus.TRANSIENT.value) & (
+            pl.col("sequence") >= self._budget_from
         )
-        latest = outcomes.unique(subset=[EXTERNAL_ID, ROW_HASH], keep="last", maintain_order=True)
         return (
-            rows.select(EXTERNAL_ID, ROW_HASH)
-            .with_row_index("_position")
-            .join(latest, on=[EXTERNAL_ID, ROW_HASH], how="left")
-            .join(attempts, on=[EXTERNAL_ID, ROW_HASH], how="left")
-            .with_columns(pl.col("transient_outcomes").fill_null(0))
-            .sort("_position")
+            _with_outcomes(rows, outcomes, ["status", "sequence"])
+            .with_columns(
+                transient_here.fill_null(False).sum().over("_position").alias("transient_outcomes")
+            )
+            .filter(_last_outcome_of_each_row())
+            .drop("sequence")
+            .collect()
         )
 
     def _resendable(self) -> pl.Expr:
@@ -396,18 +397,33 @@ class BulkLoader:
             .drop("_position")
         )
 
-    def _final_outcomes(self, final: pl.DataFrame) -> pl.DataFrame:
-        unresolved = final.filter(self._resendable())
+    def _final_statuses(self, latest: pl.DataFrame) -> pl.DataFrame:
+        unresolved = latest.filter(self._resendable())
         if not unresolved.is_empty():
             raise LoadIncompleteError(
                 f"{unresolved.height:,} rows have no final outcome after the last round."
             )
-        return final
+        return latest
+
+    def _final_outcomes(
+        self, final: pl.DataFrame, outcomes: pl.LazyFrame, *, succeeded: bool
+    ) -> pl.DataFrame:
+        """The confirmed rows with their Salesforce ids, or the failed ones with their errors."""
+        success = pl.col("status").is_in(SUCCESS_STATUSES)
+        side = success if succeeded else ~success
+        details = ["salesforce_id"] if succeeded else ["error_code", "error", "job_id"]
+        return (
+            _with_outcomes(final.filter(side), outcomes.filter(side), details)
+            .filter(_last_outcome_of_each_row())
+            .drop("_position")
+            .collect()
+        )
 
     def _summarise(
         self,
         rows: pl.DataFrame,
         final: pl.DataFrame,
+        failures: pl.DataFrame,
         checkpoint: CheckpointStore,
         drop_id: str,
         partition: str,
@@ -417,7 +433,6 @@ class BulkLoader:
         status = final["status"]
         created = int((status == RowStatus.CREATED.value).sum())
         updated = int((status == RowStatus.UPDATED.value).sum())
-        failures = final.filter(~pl.col("status").is_in(SUCCESS_STATUSES))
         by_reason = failures.group_by("error_code").len().sort("len", descending=True)
         duration = time.monotonic() - started
         result = LoadResult(
@@ -449,15 +464,12 @@ class BulkLoader:
     def _write_failed(
         self,
         rows: pl.DataFrame,
-        final: pl.DataFrame,
+        failures: pl.DataFrame,
         drop_id: str,
         partition: str,
         result: LoadResult,
     ) -> None:
         """Every permanently failed row, as staged, with Salesforce's error string."""
-        failures = final.filter(~pl.col("status").is_in(SUCCESS_STATUSES)).select(
-            EXTERNAL_ID, ROW_HASH, "error_code", "error", "job_id"
-        )
         failed_rows = rows.join(
             failures, on=[EXTERNAL_ID, ROW_HASH], how="inner", maintain_order="left"
         )
@@ -465,15 +477,13 @@ class BulkLoader:
         self.store.write_parquet(path, failed_rows)
         result.failed_file = self.store.url(path)
 
-    def _advance_ledger(
-        self, rows: pl.DataFrame, final: pl.DataFrame, drop_id: str, partition: str
-    ) -> None:
-        confirmed = final.filter(pl.col("status").is_in(SUCCESS_STATUSES)).select(
-            pl.col(EXTERNAL_ID).alias("external_id"),
-            pl.col(ROW_HASH).alias("row_hash"),
-            pl.col("salesforce_id"),
+    def _advance_ledger(self, confirmed: pl.DataFrame, drop_id: str, partition: str) -> None:
+        advance_ledger(
+            self.store,
+            partition,
+            confirmed.rename({EXTERNAL_ID: "external_id", ROW_HASH: "row_hash"}),
+            drop_id,
         )
-        advance_ledger(self.store, partition, confirmed, drop_id)
 
     # ---- small helpers -----------------------------------------------------------------------
 
@@ -489,6 +499,30 @@ class BulkLoader:
     def _report_progress(self) -> None:
         if self._progress is not None:
             self._progress(self._confirmed, self._total)
+
+
+def _with_outcomes(rows: pl.DataFrame, outcomes: pl.LazyFrame, columns: list[str]) -> pl.LazyFrame:
+    """Each row (numbered `_position`) followed by its recorded outcomes in job order, if any.
+
+    Joined lazily and in order, then cut with `_last_outcome_of_each_row`: deduplicating the
+    outcomes on their string keys first cost several times the memory of the keys themselves.
+    """
+    return (
+        rows.lazy()
+        .select(EXTERNAL_ID, ROW_HASH)
+        .with_row_index("_position")
+        .join(
+            outcomes.select(EXTERNAL_ID, pl.col(ROW_HASH).cast(rows.schema[ROW_HASH]), *columns),
+            on=[EXTERNAL_ID, ROW_HASH],
+            how="left",
+            maintain_order="left_right",
+        )
+    )
+
+
+def _last_outcome_of_each_row() -> pl.Expr:
+    position = pl.col("_position")
+    return position.ne_missing(position.shift(-1))
 
 
 def _job_error(info: JobInfo) -> str | None:
