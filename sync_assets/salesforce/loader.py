@@ -41,6 +41,7 @@ from sync_assets.salesforce.results import (
     unprocessed_outcomes,
 )
 from sync_assets.salesforce.retry import PollSchedule, RetryPolicy
+from sync_assets.salesforce.staged_rows import CSV_BYTES, POSITION, StagedRows
 from sync_assets.storage import StateStore
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,8 @@ class BulkLoader:
     """Upserts one partition's staged rows through Bulk API 2.0, resumably.
 
     Rows are cut into account-aligned jobs; up to ``jobs_in_flight`` jobs run at once (jobs that
-    share an oversized account run one after another). Each job id is checkpointed the moment it
+    share an oversized account run one after another). Only the rows' keys are held; each job
+    reads its own rows when it is sent (see `StagedRows`). Each job id is checkpointed the moment it
     exists; each job's outcome is checkpointed before it counts. Transient failures are resent in
     new jobs for a bounded number of rounds; everything else is a permanent failure kept with its
     Salesforce error. The ledger advances only for rows Salesforce confirmed.
@@ -141,18 +143,21 @@ class BulkLoader:
     # ---- entry points ------------------------------------------------------------------------
 
     def load_partition(self, drop_id: str, partition: str) -> LoadResult:
-        """Load the partition's staged rows to send."""
-        rows = self.store.read_parquet(staged_rows_path(drop_id, partition))
-        return self.load(rows, drop_id, partition)
+        """Load the partition's staged rows to send (each job reads its rows from the file)."""
+        scan = self.store.scan_parquet([staged_rows_path(drop_id, partition)])
+        return self._load(StagedRows(scan, self.settings.account_column), drop_id, partition)
 
     def load(self, rows: pl.DataFrame, drop_id: str, partition: str) -> LoadResult:
         """Send ``rows`` (Salesforce columns plus ``_row_hash``, sorted by account)."""
+        return self._load(StagedRows(rows.lazy(), self.settings.account_column), drop_id, partition)
+
+    def _load(self, staged: StagedRows, drop_id: str, partition: str) -> LoadResult:
         started = time.monotonic()
         calls_before = (self.api.api_calls, self.api.http_retries, self.connection.logins)
         self._stop.clear()
-        self._require_columns(rows)
+        keys = staged.keys
         checkpoint = CheckpointStore(self.store, drop_id, partition)
-        self._total = rows.height
+        self._total = keys.height
         self._uploaded = 0
         # The resend budget is per load: transient failures of an earlier run (an outage that has
         # since ended) must not stop this run from sending those rows again.
@@ -160,22 +165,22 @@ class BulkLoader:
 
         resumed = self._collect_unfinished(checkpoint)
         # Each row's latest status (rows × every recorded outcome): once per round, not per use.
-        latest = self._latest(rows, checkpoint.outcomes())
+        latest = self._latest(keys, checkpoint.outcomes())
         self._confirmed = int(latest["status"].is_in(SUCCESS_STATUSES).sum())
         self._report_progress()
         # The first round's plan is also what the limits are checked against: planned once.
-        todo = self._still_to_send(rows, latest)
-        plan = self._plan(todo)
+        todo = self._still_to_send(keys, latest)
+        plan = self._plan(todo, staged.header_bytes)
         if self.settings.check_limits:
             assess_limits(self.api.limits(), plan).raise_if_short()
 
         for round_number in range(self.settings.max_resend_rounds + 2):
             if round_number:
-                todo, plan = self._resend_plan(rows, latest)
+                todo, plan = self._resend_plan(staged, latest)
             if todo.is_empty():
                 break
-            self._send_round(todo, plan, checkpoint)
-            latest = self._latest(rows, checkpoint.outcomes())
+            self._send_round(staged, todo, plan, checkpoint)
+            latest = self._latest(keys, checkpoint.outcomes())
 
         final = self._final_statuses(latest)
         failures = self._final_outcomes(final, checkpoint.outcomes(), succeeded=False)
@@ -183,45 +188,59 @@ class BulkLoader:
             self.settings.sobject, {job.job_id for job in checkpoint.jobs}
         )
         result = self._summarise(
-            rows, final, failures, checkpoint, drop_id, partition, started, calls_before
+            keys, final, failures, checkpoint, drop_id, partition, started, calls_before
         )
         result.orphan_jobs_aborted = orphans
         result.jobs_resumed = resumed
-        self._write_failed(rows, failures, drop_id, partition, result)
+        self._write_failed(staged, failures, drop_id, partition, result)
         confirmed = self._final_outcomes(final, checkpoint.outcomes(), succeeded=True)
         self._advance_ledger(confirmed, drop_id, partition)
         return result
 
     # ---- rounds and jobs -------------------------------------------------------------------
 
-    def _plan(self, rows: pl.DataFrame, resend: bool = False) -> list[JobSlice]:
+    def _plan(self, todo: pl.DataFrame, header_bytes: int, resend: bool = False) -> list[JobSlice]:
         # Resends are mostly lock failures: always cut them lock-safely, whatever the first round did.
         limits = (
             self.settings.plan.model_copy(update={"account_aligned": True})
             if resend
             else self.settings.plan
         )
-        return plan_jobs(rows, limits, self.settings.account_column)
+        return plan_jobs(
+            todo,
+            limits,
+            self.settings.account_column,
+            sizes=todo.get_column(CSV_BYTES),
+            header_bytes=header_bytes,
+        )
 
     def _resend_plan(
-        self, rows: pl.DataFrame, latest: pl.DataFrame
+        self, staged: StagedRows, latest: pl.DataFrame
     ) -> tuple[pl.DataFrame, list[JobSlice]]:
         """The rows a round left without a final outcome, planned for resending after the pause."""
-        todo = self._still_to_send(rows, latest)
+        todo = self._still_to_send(staged.keys, latest)
         if todo.is_empty():
             return todo, []
         if self.settings.resend_pause:
             time.sleep(self.settings.resend_pause)
-        return todo, self._plan(todo, resend=True)
+        return todo, self._plan(todo, staged.header_bytes, resend=True)
 
     def _send_round(
-        self, todo: pl.DataFrame, plan: list[JobSlice], checkpoint: CheckpointStore
+        self,
+        staged: StagedRows,
+        todo: pl.DataFrame,
+        plan: list[JobSlice],
+        checkpoint: CheckpointStore,
     ) -> None:
         # Longest lane first: an account larger than one job is sent job after job, and if its
         # lane started late it would end the load alone while the other threads sat idle.
         lanes = sorted(group_lanes(plan), key=len, reverse=True)
+        positions = todo.get_column(POSITION)
         self._run_concurrently(
-            [lambda lane=lane: self._run_lane(todo, lane, checkpoint) for lane in lanes]
+            [
+                lambda lane=lane: self._run_lane(staged, positions, lane, checkpoint)
+                for lane in lanes
+            ]
         )
 
     def _run_concurrently(self, tasks: list[Callable[[], None]]) -> None:
@@ -240,12 +259,16 @@ class BulkLoader:
                 raise error
 
     def _run_lane(
-        self, rows: pl.DataFrame, lane: list[JobSlice], checkpoint: CheckpointStore
+        self,
+        staged: StagedRows,
+        positions: pl.Series,
+        lane: list[JobSlice],
+        checkpoint: CheckpointStore,
     ) -> None:
         for job in lane:
             if self._stop.is_set():
                 return
-            self._run_job(rows.slice(job.start, job.records), checkpoint)
+            self._run_job(staged.fields(positions.slice(job.start, job.records)), checkpoint)
 
     def _run_job(self, rows: pl.DataFrame, checkpoint: CheckpointStore) -> None:
         keys = rows.select(EXTERNAL_ID, ROW_HASH)
@@ -374,7 +397,7 @@ class BulkLoader:
         return (
             _with_outcomes(rows, outcomes, ["status", "sequence"])
             .with_columns(
-                transient_here.fill_null(False).sum().over("_position").alias("transient_outcomes")
+                transient_here.fill_null(False).sum().over(POSITION).alias("transient_outcomes")
             )
             .filter(_last_outcome_of_each_row())
             .drop("sequence")
@@ -388,14 +411,9 @@ class BulkLoader:
             & (pl.col("transient_outcomes") <= self.settings.max_resend_rounds)
         )
 
-    def _still_to_send(self, rows: pl.DataFrame, latest: pl.DataFrame) -> pl.DataFrame:
-        """Rows with no final outcome yet (per `_latest`), in staged (account) order."""
-        positions = latest.filter(self._resendable())["_position"]
-        return (
-            rows.with_row_index("_position")
-            .filter(pl.col("_position").is_in(positions))
-            .drop("_position")
-        )
+    def _still_to_send(self, keys: pl.DataFrame, latest: pl.DataFrame) -> pl.DataFrame:
+        """Rows with no final outcome yet (per `_latest`, row for row), in staged order."""
+        return keys.filter(latest.select(self._resendable()).to_series())
 
     def _final_statuses(self, latest: pl.DataFrame) -> pl.DataFrame:
         unresolved = latest.filter(self._resendable())
@@ -415,7 +433,7 @@ class BulkLoader:
         return (
             _with_outcomes(final.filter(side), outcomes.filter(side), details)
             .filter(_last_outcome_of_each_row())
-            .drop("_position")
+            .drop(POSITION)
             .collect()
         )
 
@@ -463,16 +481,14 @@ class BulkLoader:
 
     def _write_failed(
         self,
-        rows: pl.DataFrame,
+        staged: StagedRows,
         failures: pl.DataFrame,
         drop_id: str,
         partition: str,
         result: LoadResult,
     ) -> None:
         """Every permanently failed row, as staged, with Salesforce's error string."""
-        failed_rows = rows.join(
-            failures, on=[EXTERNAL_ID, ROW_HASH], how="inner", maintain_order="left"
-        )
+        failed_rows = staged.matching(failures)
         path = failed_rows_path(drop_id, partition)
         self.store.write_parquet(path, failed_rows)
         result.failed_file = self.store.url(path)
@@ -487,11 +503,6 @@ class BulkLoader:
 
     # ---- small helpers -----------------------------------------------------------------------
 
-    def _require_columns(self, rows: pl.DataFrame) -> None:
-        missing = {EXTERNAL_ID, ROW_HASH, self.settings.account_column} - set(rows.columns)
-        if missing:
-            raise ValueError(f"Staged rows lack the column(s) {sorted(missing)}.")
-
     def _notify(self, event: str, job_id: str) -> None:
         if self._on_job_event is not None:
             self._on_job_event(event, job_id)
@@ -502,15 +513,14 @@ class BulkLoader:
 
 
 def _with_outcomes(rows: pl.DataFrame, outcomes: pl.LazyFrame, columns: list[str]) -> pl.LazyFrame:
-    """Each row (numbered `_position`) followed by its recorded outcomes in job order, if any.
+    """Each row (by its `_position`) followed by its recorded outcomes in job order, if any.
 
     Joined lazily and in order, then cut with `_last_outcome_of_each_row`: deduplicating the
     outcomes on their string keys first cost several times the memory of the keys themselves.
     """
     return (
         rows.lazy()
-        .select(EXTERNAL_ID, ROW_HASH)
-        .with_row_index("_position")
+        .select(POSITION, EXTERNAL_ID, ROW_HASH)
         .join(
             outcomes.select(EXTERNAL_ID, pl.col(ROW_HASH).cast(rows.schema[ROW_HASH]), *columns),
             on=[EXTERNAL_ID, ROW_HASH],
@@ -521,7 +531,7 @@ def _with_outcomes(rows: pl.DataFrame, outcomes: pl.LazyFrame, columns: list[str
 
 
 def _last_outcome_of_each_row() -> pl.Expr:
-    position = pl.col("_position")
+    position = pl.col(POSITION)
     return position.ne_missing(position.shift(-1))
 
 

@@ -60,12 +60,14 @@ def csv_header_bytes(columns: list[str]) -> int:
 
 def csv_row_bytes(rows: pl.DataFrame) -> pl.Series:
     """Exact size of each row as :func:`build_csv` writes it (polars' "necessary" quoting)."""
-    columns = send_columns(rows)
+    return rows.select(csv_row_bytes_expr(send_columns(rows))).to_series()
+
+
+def csv_row_bytes_expr(columns: list[str]) -> pl.Expr:
+    """:func:`csv_row_bytes` as an expression over the Salesforce `columns` (e.g. for a scan)."""
     field_bytes = [_field_bytes(pl.col(name)) for name in columns]
     separators_and_newline = len(columns)
-    return rows.select(
-        (pl.sum_horizontal(field_bytes) + separators_and_newline).alias("csv_bytes")
-    ).to_series()
+    return (pl.sum_horizontal(field_bytes) + separators_and_newline).alias("csv_bytes")
 
 
 def _field_bytes(value: pl.Expr) -> pl.Expr:
@@ -76,18 +78,27 @@ def _field_bytes(value: pl.Expr) -> pl.Expr:
 
 
 def plan_jobs(
-    rows: pl.DataFrame, limits: PlanLimits, account_column: str = ACCOUNT_COLUMN
+    rows: pl.DataFrame,
+    limits: PlanLimits,
+    account_column: str = ACCOUNT_COLUMN,
+    *,
+    sizes: pl.Series | None = None,
+    header_bytes: int | None = None,
 ) -> list[JobSlice]:
     """Cut ``rows`` (sorted by account) into jobs within ``limits``.
 
     Account-aligned cuts fall only where the account changes, as late as the limits allow. An
-    account bigger than one job is cut inside itself, and its pieces share one lane.
+    account bigger than one job is cut inside itself, and its pieces share one lane. ``sizes``
+    (each row's CSV bytes) and ``header_bytes`` are measured from ``rows`` unless given, so
+    ``rows`` may then hold only the account column.
     """
     total = rows.height
     if total == 0:
         return []
-    budget = limits.max_bytes - csv_header_bytes(send_columns(rows))
-    row_bytes = csv_row_bytes(rows).to_numpy().astype(np.int64)
+    if header_bytes is None:
+        header_bytes = csv_header_bytes(send_columns(rows))
+    budget = limits.max_bytes - header_bytes
+    row_bytes = (csv_row_bytes(rows) if sizes is None else sizes).to_numpy().astype(np.int64)
     if int(row_bytes.max()) > budget:
         raise ValueError(
             f"A staged row is larger than one Bulk upload ({limits.max_bytes:,} bytes)."
