@@ -3,12 +3,15 @@
 import io
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from functools import partial
+from itertools import chain
 from pathlib import Path
 from typing import Any, BinaryIO, Literal, TypeVar
 
 import fsspec
 import polars as pl
+import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 from pydantic import BaseModel
 
@@ -122,11 +125,48 @@ class StateStore:
         statistics: bool = True,
     ) -> None:
         """Write a frame as Parquet; "lz4" without statistics suits intermediate files."""
-        full = self._full(rel)
 
         def write(target: str | io.BytesIO) -> None:
             frame.write_parquet(target, compression=compression, statistics=statistics)
 
+        self._write_with(rel, write)
+
+    def write_parquet_parts(
+        self,
+        rel: str,
+        parts: Iterable[pl.DataFrame],
+        *,
+        compression: ParquetCompression = "zstd",
+        statistics: bool = True,
+    ) -> None:
+        """Write frames of one schema (at least one) as one Parquet file, a row group or more each.
+
+        The parts are made while the file is written: at most two are held at a time.
+        """
+
+        def write(target: str | io.BytesIO) -> None:
+            remaining = iter(parts)
+            first = next(remaining, None)
+            if first is None:
+                raise ValueError(f"no rows to write to {rel}, not even an empty frame")
+            second = next(remaining, None)
+            if second is None:
+                # One part: polars' own writer is the faster one.
+                first.write_parquet(target, compression=compression, statistics=statistics)
+                return
+            # String views as they are: converting them to Arrow's large strings copies the text.
+            as_arrow = partial(pl.DataFrame.to_arrow, compat_level=pl.CompatLevel.newest())
+            schema = as_arrow(first).schema
+            with pq.ParquetWriter(
+                target, schema, compression=compression, write_statistics=statistics
+            ) as writer:
+                for part in chain([first, second], remaining):
+                    writer.write_table(as_arrow(part))
+
+        self._write_with(rel, write)
+
+    def _write_with(self, rel: str, write: Callable[[str | io.BytesIO], None]) -> None:
+        full = self._full(rel)
         if not self.is_local:
             buffer = io.BytesIO()
             write(buffer)

@@ -73,3 +73,18 @@ def test_repr_does_not_show_options(tmp_path) -> None:
     assert url.startswith("memory://") and url.endswith("/somewhere/a/b")
     with pytest.raises(ValueError, match="not on the local disk"):
         StateStore("memory://somewhere").local_path("a")
+
+
+def test_parts_are_written_as_one_parquet_file(store: StateStore) -> None:
+    parts = [
+        pl.DataFrame({"k": ["x", "日本"], "v": [1, 2]}),
+        pl.DataFrame({"k": [None], "v": [3]}, schema={"k": pl.String, "v": pl.Int64}),
+        pl.DataFrame({"k": ["a long text " * 20], "v": [4]}),
+    ]
+    store.write_parquet_parts("t/parts.parquet", iter(parts))
+    assert store.read_parquet("t/parts.parquet").equals(pl.concat(parts))
+    store.write_parquet_parts("t/one.parquet", iter(parts[:1]), compression="lz4")
+    assert store.read_parquet("t/one.parquet").equals(parts[0])
+    with pytest.raises(ValueError, match="not even an empty frame"):
+        store.write_parquet_parts("t/none.parquet", iter([]))
+    assert not store.exists("t/none.parquet")

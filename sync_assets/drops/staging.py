@@ -13,6 +13,8 @@ whose opportunity now lives in another partition) and `counts.json`, written las
 """
 
 import os
+from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from itertools import accumulate
 
@@ -39,7 +41,11 @@ from sync_assets.drops.validate import (
 from sync_assets.storage import StateStore
 
 CHANGE = "_change"
+UNCHANGED = "unchanged"
 PARTITION = "_partition"
+# A partition's rows are turned into text and written this many at a time (a Parquet row group
+# each): its memory stays that of a slice, whatever the partition's size.
+ROWS_PER_SLICE = 250_000
 ACCOUNT_COLUMN = "account_key"
 
 
@@ -342,14 +348,27 @@ class _Stager:
         deleted: pl.DataFrame,
         moved_out: pl.DataFrame,
     ) -> StagedPartition:
-        """Gather a partition's valid rows, turn them into Salesforce text, diff, write its files."""
+        """Gather a partition's valid rows, turn them into Salesforce text, diff, write its files.
+
+        The rows are gathered, turned into text and written a slice at a time, so a partition's
+        text is never held whole, however many rows it has.
+        """
         paths = _paths(self.drop.drop_id, key)
         number = int(key)
-        valid = self._outbound(placed.gather(positions))
-        valid = valid.with_columns(self._changes(valid, ledger)).drop(PARTITION)
-        unchanged = valid.get_column(CHANGE).null_count()
-        to_send = valid.filter(pl.col(CHANGE).is_not_null()) if unchanged else valid
-        changes = _value_counts(to_send.get_column(CHANGE))
+        changes: Counter[str] = Counter()
+
+        def to_send_slices() -> Iterator[pl.DataFrame]:
+            for start in range(0, max(positions.len(), 1), ROWS_PER_SLICE):
+                valid = self._outbound(placed.gather(positions.slice(start, ROWS_PER_SLICE)))
+                valid = valid.with_columns(self._changes(valid, ledger)).drop(PARTITION)
+                change = valid.get_column(CHANGE)
+                changes.update(_value_counts(change.fill_null(UNCHANGED)))
+                yield valid.filter(change.is_not_null()) if change.null_count() else valid
+
+        state.write_parquet_parts(
+            paths["to_send"], to_send_slices(), compression="lz4", statistics=False
+        )
+        unchanged = changes[UNCHANGED]
         rejected = rejects.filter(pl.col(PARTITION) == number).drop(PARTITION)
         gone = deleted.filter(pl.col(PARTITION) == number).drop(PARTITION)
         moved = moved_out.filter(pl.col(PARTITION) == number).drop(PARTITION)
@@ -362,13 +381,12 @@ class _Stager:
                 sorted(_value_counts(rejected.get_column(REASON_CODE)).items())
             ),
             unchanged=unchanged,
-            new=changes.get("new", 0),
-            changed=changes.get("changed", 0),
+            new=changes["new"],
+            changed=changes["changed"],
             deleted=gone.height,
             moved_out=moved.height,
             ledger_version=version,
         )
-        state.write_parquet(paths["to_send"], to_send, compression="lz4", statistics=False)
         state.write_parquet(paths["rejects"], rejected)
         state.write_parquet(paths["deleted"], gone)
         state.write_parquet(paths["moved_out"], moved)

@@ -342,3 +342,37 @@ def test_a_large_drop_is_staged_a_few_partitions_per_pass(
     assert staged_now == []
     _, staged_now = stage_partition_of_night(landing, state, "n1", "9")
     assert staged_now == ["1", "9"]
+
+
+def test_a_partition_written_in_slices_is_the_partition_written_whole(
+    landing: StateStore, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole, sliced = StateStore(tmp_path / "whole"), StateStore(tmp_path / "sliced")
+    first = stage_drop(landing, whole, "n1")
+    # Half of each partition already synced, a few of those since changed in Salesforce's eyes:
+    # every slice then holds unchanged, changed and new rows.
+    for key, part in first.items():
+        rows = whole.read_parquet(part.to_send)
+        known = confirmed(rows.gather_every(2)).with_columns(
+            pl.when(pl.int_range(pl.len()) % 7 == 0)
+            .then(pl.col("row_hash") + 1)
+            .otherwise(pl.col("row_hash"))
+            .alias("row_hash")
+        )
+        for state in (whole, sliced):
+            advance_ledger(state, key, known, "n0")
+    expected = stage_drop(landing, whole, "n1")
+    monkeypatch.setattr(staging, "ROWS_PER_SLICE", 37)
+    actual = stage_drop(landing, sliced, "n1")
+
+    for key in PARTITION_KEYS:
+        # Everything but the ledger's version, which names a file of each state dir.
+        assert actual[key].counts.model_dump(exclude={"ledger_version"}) == expected[
+            key
+        ].counts.model_dump(exclude={"ledger_version"})
+        assert (
+            actual[key].counts.unchanged and actual[key].counts.changed and actual[key].counts.new
+        )
+        assert sliced.read_parquet(actual[key].to_send).equals(
+            whole.read_parquet(expected[key].to_send)
+        ), key
