@@ -58,3 +58,14 @@ def test_advance_refuses_frames_without_the_columns(state: StateStore) -> None:
         advance_ledger(
             state, "1", pl.DataFrame({"external_id": ["A"], "salesforce_id": ["x"]}), "d"
         )
+
+
+def test_a_key_confirmed_twice_keeps_its_last_version_and_its_id(state: StateStore) -> None:
+    advance_ledger(state, "4", confirmed(("A", 1, "006A"), ("Z", 9, "006Z")), "d1")
+    again = confirmed(("B", 5, None), ("A", 2, None), ("A", 3, None), ("Z", 10, "006Z2"))
+    assert advance_ledger(state, "4", again, "d2") == 3
+    assert load_ledger(state, "4").rows() == [  # sorted by key
+        ("A", 3, "006A", "d2"),  # the last version, with the id Salesforce gave it before
+        ("B", 5, None, "d2"),  # no id known anywhere
+        ("Z", 10, "006Z2", "d2"),
+    ]
