@@ -49,7 +49,9 @@ PARTITION_LOCK_TIMEOUT_SECONDS = 3 * 3600.0
 
 
 def exclusive_partition(
-    context: dg.AssetExecutionContext, state: StateStore, partition: str
+    context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext,
+    state: StateStore,
+    partition: str,
 ) -> AbstractContextManager[None]:
     """The partition's lock (see `partition_lock`), logging when another run holds it."""
 

@@ -13,6 +13,7 @@ import polars as pl
 from sync_assets.alerts import Alert, AlertResource
 from sync_assets.assets import (
     DROP_TAG,
+    exclusive_partition,
     exclusive_staging,
     last_staged_drop,
     opportunity_batches,
@@ -235,14 +236,17 @@ def salesforce_count_matches_ledger(
     partition = context.partition_key
     drop_id = last_staged_drop(context.instance, context.run.tags, partition)
     state = storage.state()
-    ledger = load_ledger(state, partition).get_column("external_id")
-    in_salesforce = salesforce.count_partition(partition)
-    staged = load_staged(state, drop_id, partition)
-    retagged = (
-        retagged_moved_rows(state, staged, partition, salesforce)[1]
-        if staged is not None
-        else pl.Series(dtype=pl.String)
-    )
+    # Another run of the partition may be loading it: Salesforce then holds rows its ledger does
+    # not yet. Count between loads, never during one.
+    with exclusive_partition(context, state, partition):
+        ledger = load_ledger(state, partition).get_column("external_id")
+        in_salesforce = salesforce.count_partition(partition)
+        staged = load_staged(state, drop_id, partition)
+        retagged = (
+            retagged_moved_rows(state, staged, partition, salesforce)[1]
+            if staged is not None
+            else pl.Series(dtype=pl.String)
+        )
     in_transit = int(ledger.is_in(retagged.implode()).sum())
     expected = ledger.len() - in_transit
     return _result(

@@ -17,8 +17,8 @@ from simple_salesforce import Salesforce
 from sync_assets.assets import DROP_TAG
 from sync_assets.definitions import build_defs
 from sync_assets.drops.generate import GenerateOptions, generate_drop
-from sync_assets.drops.ledger import ledger_path, load_ledger
-from sync_assets.drops.partition_lock import drop_staging_lock
+from sync_assets.drops.ledger import advance_ledger, ledger_path, load_ledger
+from sync_assets.drops.partition_lock import drop_staging_lock, partition_lock
 from sync_assets.drops.reader import open_drop
 from sync_assets.drops.shards import PARTITION_KEYS, shard_of
 from sync_assets.drops.staging import load_staged
@@ -262,6 +262,46 @@ def test_rows_accounted_for_never_reads_half_of_a_staging(night: Night) -> None:
         evaluation = check.result()
     assert evaluation.passed, evaluation.description
     assert evaluation.metadata["unchanged"].value == staged.counts.to_send
+
+
+def test_the_count_check_waits_for_another_runs_load(night: Night) -> None:
+    """A second run of the partition loading while the count check runs is waited for, not read."""
+    night.land("d1", rows=1_000)
+    [synced] = night.sync("d1", ["0"]).values()
+    assert synced.success
+    staged = load_staged(night.state, "d1", "0")
+    assert staged is not None
+    partition_row = night.state.read_parquet(staged.to_send).row(0, named=True)
+    in_flight = {
+        "External_Id__c": "OPP-IN-FLIGHT",
+        "Account.External_Id__c": partition_row["Account.External_Id__c"],
+        "Name": "Sent by the other run",
+        "StageName": "Qualification",
+        "CloseDate": "2026-12-01",
+        "Sync_Partition__c": "0",
+    }
+    before = load_ledger(night.state, "0").height
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        with partition_lock(night.state, "0", timeout=1):
+            # Half way through another run's load: Salesforce holds its row, its ledger not yet.
+            [job] = night.sf.bulk2.Opportunity.upsert(
+                records=[in_flight], external_id_field="External_Id__c", wait=0.1
+            )
+            assert job["numberRecordsFailed"] == 0
+            check = pool.submit(count_check_alone, "0", "d1")
+            deadline = time.monotonic() + 60
+            while not check.done() and not logged_by_newest_run("being synced by another run"):
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            confirmed = pl.DataFrame(
+                {"external_id": ["OPP-IN-FLIGHT"], "row_hash": [1], "salesforce_id": [None]},
+                schema_overrides={"row_hash": pl.UInt64, "salesforce_id": pl.String},
+            )
+            advance_ledger(night.state, "0", confirmed, "d1")
+        evaluation = check.result()
+    assert evaluation.passed, evaluation.description
+    assert evaluation.metadata["ledger_count"].value == before + 1
 
 
 def test_an_opportunity_moving_to_another_partition_is_in_transit_not_missing(
