@@ -81,15 +81,15 @@ def _top_reasons(by_reason: dict[str, int], limit: int = 3) -> str:
     return ", ".join(f"{reason} {count:,}" for reason, count in ranked)
 
 
-def _staged_counts(
-    context: dg.AssetCheckExecutionContext, state: StateStore
-) -> tuple[str, StagedPartition]:
-    partition = context.partition_key
-    drop_id = last_staged_drop(context.instance, context.run.tags, partition)
+def _staged_drop(context: dg.AssetCheckExecutionContext) -> str:
+    return last_staged_drop(context.instance, context.run.tags, context.partition_key)
+
+
+def _staging(state: StateStore, drop_id: str, partition: str) -> StagedPartition:
     staged = load_staged(state, drop_id, partition)
     if staged is None:
         raise dg.Failure(description=f"Drop {drop_id} partition {partition} is not staged.")
-    return drop_id, staged
+    return staged
 
 
 @dg.asset_check(
@@ -102,7 +102,7 @@ def rows_accounted_for(
 ) -> dg.AssetCheckResult:
     """Recount the partition's rows in the drop and compare with the staged and rejected files."""
     state = storage.state()
-    drop_id = last_staged_drop(context.instance, context.run.tags, context.partition_key)
+    drop_id = _staged_drop(context)
     in_drop = (
         open_drop(storage.landing(), drop_id)
         .scan()
@@ -114,7 +114,7 @@ def rows_accounted_for(
     # Another run of the partition may be staging it again (its ledger has moved on since): the
     # counts and both files must come from one staging, not half from each.
     with exclusive_staging(context, state, drop_id):
-        _, staged = _staged_counts(context, state)
+        staged = _staging(state, drop_id, context.partition_key)
         to_send = state.scan_parquet([staged.to_send]).select(pl.len()).collect().item()
         rejected = state.scan_parquet([staged.rejects]).select(pl.len()).collect().item()
     unchanged = staged.counts.unchanged
@@ -151,7 +151,8 @@ def reject_rate_below_threshold(
     context: dg.AssetCheckExecutionContext, storage: SyncStorage, alerts: AlertResource
 ) -> dg.AssetCheckResult:
     """Flag an export that suddenly rejects many rows: usually an upstream format change."""
-    drop_id, staged = _staged_counts(context, storage.state())
+    drop_id = _staged_drop(context)
+    staged = _staging(storage.state(), drop_id, context.partition_key)
     counts = staged.counts
     rate = counts.rejected / counts.source if counts.source else 0.0
     severity = (
@@ -190,7 +191,7 @@ def no_permanently_failed_rows(
 ) -> dg.AssetCheckResult:
     """Count the rows in the partition's failed-rows file, which keeps Salesforce's reasons."""
     partition = context.partition_key
-    drop_id = last_staged_drop(context.instance, context.run.tags, partition)
+    drop_id = _staged_drop(context)
     state = storage.state()
     path = failed_rows_path(drop_id, partition)
     failed = (
@@ -234,7 +235,7 @@ def salesforce_count_matches_ledger(
     ended) it is in transit, not missing, and is not expected here.
     """
     partition = context.partition_key
-    drop_id = last_staged_drop(context.instance, context.run.tags, partition)
+    drop_id = _staged_drop(context)
     state = storage.state()
     # Another run of the partition may be loading it: Salesforce then holds rows its ledger does
     # not yet. Count between loads, never during one.
