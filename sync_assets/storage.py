@@ -156,12 +156,13 @@ class StateStore:
                 return
             # String views as they are: converting them to Arrow's large strings copies the text.
             as_arrow = partial(pl.DataFrame.to_arrow, compat_level=pl.CompatLevel.newest())
-            schema = as_arrow(first).schema
+            tables = map(as_arrow, chain([first, second], remaining))
+            head = next(tables)
             with pq.ParquetWriter(
-                target, schema, compression=compression, write_statistics=statistics
+                target, head.schema, compression=compression, write_statistics=statistics
             ) as writer:
-                for part in chain([first, second], remaining):
-                    writer.write_table(as_arrow(part))
+                for table in chain([head], tables):
+                    writer.write_table(table)
 
         self._write_with(rel, write)
 

@@ -6,7 +6,7 @@ Counts are checked against Salesforce itself (SOQL COUNT() per partition), not t
 import os
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import dagster as dg
@@ -231,10 +231,19 @@ def count_check_alone(partition: str, drop_id: str) -> dg.AssetCheckEvaluation:
 
 
 def logged_by_newest_run(text: str) -> bool:
-    runs = dg.DagsterInstance.get().get_runs(limit=1)
+    instance = dg.DagsterInstance.get()
+    runs = instance.get_runs(limit=1)
     return bool(runs) and any(
-        text in entry.user_message for entry in dg.DagsterInstance.get().all_logs(runs[0].run_id)
+        text in entry.user_message for entry in instance.all_logs(runs[0].run_id)
     )
+
+
+def wait_until_waiting(check: Future[dg.AssetCheckEvaluation], logged: str) -> None:
+    """Until the check's run logs that it waits for a lock (or the check ends without waiting)."""
+    deadline = time.monotonic() + 60
+    while not check.done() and not logged_by_newest_run(logged):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
 
 
 def test_rows_accounted_for_never_reads_half_of_a_staging(night: Night) -> None:
@@ -254,10 +263,7 @@ def test_rows_accounted_for_never_reads_half_of_a_staging(night: Night) -> None:
             # Half way through another run's staging: its rows are written, its counts not yet.
             night.state.write_parquet(staged.to_send, empty)
             check = pool.submit(check_alone, "opportunity_batches_rows_accounted_for", "0", "d1")
-            deadline = time.monotonic() + 60
-            while not check.done() and not logged_by_newest_run("being staged by another run"):
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+            wait_until_waiting(check, "being staged by another run")
             night.state.write_json(staged.counts_file, restaged)
         evaluation = check.result()
     assert evaluation.passed, evaluation.description
@@ -290,10 +296,7 @@ def test_the_count_check_waits_for_another_runs_load(night: Night) -> None:
             )
             assert job["numberRecordsFailed"] == 0
             check = pool.submit(count_check_alone, "0", "d1")
-            deadline = time.monotonic() + 60
-            while not check.done() and not logged_by_newest_run("being synced by another run"):
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+            wait_until_waiting(check, "being synced by another run")
             confirmed = pl.DataFrame(
                 {"external_id": ["OPP-IN-FLIGHT"], "row_hash": [1], "salesforce_id": [None]},
                 schema_overrides={"row_hash": pl.UInt64, "salesforce_id": pl.String},
