@@ -16,6 +16,7 @@ from pathlib import Path
 from benchmarks.measure import cpu_seconds_self
 from sync_assets.drops.generate import GenerateOptions, generate_drop
 from sync_assets.drops.staging import stage_drop
+from sync_assets.partition_load import PartitionLoader
 from sync_assets.salesforce.connection import SalesforceConnection, SalesforceCredentials
 from sync_assets.salesforce.loader import BulkLoader, LoaderSettings, LoadResult
 from sync_assets.salesforce.planning import PlanLimits
@@ -51,9 +52,9 @@ def main() -> None:
         with ThreadPoolExecutor(max_workers=len(partitions)) as pool:
             results: list[LoadResult] = list(
                 pool.map(
-                    lambda key: BulkLoader(connection, state, settings).load_partition(
-                        "bench", key
-                    ),
+                    lambda key: PartitionLoader(
+                        BulkLoader(connection, settings), state
+                    ).load_staged("bench", key),
                     partitions,
                 )
             )

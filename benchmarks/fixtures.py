@@ -15,10 +15,10 @@ from pydantic import BaseModel
 from sync_assets.drops.generate import GenerateOptions, fresh_rows, generate_drop, inject_bad_rows
 from sync_assets.drops.model import Manifest
 from sync_assets.drops.reader import MANIFEST_NAME, open_drop, read_manifest
-from sync_assets.drops.shards import PARTITION_KEYS
 from sync_assets.drops.staging import load_staged, stage_drop
 from sync_assets.salesforce.planning import send_columns
 from sync_assets.sandbox.runner import SandboxHandle, running_sandbox
+from sync_assets.state.layout import PARTITION_KEYS
 from sync_assets.storage import StateStore
 
 BASE_DROP = "base"
@@ -178,7 +178,6 @@ class Night(BaseModel):
         return env | {
             "SYNC_LANDING_DIR": str(self.landing),
             "SYNC_STATE_DIR": str(self.state),
-            "SYNC_DAGSTER_HOME": str(self.dagster_home),
             "DAGSTER_HOME": str(self.dagster_home),
             "SALESFORCE_INSTANCE_URL": connection.instance_url,
             "SALESFORCE_ACCESS_TOKEN": connection.access_token.get_secret_value(),

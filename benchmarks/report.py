@@ -453,7 +453,7 @@ def markdown(results: Results) -> str:
         "",
         f"Produced by `{results.command}` from {results.started_at} to {results.finished_at} "
         f"(code {results.code_version}, scale `{results.scale.name}`). The figures are also in "
-        "`docs/benchmarks.json`. Every scenario runs against the local sandbox (DESIGN §3.6) "
+        "`docs/benchmarks.json`. Every scenario runs against the local sandbox (docs/ARCHITECTURE.md) "
         "over HTTPS on this machine, so the sandbox competes with our client for the same cores.",
         "",
         *_machine_lines(results),

@@ -26,12 +26,13 @@ from benchmarks.fixtures import (
 )
 from benchmarks.measure import Measured, SandboxCpu, median, run_worker
 from benchmarks.workers import FloorArguments, NightArguments, PeerArguments
-from sync_assets.drops.shards import PARTITION_KEYS
+from sync_assets.partition_load import PartitionLoader
 from sync_assets.salesforce.connection import SalesforceConnection, SalesforceCredentials
 from sync_assets.salesforce.loader import BulkLoader, LoaderSettings, LoadResult
 from sync_assets.salesforce.planning import PlanLimits
 from sync_assets.salesforce.transport import verified_session
 from sync_assets.sandbox.runner import SandboxHandle
+from sync_assets.state.layout import PARTITION_KEYS
 from sync_assets.storage import StateStore
 
 SEED_BATCH_RECORDS = 20_000
@@ -496,7 +497,9 @@ def _load_side_by_side(
     def load(item: tuple[str, pl.DataFrame]) -> LoadResult:
         key, rows = item
         connection = SalesforceConnection(SalesforceCredentials.from_sandbox(sandbox.data_dir))
-        return BulkLoader(connection, StateStore(state), settings).load(rows, drop_id, key)
+        return PartitionLoader(BulkLoader(connection, settings), StateStore(state)).load(
+            rows, drop_id, key
+        )
 
     before = sandbox_stats(sandbox)
     started = time.perf_counter()

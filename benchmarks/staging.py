@@ -34,8 +34,8 @@ def _measure_floor(work: Path) -> dict[str, float]:
 
 
 def _measure_staging(work: Path, unchanged_night: bool) -> dict[str, float]:
-    from sync_assets.drops.ledger import advance_ledger
     from sync_assets.drops.staging import stage_drop
+    from sync_assets.state.ledger import advance_ledger
     from sync_assets.storage import StateStore
 
     state_dir = work / "state"

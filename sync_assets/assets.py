@@ -1,35 +1,37 @@
 """The nightly sync as assets: stage a partition of the drop, upsert it into Salesforce, sum up the night."""
 
 import time
-from collections.abc import Mapping
-from contextlib import AbstractContextManager
 from typing import Any
 
 import dagster as dg
 import polars as pl
 import requests
 
-from sync_assets.drops.ledger import distinct_synced_keys, forget_ledger_rows, load_ledger
-from sync_assets.drops.partition_lock import (
-    PartitionBusyError,
-    drop_staging_lock,
-    partition_lock,
+from sync_assets.drop_runs import (
+    DROP_TAG,
+    drop_to_stage,
+    exclusive_partition,
+    exclusive_staging,
+    last_staged_drop,
+    latest_partition_syncs,
 )
-from sync_assets.drops.reader import DropError, newest_complete_drop
+from sync_assets.drops.reader import DropError
 from sync_assets.drops.staging import (
     StagedPartition,
     StagingCounts,
     load_staged,
     stage_partition_of_night,
 )
+from sync_assets.partition_load import PartitionLoader
 from sync_assets.partitions import opportunity_partitions
-from sync_assets.progress import ProgressReporter
-from sync_assets.resources import SalesforceResource, SyncStorage
+from sync_assets.resources import BulkLoadResource, SalesforceResource, SyncStorage
 from sync_assets.salesforce.bulk_api import BulkApiUnavailableError
 from sync_assets.salesforce.loader import LoadIncompleteError, LoadResult
+from sync_assets.state.ledger import distinct_synced_keys, load_ledger
+from sync_assets.state.locks import PartitionBusyError
+from sync_assets.state.progress import ProgressReporter
 from sync_assets.storage import StateStore
 
-DROP_TAG = "sync/drop_id"
 GROUP = "opportunity_sync"
 SALESFORCE_POOL = "salesforce_bulk_api"
 
@@ -43,78 +45,6 @@ SALESFORCE_RETRY_POLICY = dg.RetryPolicy(
 # The staging checks do not gate the load (they are not blocking): the load starts first, so the
 # org is not kept waiting while ten runs recount the drop; the checks run once the load ends.
 LOAD_BEFORE_STAGING_CHECKS = {"dagster/priority": "1"}
-# How long a run waits for another run of the same partition (schedule plus a manual launch) to
-# finish before giving up; a partition's load takes minutes, so this is generous.
-PARTITION_LOCK_TIMEOUT_SECONDS = 3 * 3600.0
-
-
-def exclusive_partition(
-    context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext,
-    state: StateStore,
-    partition: str,
-) -> AbstractContextManager[None]:
-    """The partition's lock (see `partition_lock`), logging when another run holds it."""
-
-    def waiting(path: str) -> None:
-        context.log.warning(
-            "Partition %s is being synced by another run; waiting for its lock %s", partition, path
-        )
-
-    return partition_lock(state, partition, PARTITION_LOCK_TIMEOUT_SECONDS, on_wait=waiting)
-
-
-def exclusive_staging(
-    context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext,
-    state: StateStore,
-    drop_id: str,
-) -> AbstractContextManager[None]:
-    """The drop's staging lock (see `drop_staging_lock`), logging when another run holds it."""
-
-    def waiting(path: str) -> None:
-        context.log.info(
-            "Drop %s is being staged by another run; waiting for %s",
-            drop_id,
-            path,
-        )
-
-    return drop_staging_lock(state, drop_id, PARTITION_LOCK_TIMEOUT_SECONDS, on_wait=waiting)
-
-
-def drop_to_stage(context: dg.AssetExecutionContext, storage: SyncStorage) -> str:
-    """The run's drop: the one its tag names (schedule, sensor) or else the newest complete drop."""
-    tagged = context.run.tags.get(DROP_TAG)
-    if tagged:
-        return tagged
-    newest = newest_complete_drop(storage.landing())
-    if newest is None:
-        raise dg.Failure(
-            description=f"No complete drop in {storage.landing_dir}: nothing to sync "
-            "(a drop is complete once its _manifest.json has landed).",
-            allow_retries=False,
-        )
-    return newest
-
-
-def last_staged_drop(
-    instance: dg.DagsterInstance, run_tags: Mapping[str, str], partition: str
-) -> str:
-    """The drop this partition was last staged from: the run's tag, else `opportunity_batches`' record."""
-    tagged = run_tags.get(DROP_TAG)
-    if tagged:
-        return tagged
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(
-            asset_key=dg.AssetKey("opportunity_batches"), asset_partitions=[partition]
-        ),
-        limit=1,
-    ).records
-    if not records or records[0].asset_materialization is None:
-        raise dg.Failure(
-            description=f"Partition {partition} has never been staged: materialize "
-            "opportunity_batches for it first.",
-            allow_retries=False,
-        )
-    return str(records[0].asset_materialization.metadata["drop_id"].value)
 
 
 def reasons_table(counts: dict[str, int], what: str) -> dg.MetadataValue:
@@ -161,7 +91,7 @@ def opportunity_batches(
     unchanged (per the ledger) are skipped; only new and changed rows are staged to be sent.
     """
     partition = context.partition_key
-    drop_id = drop_to_stage(context, storage)
+    drop_id = drop_to_stage(context.run.tags, storage)
     started = time.monotonic()
     state = storage.state()
     try:
@@ -241,7 +171,10 @@ def load_metadata(result: LoadResult) -> dict[str, Any]:
     op_tags=LOAD_BEFORE_STAGING_CHECKS,
 )
 def salesforce_opportunities(
-    context: dg.AssetExecutionContext, storage: SyncStorage, salesforce: SalesforceResource
+    context: dg.AssetExecutionContext,
+    storage: SyncStorage,
+    salesforce: SalesforceResource,
+    bulk_load: BulkLoadResource,
 ) -> dg.MaterializeResult:
     """Upsert the staged rows of one partition into Salesforce Opportunity (Bulk API 2.0).
 
@@ -250,12 +183,14 @@ def salesforce_opportunities(
     only for rows Salesforce confirmed.
     """
     partition = context.partition_key
-    drop_id = last_staged_drop(context.instance, context.run.tags, partition)
+    drop_id = last_staged_drop(
+        context.instance, context.run.tags, partition, opportunity_batches.key
+    )
     state = storage.state()
     try:
         with exclusive_partition(context, state, partition):
             staged, result, moved_out, forgotten = load_staged_partition(
-                context, state, salesforce, drop_id, partition
+                context, state, salesforce, bulk_load, drop_id, partition
             )
     except TRANSIENT_ERRORS:
         raise  # the step's RetryPolicy backs off and tries again; the checkpoint resumes the jobs
@@ -303,6 +238,7 @@ def load_staged_partition(
     context: dg.AssetExecutionContext,
     state: StateStore,
     salesforce: SalesforceResource,
+    bulk_load: BulkLoadResource,
     drop_id: str,
     partition: str,
 ) -> tuple[StagedPartition, LoadResult, int, int]:
@@ -314,58 +250,11 @@ def load_staged_partition(
             allow_retries=False,
         )
     progress = ProgressReporter(state, drop_id, partition, context.log)
-    result = salesforce.loader(state, progress=progress.confirmed).load_partition(
-        drop_id, partition
-    )
+    loader = PartitionLoader(bulk_load.loader(salesforce, progress=progress.confirmed), state)
+    result = loader.load_staged(drop_id, partition)
     progress.finished(result.succeeded + result.failed, result.sent)
-    moved_out, forgotten = forget_moved_rows(state, staged, partition, salesforce)
+    moved_out, forgotten = loader.forget_moved_rows(staged, salesforce.still_tagged)
     return staged, result, moved_out, forgotten
-
-
-def forget_moved_rows(
-    state: StateStore, staged: StagedPartition, partition: str, salesforce: SalesforceResource
-) -> tuple[int, int]:
-    """Forget ledger rows whose opportunity moved to another partition, once Salesforce agrees.
-
-    Returns (rows that moved out, rows forgotten now). A row Salesforce still tags with this
-    partition (its new partition has not sent it yet) stays until a later load sees it re-tagged.
-    """
-    moved, retagged = retagged_moved_rows(state, staged, partition, salesforce)
-    return moved, forget_ledger_rows(state, partition, retagged)
-
-
-def retagged_moved_rows(
-    state: StateStore, staged: StagedPartition, partition: str, salesforce: SalesforceResource
-) -> tuple[int, pl.Series]:
-    """Rows of the partition's ledger that moved out (per the staging), and those re-tagged.
-
-    Returns how many moved to another partition, and the external ids of those Salesforce
-    already tags with another partition.
-    """
-    if not state.exists(staged.moved_out):
-        return 0, pl.Series("external_id", [], dtype=pl.String)
-    moved = state.read_parquet(staged.moved_out, columns=["external_id"]).get_column("external_id")
-    if moved.is_empty():
-        return 0, moved
-    still_here = salesforce.still_tagged(partition, moved.to_list())
-    return moved.len(), moved.filter(~moved.is_in(sorted(still_here)))
-
-
-def latest_partition_syncs(instance: dg.DagsterInstance) -> dict[str, dict[str, object]]:
-    """Per partition, the metadata of the latest `salesforce_opportunities` materialization."""
-    latest: dict[str, dict[str, object]] = {}
-    for partition in opportunity_partitions.get_partition_keys():
-        records = instance.fetch_materializations(
-            dg.AssetRecordsFilter(
-                asset_key=salesforce_opportunities.key, asset_partitions=[partition]
-            ),
-            limit=1,
-        ).records
-        if records and records[0].asset_materialization is not None:
-            latest[partition] = {
-                key: value.value for key, value in records[0].asset_materialization.metadata.items()
-            }
-    return latest
 
 
 SUMMARY_COLUMNS = ["source", "rejected", "unchanged", "sent", "succeeded", "failed", "retried"]
@@ -381,7 +270,7 @@ def opportunity_sync_summary(
     context: dg.AssetExecutionContext, storage: SyncStorage
 ) -> dg.MaterializeResult:
     """The night in one place: totals over the 10 partitions of one drop, once all have synced."""
-    latest = latest_partition_syncs(context.instance)
+    latest = latest_partition_syncs(context.instance, salesforce_opportunities.key)
     drops = {str(meta.get("drop_id")) for meta in latest.values()}
     missing = sorted(set(opportunity_partitions.get_partition_keys()) - set(latest))
     if missing or len(drops) != 1:

@@ -5,23 +5,19 @@ once, whichever fires first, because both ask the instance which partitions of t
 have a run before requesting any.
 """
 
-import os
-
 import dagster as dg
 
 from sync_assets.alerts import Alert, AlertResource
 from sync_assets.assets import (
-    DROP_TAG,
-    latest_partition_syncs,
     opportunity_batches,
     opportunity_sync_summary,
     salesforce_opportunities,
 )
+from sync_assets.drop_runs import DROP_TAG, PARTITION_TAG, latest_partition_syncs
 from sync_assets.drops.reader import newest_complete_drop
 from sync_assets.partitions import opportunity_partitions
 from sync_assets.resources import SyncStorage
-
-PARTITION_TAG = "dagster/partition"
+from sync_assets.settings import SyncSettings
 
 opportunity_sync_job = dg.define_asset_job(
     "opportunity_sync_job",
@@ -80,19 +76,26 @@ def requests_for_newest_drop(
     return drop_id, requests
 
 
-@dg.schedule(
-    job=opportunity_sync_job,
-    cron_schedule=os.environ.get("SYNC_SCHEDULE_CRON", "0 2 * * *"),
-    execution_timezone=os.environ.get("SYNC_SCHEDULE_TIMEZONE", "UTC"),
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Every night: sync the 10 partitions of the newest complete drop, if not yet synced.",
-)
-def nightly_opportunity_sync(
-    context: dg.ScheduleEvaluationContext, storage: SyncStorage
-) -> dg.SkipReason | list[dg.RunRequest]:
-    """The safety net behind the sensor: whatever the sensor missed is synced at the nightly hour."""
-    _, requests = requests_for_newest_drop(context.instance, storage)
-    return requests
+def nightly_opportunity_sync(settings: SyncSettings) -> dg.ScheduleDefinition:
+    """The nightly schedule, at the hour the settings give (`SYNC_SCHEDULE_CRON`, `…_TIMEZONE`)."""
+
+    @dg.schedule(
+        name="nightly_opportunity_sync",
+        job=opportunity_sync_job,
+        cron_schedule=settings.schedule_cron,
+        execution_timezone=settings.schedule_timezone,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Every night: sync the 10 partitions of the newest complete drop, if not yet "
+        "synced.",
+    )
+    def schedule(
+        context: dg.ScheduleEvaluationContext, storage: SyncStorage
+    ) -> dg.SkipReason | list[dg.RunRequest]:
+        """The safety net behind the sensor: whatever it missed is synced at the nightly hour."""
+        _, requests = requests_for_newest_drop(context.instance, storage)
+        return requests
+
+    return schedule
 
 
 @dg.sensor(
@@ -121,7 +124,7 @@ def opportunity_summary_sensor(
     context: dg.SensorEvaluationContext,
 ) -> dg.SensorResult | dg.SkipReason:
     """Request the summary once per drop (the run key is the drop id)."""
-    latest = latest_partition_syncs(context.instance)
+    latest = latest_partition_syncs(context.instance, salesforce_opportunities.key)
     drops = {str(meta.get("drop_id")) for meta in latest.values()}
     if len(latest) < opportunity_partitions.get_num_partitions() or len(drops) != 1:
         return dg.SkipReason(

@@ -12,23 +12,24 @@ import polars as pl
 
 from sync_assets.alerts import Alert, AlertResource
 from sync_assets.assets import (
+    opportunity_batches,
+    opportunity_sync_summary,
+    salesforce_opportunities,
+)
+from sync_assets.drop_runs import (
     DROP_TAG,
     exclusive_partition,
     exclusive_staging,
     last_staged_drop,
-    opportunity_batches,
-    opportunity_sync_summary,
-    retagged_moved_rows,
-    salesforce_opportunities,
 )
-from sync_assets.drops.ledger import distinct_synced_keys, load_ledger
 from sync_assets.drops.reader import open_drop
 from sync_assets.drops.shards import shard_expr
 from sync_assets.drops.staging import StagedPartition, load_staged
+from sync_assets.partition_load import retagged_moved_rows
 from sync_assets.partitions import opportunity_partitions
 from sync_assets.resources import SalesforceResource, SyncStorage
-from sync_assets.salesforce.loader import failed_rows_path
-from sync_assets.salesforce.queries import call_with_retries
+from sync_assets.state.layout import failed_rows_path
+from sync_assets.state.ledger import distinct_synced_keys, load_ledger
 from sync_assets.storage import StateStore
 
 # Per-partition checks are what make a failing partition visible on its own; Dagster marks the
@@ -82,7 +83,9 @@ def _top_reasons(by_reason: dict[str, int], limit: int = 3) -> str:
 
 
 def _staged_drop(context: dg.AssetCheckExecutionContext) -> str:
-    return last_staged_drop(context.instance, context.run.tags, context.partition_key)
+    return last_staged_drop(
+        context.instance, context.run.tags, context.partition_key, opportunity_batches.key
+    )
 
 
 def _staging(state: StateStore, drop_id: str, partition: str) -> StagedPartition:
@@ -244,7 +247,7 @@ def salesforce_count_matches_ledger(
         in_salesforce = salesforce.count_partition(partition)
         staged = load_staged(state, drop_id, partition)
         retagged = (
-            retagged_moved_rows(state, staged, partition, salesforce)[1]
+            retagged_moved_rows(state, staged, salesforce.still_tagged)[1]
             if staged is not None
             else pl.Series(dtype=pl.String)
         )
@@ -280,10 +283,7 @@ def salesforce_total_matches_ledger(
     alerts: AlertResource,
 ) -> dg.AssetCheckResult:
     """One COUNT() over every partition, against the sum of the ten ledgers."""
-    soql = "SELECT COUNT() FROM Opportunity WHERE Sync_Partition__c != null"
-    in_salesforce = int(
-        call_with_retries(salesforce.connection(), lambda client: client.query(soql))["totalSize"]
-    )
+    in_salesforce = salesforce.count_synced()
     in_ledger = distinct_synced_keys(storage.state())
     drop_id = context.run.tags.get(DROP_TAG, "")
     return _result(

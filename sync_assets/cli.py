@@ -1,6 +1,5 @@
 """The `sync-assets` command line: demo, sandbox, generate, sync and ui."""
 
-import contextlib
 from pathlib import Path
 from typing import Annotated
 
@@ -93,7 +92,7 @@ def generate(
     from sync_assets.drops.generate import GenerateOptions, generate_drop
     from sync_assets.settings import SyncSettings
 
-    target = landing_dir or SyncSettings.from_env().landing_dir
+    target = landing_dir or SyncSettings().landing_dir
     manifest = generate_drop(
         target,
         GenerateOptions(
@@ -120,7 +119,7 @@ def _run_night(
     rows_if_missing: int | None,
 ) -> None:
     from sync_assets.demo import run_night, wide_console
-    from sync_assets.drops.shards import PARTITION_KEYS, partition_label
+    from sync_assets.state.layout import PARTITION_KEYS, partition_label
 
     ok = run_night(
         drop_id=drop_id,
@@ -164,19 +163,21 @@ def ui(
     host: Annotated[str, typer.Option(help="Address of the Dagster UI.")] = "127.0.0.1",
 ) -> None:
     """The Dagster UI (webserver + daemon) on the project's workspace, sandbox started if needed."""
+    import contextlib
     import subprocess
     import sys
 
     from rich.console import Console
 
     from sync_assets.demo import salesforce_for_commands
-    from sync_assets.runner import default_dagster_home, prepare_dagster_home
+    from sync_assets.runner import prepare_dagster_home
     from sync_assets.settings import SyncSettings
 
     console = Console()
-    prepare_dagster_home(default_dagster_home())
+    settings = SyncSettings()
+    prepare_dagster_home(settings.commands_dagster_home())
     workspace = Path(__file__).resolve().parent.parent / "workspace.yaml"
-    with salesforce_for_commands(SyncSettings.from_env(), console):
+    with salesforce_for_commands(settings, console):
         console.print(f"Dagster UI on http://{host}:{port} (Ctrl-C stops it)")
         command = [
             sys.executable,

@@ -12,32 +12,34 @@ from sync_assets.automation import (
     opportunity_sync_job,
     sync_run_failure_alert,
 )
-from sync_assets.resources import SyncStorage, salesforce_resource_from_env
+from sync_assets.resources import (
+    BulkLoadResource,
+    SyncStorage,
+    salesforce_resource_from_env,
+)
 from sync_assets.settings import SyncSettings
 
 
-def _resources() -> dict[str, dg.ConfigurableResource]:
-    settings = SyncSettings.from_env()
+def build_defs() -> dg.Definitions:
+    """The definitions with resources and the schedule bound to the environment as it is now."""
+    settings = SyncSettings()
     webhook = (
         {"webhook_url": dg.EnvVar("SYNC_ALERT_WEBHOOK_URL")} if settings.alert_webhook_url else {}
     )
-    return {
-        "storage": SyncStorage(landing_dir=settings.landing_dir, state_dir=settings.state_dir),
-        "salesforce": salesforce_resource_from_env(sandbox_dir=settings.sandbox_dir),
-        "alerts": AlertResource(**webhook),
-    }
-
-
-def build_defs() -> dg.Definitions:
-    """The definitions with resources bound to the environment as it is now."""
     return dg.Definitions(
         assets=dg.load_assets_from_modules([assets]),
         asset_checks=dg.load_asset_checks_from_modules([checks]),
         jobs=[opportunity_sync_job, opportunity_summary_job],
-        schedules=[nightly_opportunity_sync],
+        schedules=[nightly_opportunity_sync(settings)],
         sensors=[opportunity_drop_sensor, opportunity_summary_sensor, sync_run_failure_alert],
-        resources=_resources(),
+        resources={
+            "storage": SyncStorage(landing_dir=settings.landing_dir, state_dir=settings.state_dir),
+            "salesforce": salesforce_resource_from_env(settings),
+            "bulk_load": BulkLoadResource(),
+            "alerts": AlertResource(**webhook),
+        },
     )
 
 
-defs = build_defs()
+# Loaded when Dagster loads the code location, not when this module is imported.
+defs = dg.definitions(build_defs)

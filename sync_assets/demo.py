@@ -12,10 +12,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from sync_assets.drops.reader import newest_complete_drop
-from sync_assets.progress import read_progress
-from sync_assets.runner import RunOutcome, default_dagster_home, prepare_dagster_home, run_drop
-from sync_assets.salesforce.connection import SalesforceCredentials
+from sync_assets.runner import RunOutcome, prepare_dagster_home, run_drop
 from sync_assets.settings import SyncSettings
+from sync_assets.state.progress import read_progress
 from sync_assets.storage import StateStore
 
 DEMO_BAD_FRACTION = 0.001
@@ -33,7 +32,7 @@ def wide_console() -> Console:
 @contextlib.contextmanager
 def salesforce_for_commands(settings: SyncSettings, console: Console) -> Iterator[str]:
     """The configured org, or else the local sandbox (started here for the command's duration)."""
-    if SalesforceCredentials.from_env().is_configured:
+    if settings.salesforce().is_configured:
         yield "the configured Salesforce org"
         return
     from sync_assets.sandbox.runner import running_sandbox
@@ -176,8 +175,8 @@ def run_night(
     console: Console,
 ) -> bool:
     """Sync one drop end to end and print the reconciliation; True if every run and check passed."""
-    settings = SyncSettings.from_env()
-    prepare_dagster_home(default_dagster_home())
+    settings = SyncSettings()
+    dagster_home = prepare_dagster_home(settings.commands_dagster_home())
     started = time.monotonic()
     if drop_id is None:
         if rows_if_missing is None:
@@ -213,6 +212,6 @@ def run_night(
     console.print(
         f"Sync of drop {drop_id}: {sync_seconds:.1f} s "
         f"(total {time.monotonic() - started:.1f} s, drop generation {generated - started:.1f} s). "
-        f"Run history is in {default_dagster_home()} (`sync-assets ui`)."
+        f"Run history is in {dagster_home} (`sync-assets ui`)."
     )
     return ok

@@ -2,6 +2,6 @@
 
 import dagster as dg
 
-from sync_assets.drops.shards import PARTITION_KEYS
+from sync_assets.state.layout import PARTITION_KEYS
 
 opportunity_partitions = dg.StaticPartitionsDefinition(PARTITION_KEYS)

@@ -1,6 +1,5 @@
-"""The Dagster Salesforce resource: credentials from EnvVars (or the local sandbox) and the Bulk loader."""
+"""The Dagster resources: where drops and state live, the Salesforce org, and how hard the loader pushes it."""
 
-import os
 from typing import Any
 
 import dagster as dg
@@ -13,23 +12,23 @@ from sync_assets.salesforce.connection import (
     SalesforceConnection,
     SalesforceCredentials,
 )
-from sync_assets.salesforce.loader import (
-    BulkLoader,
-    JobEventHook,
-    LoaderSettings,
-    ProgressCallback,
-)
+from sync_assets.salesforce.loader import BulkLoader, JobEventHook, LoaderSettings, ProgressCallback
 from sync_assets.salesforce.planning import PlanLimits
-from sync_assets.salesforce.queries import count_partition, keys_tagged_with_partition
+from sync_assets.salesforce.queries import (
+    count_partition,
+    count_synced,
+    keys_tagged_with_partition,
+)
+from sync_assets.settings import SyncSettings
 from sync_assets.storage import StateStore
 
 
 class SalesforceResource(dg.ConfigurableResource):
-    """Salesforce org access for the sync: session, SOQL counts, `/limits` and the Bulk loader.
+    """Salesforce org access for the sync: session, SOQL counts and `/limits`.
 
     Credential fields are filled with ``dg.EnvVar("SALESFORCE_…")`` by the definitions; empty ones
     are unset. With every credential empty the resource uses the local sandbox whose
-    ``connection.json`` is in ``sandbox_dir`` (the embedded default of DESIGN §3.2).
+    ``connection.json`` is in ``sandbox_dir``.
     """
 
     instance_url: str = ""
@@ -42,12 +41,8 @@ class SalesforceResource(dg.ConfigurableResource):
     security_token: str = ""
     domain: str = ""
     ca_bundle: str = ""
-    sandbox_dir: str = "data/sandbox"
+    sandbox_dir: str = SyncSettings.model_fields["sandbox_dir"].default
     api_version: str = DEFAULT_API_VERSION
-    max_records_per_job: int = 10_000
-    jobs_in_flight: int = LoaderSettings.model_fields["jobs_in_flight"].default
-    max_resend_rounds: int = 3
-    account_aligned_jobs: bool = True
 
     _connection: SalesforceConnection | None = PrivateAttr(default=None)
 
@@ -67,6 +62,40 @@ class SalesforceResource(dg.ConfigurableResource):
             )
         return self._connection
 
+    def count_partition(self, partition: str) -> int:
+        """Opportunities Salesforce holds for ``partition`` (SOQL ``COUNT()``)."""
+        return count_partition(self.connection(), partition)
+
+    def count_synced(self) -> int:
+        """Opportunities Salesforce holds for any partition (SOQL ``COUNT()``)."""
+        return count_synced(self.connection())
+
+    def still_tagged(self, partition: str, external_ids: list[str]) -> set[str]:
+        """Which of ``external_ids`` Salesforce still tags with ``partition``."""
+        return keys_tagged_with_partition(self.connection(), partition, external_ids)
+
+    def limits(self) -> dict[str, Any]:
+        return BulkApi(self.connection()).limits()
+
+
+def salesforce_resource_from_env(settings: SyncSettings) -> SalesforceResource:
+    """The resource with every ``SALESFORCE_*`` variable set at load time bound as an ``EnvVar``.
+
+    Dagster resolves an ``EnvVar`` at launch and fails on an unset one, so variables absent when
+    the definitions load stay empty (unset) rather than becoming launch errors.
+    """
+    bound = {field: dg.EnvVar(name) for field, name in settings.salesforce_variables_set().items()}
+    return SalesforceResource(**bound, sandbox_dir=settings.sandbox_dir)
+
+
+class BulkLoadResource(dg.ConfigurableResource):
+    """How the Bulk loader cuts a partition into jobs and how many it keeps in flight."""
+
+    max_records_per_job: int = 10_000
+    jobs_in_flight: int = LoaderSettings.model_fields["jobs_in_flight"].default
+    max_resend_rounds: int = LoaderSettings.model_fields["max_resend_rounds"].default
+    account_aligned_jobs: bool = True
+
     def loader_settings(self) -> LoaderSettings:
         return LoaderSettings(
             plan=PlanLimits(
@@ -78,47 +107,23 @@ class SalesforceResource(dg.ConfigurableResource):
 
     def loader(
         self,
-        store: StateStore,
+        salesforce: SalesforceResource,
         progress: ProgressCallback | None = None,
         on_job_event: JobEventHook | None = None,
     ) -> BulkLoader:
         return BulkLoader(
-            self.connection(),
-            store,
+            salesforce.connection(),
             self.loader_settings(),
             progress=progress,
             on_job_event=on_job_event,
         )
 
-    def count_partition(self, partition: str) -> int:
-        """Opportunities Salesforce holds for ``partition`` (SOQL ``COUNT()``)."""
-        return count_partition(self.connection(), partition)
-
-    def still_tagged(self, partition: str, external_ids: list[str]) -> set[str]:
-        """Which of ``external_ids`` Salesforce still tags with ``partition``."""
-        return keys_tagged_with_partition(self.connection(), partition, external_ids)
-
-    def limits(self) -> dict[str, Any]:
-        return BulkApi(self.connection()).limits()
-
-
-def salesforce_resource_from_env(sandbox_dir: str = "data/sandbox") -> SalesforceResource:
-    """The resource with every ``SALESFORCE_*`` variable set at load time bound as an ``EnvVar``.
-
-    Dagster resolves an ``EnvVar`` at launch and fails on an unset one, so variables absent when
-    the definitions load stay empty (unset) rather than becoming launch errors.
-    """
-    bound = {
-        field: dg.EnvVar(name) for field, name in ENV_VARIABLES.items() if os.environ.get(name)
-    }
-    return SalesforceResource(**bound, sandbox_dir=sandbox_dir)
-
 
 class SyncStorage(dg.ConfigurableResource):
     """Where drops land and where the sync keeps its state (local paths or object-store URLs)."""
 
-    landing_dir: str = "./data/landing"
-    state_dir: str = "./data/state"
+    landing_dir: str = SyncSettings.model_fields["landing_dir"].default
+    state_dir: str = SyncSettings.model_fields["state_dir"].default
 
     def landing(self) -> StateStore:
         return StateStore(self.landing_dir)

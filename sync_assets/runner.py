@@ -8,7 +8,6 @@ Dagster than a partition spends syncing.
 
 import multiprocessing
 import multiprocessing.forkserver
-import os
 import shutil
 import time
 from collections.abc import Callable, Iterable
@@ -18,11 +17,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from sync_assets.drops.shards import PARTITION_KEYS
+from sync_assets.drop_runs import DROP_TAG, LAUNCHED_BY_TAG
+from sync_assets.settings import adopt_configuration_env, configuration_env, use_dagster_home
+from sync_assets.state.layout import PARTITION_KEYS
 
-DROP_TAG = "sync/drop_id"
-LAUNCHED_BY_TAG = "sync/launched_by"
-_CONFIGURATION_PREFIXES = ("SYNC_", "SALESFORCE_", "DAGSTER_HOME")
 PROJECT_DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
 # What the fork server imports once for all workers: the code location, and the modules
 # `DagsterInstance.get()` and a run import for the SQLite storage (SQLAlchemy, Alembic…), which
@@ -66,7 +64,7 @@ def prepare_dagster_home(home: Path) -> Path:
     target = home / "dagster.yaml"
     if PROJECT_DAGSTER_YAML.exists() and not target.exists():
         shutil.copyfile(PROJECT_DAGSTER_YAML, target)
-    os.environ["DAGSTER_HOME"] = str(home.resolve())
+    use_dagster_home(home)
     return home
 
 
@@ -80,22 +78,6 @@ def _plain(value: Any) -> Any:
     return str(raw)
 
 
-def configuration_env() -> dict[str, str]:
-    """The variables that configure a run (paths, org, alerts, Dagster home), as set now."""
-    return {
-        name: value
-        for name, value in os.environ.items()
-        if name.startswith(_CONFIGURATION_PREFIXES)
-    }
-
-
-def _adopt_env(env: dict[str, str]) -> None:
-    """Make this worker's configuration exactly the parent's (the fork server may be older)."""
-    for name in [name for name in os.environ if name.startswith(_CONFIGURATION_PREFIXES)]:
-        del os.environ[name]
-    os.environ.update(env)
-
-
 def _execute_job(
     job_name: str, partition: str | None, tags: dict[str, str], env: dict[str, str]
 ) -> RunOutcome:
@@ -104,7 +86,8 @@ def _execute_job(
 
     from sync_assets.definitions import build_defs
 
-    _adopt_env(env)
+    # The fork server may be older than this night's configuration: take the parent's, exactly.
+    adopt_configuration_env(env)
     started = time.monotonic()
     # Entered, so that loading the definitions reads Dagster's state through this instance, and
     # closed after the run: a worker runs several jobs.
@@ -198,7 +181,3 @@ def run_drop(
             summary = pool.submit(_execute_job, "opportunity_summary_job", None, tags, env).result()
             outcomes.append(summary)
     return sorted(outcomes, key=lambda outcome: outcome.partition)
-
-
-def default_dagster_home() -> Path:
-    return Path(os.environ.get("SYNC_DAGSTER_HOME", ".dagster_home"))

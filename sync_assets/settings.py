@@ -1,23 +1,85 @@
-"""Where drops land and state lives, read from the environment (DESIGN §3.2)."""
+"""Every environment variable the sync reads, with its default: read when asked, never at import.
+
+`SYNC_*` configure the sync itself (`SyncSettings`), `SALESFORCE_*` say which org and how to log
+in (`SalesforceCredentials`, named in `salesforce/connection.py`), and `DAGSTER_HOME` says where
+Dagster keeps its instance. Nothing else in the package reads the environment.
+"""
 
 import os
+from collections.abc import Mapping
+from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sync_assets.salesforce.connection import ENV_VARIABLES, SalesforceCredentials
+
+DEMO_DAGSTER_HOME = Path(".dagster_home")
+"""The Dagster home of the commands when DAGSTER_HOME is not set: runs stay in the project."""
+
+# The variables that configure a run; a run in another process must see exactly these.
+_CONFIGURATION_PREFIXES = ("SYNC_", "SALESFORCE_", "DAGSTER_HOME")
 
 
-class SyncSettings(BaseModel):
-    """Paths of the nightly sync; each may be a local path or an object-store URL (s3://…)."""
+class SyncSettings(BaseSettings):
+    """The `SYNC_*` variables (empty means unset) and `DAGSTER_HOME`.
 
-    landing_dir: str = Field(default="./data/landing", description="SYNC_LANDING_DIR")
-    state_dir: str = Field(default="./data/state", description="SYNC_STATE_DIR")
-    alert_webhook_url: str | None = Field(default=None, description="SYNC_ALERT_WEBHOOK_URL")
-    sandbox_dir: str = Field(default="./data/sandbox", description="SYNC_SANDBOX_DIR")
+    Paths may be local or object-store URLs (``s3://…``).
+    """
 
-    @classmethod
-    def from_env(cls) -> "SyncSettings":
-        return cls(
-            landing_dir=os.environ.get("SYNC_LANDING_DIR") or "./data/landing",
-            state_dir=os.environ.get("SYNC_STATE_DIR") or "./data/state",
-            alert_webhook_url=os.environ.get("SYNC_ALERT_WEBHOOK_URL") or None,
-            sandbox_dir=os.environ.get("SYNC_SANDBOX_DIR") or "./data/sandbox",
-        )
+    model_config = SettingsConfigDict(
+        env_prefix="SYNC_", env_ignore_empty=True, frozen=True, extra="ignore"
+    )
+
+    landing_dir: str = Field(default="./data/landing", description="Where drops land.")
+    state_dir: str = Field(
+        default="./data/state",
+        description="Ledger, staging, rejects, failed rows, checkpoints, locks.",
+    )
+    sandbox_dir: str = Field(
+        default="./data/sandbox",
+        description="The local sandbox's data (SQLite, CA, connection.json).",
+    )
+    alert_webhook_url: str | None = Field(
+        default=None, description="Failed checks and runs are POSTed here (may embed a token)."
+    )
+    schedule_cron: str = Field(default="0 2 * * *", description="The nightly schedule.")
+    schedule_timezone: str = Field(default="UTC", description="The schedule's time zone.")
+    dagster_home: str | None = Field(
+        default=None,
+        validation_alias="DAGSTER_HOME",
+        description="Dagster's own variable; the commands default it to ./.dagster_home.",
+    )
+
+    def salesforce(self) -> SalesforceCredentials:
+        """The `SALESFORCE_*` variables as credentials (none set: not configured)."""
+        return SalesforceCredentials.from_env(os.environ)
+
+    def salesforce_variables_set(self) -> dict[str, str]:
+        """Each credential field whose `SALESFORCE_*` variable is set now, with that name."""
+        return {field: name for field, name in ENV_VARIABLES.items() if os.environ.get(name)}
+
+    def commands_dagster_home(self) -> Path:
+        """Where `demo`, `sync` and `ui` keep run history: DAGSTER_HOME, else ./.dagster_home."""
+        return Path(self.dagster_home) if self.dagster_home else DEMO_DAGSTER_HOME
+
+
+def use_dagster_home(home: Path) -> None:
+    """Make `home` this process's DAGSTER_HOME (and its children's)."""
+    os.environ["DAGSTER_HOME"] = str(home.resolve())
+
+
+def configuration_env() -> dict[str, str]:
+    """The variables that configure a run (paths, org, alerts, Dagster home), as set now."""
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if name.startswith(_CONFIGURATION_PREFIXES)
+    }
+
+
+def adopt_configuration_env(env: Mapping[str, str]) -> None:
+    """Make this process's configuration exactly `env` (a worker forked from an older server)."""
+    for name in [name for name in os.environ if name.startswith(_CONFIGURATION_PREFIXES)]:
+        del os.environ[name]
+    os.environ.update(env)

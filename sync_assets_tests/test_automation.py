@@ -8,7 +8,7 @@ import dagster as dg
 import pytest
 from dagster._core.test_utils import create_run_for_test
 
-from sync_assets.assets import DROP_TAG, salesforce_opportunities
+from sync_assets.assets import salesforce_opportunities
 from sync_assets.automation import (
     nightly_opportunity_sync,
     opportunity_drop_sensor,
@@ -16,9 +16,11 @@ from sync_assets.automation import (
     opportunity_summary_sensor,
     opportunity_sync_job,
 )
+from sync_assets.drop_runs import DROP_TAG
 from sync_assets.drops.generate import GenerateOptions, generate_drop
-from sync_assets.drops.shards import PARTITION_KEYS
 from sync_assets.resources import SyncStorage
+from sync_assets.settings import SyncSettings
+from sync_assets.state.layout import PARTITION_KEYS
 
 
 @pytest.fixture
@@ -44,7 +46,7 @@ def evaluate_schedule(
         scheduled_execution_time=datetime(2026, 11, 28, 2, 0, tzinfo=UTC),
         resources={"storage": storage},
     )
-    return nightly_opportunity_sync(context)
+    return nightly_opportunity_sync(SyncSettings())(context)
 
 
 def evaluate_drop_sensor(

@@ -4,8 +4,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from sync_assets.resources import SalesforceResource, salesforce_resource_from_env
+from sync_assets.resources import BulkLoadResource, SalesforceResource, salesforce_resource_from_env
 from sync_assets.salesforce.connection import AuthFlow
+from sync_assets.settings import SyncSettings
 
 
 def test_empty_credential_fields_fall_back_to_the_sandbox(tmp_path: Path) -> None:
@@ -40,7 +41,7 @@ def test_filled_fields_select_the_org(tmp_path: Path) -> None:
 
 
 def test_loader_settings_come_from_the_knobs() -> None:
-    settings = SalesforceResource(
+    settings = BulkLoadResource(
         max_records_per_job=2_000, jobs_in_flight=2, max_resend_rounds=1
     ).loader_settings()
     assert (settings.plan.max_records, settings.jobs_in_flight, settings.max_resend_rounds) == (
@@ -60,6 +61,7 @@ def test_set_variables_are_bound_as_env_vars(monkeypatch: pytest.MonkeyPatch) ->
         flow = salesforce.credentials().flow
         return dg.MaterializeResult(metadata={"flow": flow.value})
 
-    result = dg.materialize([probe], resources={"salesforce": salesforce_resource_from_env()})
+    resource = salesforce_resource_from_env(SyncSettings())
+    result = dg.materialize([probe], resources={"salesforce": resource})
     materialization = result.asset_materializations_for_node("probe")[0]
     assert materialization.metadata["flow"].value == AuthFlow.CLIENT_CREDENTIALS.value

@@ -4,6 +4,8 @@ Counts are checked against Salesforce itself (SOQL COUNT() per partition), not t
 """
 
 import os
+import shutil
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -14,17 +16,18 @@ import polars as pl
 import pytest
 from simple_salesforce import Salesforce
 
-from sync_assets.assets import DROP_TAG
 from sync_assets.definitions import build_defs
+from sync_assets.drop_runs import DROP_TAG
 from sync_assets.drops.generate import GenerateOptions, generate_drop
-from sync_assets.drops.ledger import advance_ledger, ledger_path, load_ledger
-from sync_assets.drops.partition_lock import drop_staging_lock, partition_lock
 from sync_assets.drops.reader import open_drop
-from sync_assets.drops.shards import PARTITION_KEYS, shard_of
+from sync_assets.drops.shards import shard_of
 from sync_assets.drops.staging import load_staged
 from sync_assets.runner import RunOutcome, run_drop
 from sync_assets.salesforce.transport import verified_session
 from sync_assets.sandbox.runner import SandboxHandle
+from sync_assets.state.layout import PARTITION_KEYS, ledger_path
+from sync_assets.state.ledger import advance_ledger, load_ledger
+from sync_assets.state.locks import drop_staging_lock, partition_lock
 from sync_assets.storage import StateStore
 from sync_assets_tests.drops.helpers import write_drop
 from sync_assets_tests.webhook import WebhookReceiver, webhook_receiver
@@ -38,6 +41,7 @@ class Night:
     """A landing dir, a state dir, a Dagster home and a sandbox, wired through the environment."""
 
     def __init__(self, root: Path, sandbox: SandboxHandle, hook: WebhookReceiver) -> None:
+        self.root = root
         self.landing = root / "landing"
         self.state = StateStore(root / "state")
         self.sandbox = sandbox
@@ -341,3 +345,32 @@ def test_an_opportunity_moving_to_another_partition_is_in_transit_not_missing(
     assert mover["opportunity_key"] not in load_ledger(night.state, old)["external_id"]
     assert night.loaded(third)["moved_out_forgotten"] == 1
     assert count_check_alone(old, "d2").metadata["moved_in_transit"].value == 0
+
+
+def test_sync_records_its_runs_in_the_dagster_home_the_user_set(night: Night) -> None:
+    """`DAGSTER_HOME=/x sync-assets sync` keeps its runs in /x, as every Dagster tool does."""
+    night.land("2026-11-27", rows=300)
+    home = night.root / "elsewhere"
+    connection = night.sandbox.connection
+    command = shutil.which("sync-assets")
+    assert command, "the sync-assets entry point is not installed (uv sync)"
+    completed = subprocess.run(
+        [command, "sync", "--partition", "3", "--parallel", "1"],
+        env={
+            **os.environ,
+            "DAGSTER_HOME": str(home),
+            "SALESFORCE_INSTANCE_URL": connection.instance_url,
+            "SALESFORCE_ACCESS_TOKEN": connection.access_token.get_secret_value(),
+            "SALESFORCE_CA_BUNDLE": str(connection.ca_cert),
+        },
+        cwd=night.root,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert not (night.root / ".dagster_home").exists()
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        runs = instance.get_runs()
+    assert {run.tags.get("dagster/partition") for run in runs} == {"3"}

@@ -1,4 +1,4 @@
-"""The drop contract (DESIGN §3.1): the source record model, its Salesforce mapping and the manifest."""
+"""The drop contract (docs/ARCHITECTURE.md, "The drop"): the source record model, its mapping, the manifest."""
 
 import datetime as dt
 import types
@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal, Union
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from sync_assets.state.columns import ACCOUNT_EXTERNAL_ID_FIELD, EXTERNAL_ID_FIELD, PARTITION_FIELD
 
 StageName = Literal[
     "Prospecting",
@@ -24,6 +26,13 @@ StageName = Literal[
 """The standard Opportunity stage picklist of a Salesforce org."""
 
 STAGES: tuple[str, ...] = typing.get_args(StageName)
+
+OPPORTUNITY_KEY = "opportunity_key"
+"""The source column that identifies an opportunity (unique within a drop)."""
+ACCOUNT_KEY = "account_key"
+"""The source column naming the parent Account: it decides the partition."""
+UPDATED_AT = "updated_at"
+"""The source column that decides which of two rows of one opportunity wins (the latest)."""
 
 # Salesforce accepts dates from 1700-01-01 to 4000-12-31.
 EARLIEST_DATE = dt.date(1700, 1, 1)
@@ -139,8 +148,8 @@ def field_specs() -> list[FieldSpec]:
 SOURCE_COLUMNS: tuple[str, ...] = tuple(SourceRecord.model_fields)
 
 DEFAULT_COLUMNS: dict[str, str] = {
-    "opportunity_key": "External_Id__c",
-    "account_key": "Account.External_Id__c",
+    OPPORTUNITY_KEY: EXTERNAL_ID_FIELD,
+    ACCOUNT_KEY: ACCOUNT_EXTERNAL_ID_FIELD,
     "name": "Name",
     "stage": "StageName",
     "close_date": "CloseDate",
@@ -154,13 +163,13 @@ DEFAULT_COLUMNS: dict[str, str] = {
 
 
 class FieldMapping(BaseModel):
-    """Source column → Salesforce Opportunity field; configuration, defaults per DESIGN §3.1."""
+    """Source column → Salesforce Opportunity field; configuration, defaults per docs/ARCHITECTURE.md."""
 
     model_config = ConfigDict(frozen=True)
 
     columns: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_COLUMNS))
     partition_field: str = Field(
-        default="Sync_Partition__c", description="Text field the loader fills with the partition."
+        default=PARTITION_FIELD, description="Text field the loader fills with the partition."
     )
 
     @field_validator("columns")
@@ -169,7 +178,7 @@ class FieldMapping(BaseModel):
         unknown = sorted(set(columns) - set(SOURCE_COLUMNS))
         if unknown:
             raise ValueError(f"unknown source columns in the mapping: {unknown}")
-        for key in ("opportunity_key", "account_key"):
+        for key in (OPPORTUNITY_KEY, ACCOUNT_KEY):
             if key not in columns:
                 raise ValueError(f"the mapping must send {key}")
         if len(set(columns.values())) != len(columns):
@@ -178,7 +187,7 @@ class FieldMapping(BaseModel):
 
     @property
     def external_id_field(self) -> str:
-        return self.columns["opportunity_key"]
+        return self.columns[OPPORTUNITY_KEY]
 
     @property
     def salesforce_fields(self) -> list[str]:

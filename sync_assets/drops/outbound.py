@@ -5,11 +5,10 @@ import polars as pl
 import polars_hash  # noqa: F401  (registers the `nchash` expression namespace)
 
 from sync_assets.drops.model import FieldMapping, FieldSpec, field_specs
+from sync_assets.state.columns import ROW_HASH
 
 NULL_VALUE = "#N/A"
 """Bulk API 2.0 sets a field to null for `#N/A`; an empty cell would leave it unchanged."""
-
-ROW_HASH = "_row_hash"
 
 
 def _bulk_text(spec: FieldSpec) -> pl.Expr:

@@ -4,8 +4,8 @@ import zlib
 
 import polars as pl
 
-PARTITION_COUNT = 10
-PARTITION_KEYS: list[str] = [str(index) for index in range(PARTITION_COUNT)]
+from sync_assets.drops.model import ACCOUNT_KEY
+from sync_assets.state.layout import PARTITION_COUNT
 
 UNSHARDABLE_PARTITION = "0"
 """Where a rejected row without a usable account key is counted (it is never sent)."""
@@ -30,18 +30,10 @@ def _shard_series(account_keys: pl.Series) -> pl.Series:
     return mapped.fill_null(int(UNSHARDABLE_PARTITION))
 
 
-def shard_expr(account_key: str | pl.Expr = "account_key") -> pl.Expr:
+def shard_expr(account_key: str | pl.Expr = ACCOUNT_KEY) -> pl.Expr:
     """The partition number (UInt8 0–9) of each row; a null account key goes to partition 0."""
     column = pl.col(account_key) if isinstance(account_key, str) else account_key
     return column.map_batches(_shard_series, return_dtype=pl.UInt8)
-
-
-def partition_label(partition: str | int) -> str:
-    """Normalise a partition given as "3" or 3 to "3", refusing anything outside 0–9."""
-    label = str(partition)
-    if label not in PARTITION_KEYS:
-        raise ValueError(f"partition {partition!r} is not one of {PARTITION_KEYS}")
-    return label
 
 
 def account_order(account_keys: pl.Series) -> pl.DataFrame:
@@ -50,9 +42,9 @@ def account_order(account_keys: pl.Series) -> pl.DataFrame:
     Ranks follow (partition, account_key), so sorting rows by rank groups them by partition,
     then by account: the order a partition's rows are sent in.
     """
-    accounts = account_keys.drop_nulls().unique().to_frame("account_key")
+    accounts = account_keys.drop_nulls().unique().to_frame(ACCOUNT_KEY)
     return (
-        accounts.with_columns(shard_expr("account_key").alias("partition"))
-        .sort(["partition", "account_key"])
+        accounts.with_columns(shard_expr(ACCOUNT_KEY).alias("partition"))
+        .sort(["partition", ACCOUNT_KEY])
         .with_row_index("order")
     )

@@ -21,23 +21,19 @@ from itertools import accumulate
 import polars as pl
 from pydantic import BaseModel, Field, model_validator
 
-from sync_assets.drops.ledger import ledger_version, load_ledger
-from sync_assets.drops.model import FieldMapping
-from sync_assets.drops.outbound import ROW_HASH, row_hash, salesforce_columns
+from sync_assets.drops.model import ACCOUNT_KEY, OPPORTUNITY_KEY, FieldMapping
+from sync_assets.drops.outbound import row_hash, salesforce_columns
 from sync_assets.drops.reader import Drop, open_drop
-from sync_assets.drops.shards import (
-    PARTITION_KEYS,
-    UNSHARDABLE_PARTITION,
-    account_order,
-    partition_label,
-)
+from sync_assets.drops.shards import UNSHARDABLE_PARTITION, account_order
 from sync_assets.drops.validate import (
-    KEY_COLUMN,
     REASON_CODE,
     ROW_INDEX,
     Engine,
     RowValidator,
 )
+from sync_assets.state.columns import POSITION, ROW_HASH
+from sync_assets.state.layout import PARTITION_KEYS, StagingFiles, partition_label
+from sync_assets.state.ledger import ledger_version, load_ledger
 from sync_assets.storage import StateStore
 
 CHANGE = "_change"
@@ -46,7 +42,6 @@ PARTITION = "_partition"
 # A partition's rows are turned into text and written this many at a time (a Parquet row group
 # each): its memory stays that of a slice, whatever the partition's size.
 ROWS_PER_SLICE = 250_000
-ACCOUNT_COLUMN = "account_key"
 
 
 class StagingCounts(BaseModel):
@@ -86,45 +81,19 @@ class StagingCounts(BaseModel):
         return self.new + self.changed
 
 
-class StagedPartition(BaseModel):
-    """The counts of a staged partition and where its files are (relative to the state dir)."""
+class StagedPartition(StagingFiles):
+    """A staged partition: its files (relative to the state dir) and where its rows went."""
 
     counts: StagingCounts
-    folder: str
-    to_send: str
-    rejects: str
-    deleted: str
-    moved_out: str
-    counts_file: str
-
-
-def staging_folder(drop_id: str, partition: str) -> str:
-    return f"staging/{drop_id}/partition={partition_label(partition)}"
-
-
-def staged_rows_path(drop_id: str, partition: str) -> str:
-    """The rows to send of one staged partition, relative to the state dir."""
-    return f"{staging_folder(drop_id, partition)}/to_send.parquet"
-
-
-def _paths(drop_id: str, partition: str) -> dict[str, str]:
-    folder = staging_folder(drop_id, partition)
-    return {
-        "folder": folder,
-        "to_send": staged_rows_path(drop_id, partition),
-        "rejects": f"{folder}/rejects.parquet",
-        "deleted": f"{folder}/deleted.parquet",
-        "moved_out": f"{folder}/moved_out.parquet",
-        "counts_file": f"{folder}/counts.json",
-    }
 
 
 def load_staged(state: StateStore, drop_id: str, partition: str) -> StagedPartition | None:
     """A partition staged earlier (its counts.json exists), or None."""
-    paths = _paths(drop_id, partition)
-    if not state.exists(paths["counts_file"]):
+    files = StagingFiles.of(drop_id, partition)
+    if not state.exists(files.counts_file):
         return None
-    return StagedPartition(counts=state.read_json(paths["counts_file"], StagingCounts), **paths)
+    counts = state.read_json(files.counts_file, StagingCounts)
+    return StagedPartition(counts=counts, **files.model_dump())
 
 
 # All partitions: the drop is read into memory once. Fewer: it is streamed, so a pass holds only
@@ -133,7 +102,6 @@ IN_MEMORY: Engine = "in-memory"
 STREAMING: Engine = "streaming"
 
 ORDER = "_order"
-POSITION = "_position"
 LEDGER_HASH = "_ledger_hash"
 
 
@@ -170,7 +138,7 @@ class _Stager:
         # The ledger's opportunities that are still in the drop (anywhere): at most the ledger's
         # size, however large the drop.
         in_drop = (
-            everything.select(pl.col(KEY_COLUMN).alias("external_id"))
+            everything.select(pl.col(OPPORTUNITY_KEY).alias("external_id"))
             .filter(pl.col("external_id").is_in(ledgers.get_column("external_id").implode()))
             .unique()
             .collect(engine=engine)
@@ -180,7 +148,7 @@ class _Stager:
         # (needed only to tell which ledger rows moved to another partition).
         homes = (
             coded.lazy()
-            .select(ROW_INDEX, pl.col(KEY_COLUMN).alias("external_id"), pl.col(PARTITION))
+            .select(ROW_INDEX, pl.col(OPPORTUNITY_KEY).alias("external_id"), pl.col(PARTITION))
             .filter(~pl.col(ROW_INDEX).is_in(duplicate_rows.implode()))
             .select("external_id", pl.col(PARTITION).cast(pl.UInt8))
             .collect()
@@ -244,7 +212,7 @@ class _Stager:
 
         def placed_and_coded() -> pl.DataFrame:
             accounts = account_order(
-                rows.select(pl.col(ACCOUNT_COLUMN).unique()).collect(engine=engine).to_series()
+                rows.select(pl.col(ACCOUNT_KEY).unique()).collect(engine=engine).to_series()
             )
             return self._coded(rows, accounts, partitions, engine)
 
@@ -263,14 +231,14 @@ class _Stager:
         engine: Engine,
     ) -> pl.DataFrame:
         """Rows with their reason code (null if valid or a duplicate), account rank and partition."""
-        account = pl.col(ACCOUNT_COLUMN)
+        account = pl.col(ACCOUNT_KEY)
         if len(partitions) < len(PARTITION_KEYS):
             # Filtered first, on a plain membership test: polars streams that, but would hold
             # the whole drop to place every row before filtering.
             rows = rows.filter(_of_partitions(accounts, partitions))
         placed = rows.with_columns(
             account.replace_strict(
-                accounts["account_key"], accounts["order"], default=None, return_dtype=pl.UInt32
+                accounts[ACCOUNT_KEY], accounts["order"], default=None, return_dtype=pl.UInt32
             ).alias(ORDER)
         ).with_columns(
             pl.lit(accounts["partition"])
@@ -353,7 +321,7 @@ class _Stager:
         The rows are gathered, turned into text and written a slice at a time, so a partition's
         text is never held whole, however many rows it has.
         """
-        paths = _paths(self.drop.drop_id, key)
+        files = StagingFiles.of(self.drop.drop_id, key)
         number = int(key)
         changes: Counter[str] = Counter()
 
@@ -366,7 +334,7 @@ class _Stager:
                 yield valid.filter(change.is_not_null()) if change.null_count() else valid
 
         state.write_parquet_parts(
-            paths["to_send"], to_send_slices(), compression="lz4", statistics=False
+            files.to_send, to_send_slices(), compression="lz4", statistics=False
         )
         unchanged = changes[UNCHANGED]
         rejected = rejects.filter(pl.col(PARTITION) == number).drop(PARTITION)
@@ -387,20 +355,20 @@ class _Stager:
             moved_out=moved.height,
             ledger_version=version,
         )
-        state.write_parquet(paths["rejects"], rejected)
-        state.write_parquet(paths["deleted"], gone)
-        state.write_parquet(paths["moved_out"], moved)
-        state.write_json(paths["counts_file"], counts)
-        return StagedPartition(counts=counts, **paths)
+        state.write_parquet(files.rejects, rejected)
+        state.write_parquet(files.deleted, gone)
+        state.write_parquet(files.moved_out, moved)
+        state.write_json(files.counts_file, counts)
+        return StagedPartition(counts=counts, **files.model_dump())
 
 
 def _of_partitions(accounts: pl.DataFrame, partitions: list[str]) -> pl.Expr:
     """True for the rows of `partitions`; a row without an account key is the unshardable one's."""
     numbers = [int(key) for key in partitions]
-    keys = accounts.filter(pl.col("partition").is_in(numbers)).get_column("account_key")
-    member = pl.col(ACCOUNT_COLUMN).is_in(keys.implode())
+    keys = accounts.filter(pl.col("partition").is_in(numbers)).get_column(ACCOUNT_KEY)
+    member = pl.col(ACCOUNT_KEY).is_in(keys.implode())
     if UNSHARDABLE_PARTITION in partitions:
-        return member | pl.col(ACCOUNT_COLUMN).is_null()
+        return member | pl.col(ACCOUNT_KEY).is_null()
     return member
 
 

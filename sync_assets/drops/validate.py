@@ -19,7 +19,7 @@ import polars as pl
 import polars_hash  # noqa: F401  (registers the `nchash` expression namespace)
 from pydantic import BaseModel, ConfigDict
 
-from sync_assets.drops.model import FieldSpec, field_specs
+from sync_assets.drops.model import OPPORTUNITY_KEY, UPDATED_AT, FieldSpec, field_specs
 
 Engine = Literal["auto", "in-memory", "streaming"]
 """Which polars engine collects a query (`LazyFrame.collect(engine=…)`)."""
@@ -28,8 +28,6 @@ ROW_INDEX = "_row"
 REASON_CODE = "reason_code"
 REASON = "reason"
 DUPLICATE_KEY = "duplicate_key"
-KEY_COLUMN = "opportunity_key"
-ORDER_COLUMN = "updated_at"
 _KEY_HASH = "_key_hash"
 
 _SHOWN_CHARACTERS = 40
@@ -166,7 +164,7 @@ class RowValidator:
                 broken=pl.col(ROW_INDEX).is_in(duplicate_rows.implode()),
                 message=pl.concat_str(
                     pl.lit("opportunity_key "),
-                    _shown(pl.col(KEY_COLUMN)),
+                    _shown(pl.col(OPPORTUNITY_KEY)),
                     pl.lit(" appears again with a later updated_at, which wins"),
                 ),
             )
@@ -302,12 +300,12 @@ class RowValidator:
 
     def duplicate_rows(self, frame: pl.LazyFrame, engine: Engine = "auto") -> pl.Series:
         """ROW_INDEX of every row that loses to a later version of its opportunity_key."""
-        key_spec, order_spec = self._spec(KEY_COLUMN), self._spec(ORDER_COLUMN)
+        key_spec, order_spec = self._spec(OPPORTUNITY_KEY), self._spec(UPDATED_AT)
         # A first pass holds only a 64-bit hash per key (the whole drop's keys would not fit a
         # streamed pass's memory); the exact check runs on the few rows whose hash repeats.
         hashes = (
             frame.filter(~self._absent(key_spec))
-            .select(ROW_INDEX, pl.col(KEY_COLUMN).nchash.xxh3_64().alias(_KEY_HASH))
+            .select(ROW_INDEX, pl.col(OPPORTUNITY_KEY).nchash.xxh3_64().alias(_KEY_HASH))
             .collect(engine=engine)
         )
         # Equal neighbours once sorted: a fraction of the memory of `is_duplicated`'s hash table.
@@ -324,15 +322,15 @@ class RowValidator:
             frame.filter(pl.col(ROW_INDEX).is_in(candidates.implode()))
             .select(
                 pl.col(ROW_INDEX),
-                pl.col(KEY_COLUMN),
-                self.typed(order_spec).alias(ORDER_COLUMN),
+                pl.col(OPPORTUNITY_KEY),
+                self.typed(order_spec).alias(UPDATED_AT),
             )
-            .filter(pl.col(KEY_COLUMN).is_duplicated())
+            .filter(pl.col(OPPORTUNITY_KEY).is_duplicated())
         )
         # A row with no valid updated_at is the oldest version of its key.
         winners = (
-            keyed.sort([ORDER_COLUMN, ROW_INDEX], nulls_last=False)
-            .group_by(KEY_COLUMN)
+            keyed.sort([UPDATED_AT, ROW_INDEX], nulls_last=False)
+            .group_by(OPPORTUNITY_KEY)
             .agg(pl.col(ROW_INDEX).last())
         )
         losers = keyed.join(winners, on=ROW_INDEX, how="anti").select(ROW_INDEX)

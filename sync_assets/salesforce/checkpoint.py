@@ -7,10 +7,9 @@ from enum import StrEnum
 import polars as pl
 from pydantic import BaseModel, Field
 
+from sync_assets.state.columns import EXTERNAL_ID_FIELD, ROW_HASH
+from sync_assets.state.layout import checkpoint_folder
 from sync_assets.storage import StateStore
-
-EXTERNAL_ID = "External_Id__c"
-ROW_HASH = "_row_hash"
 
 
 class JobStatus(StrEnum):
@@ -31,7 +30,7 @@ class RowStatus(StrEnum):
 # The row hash keeps whatever type staging gives it (the drops pipeline decides); the empty
 # schema's String is only a placeholder, cast to the staged type where outcomes meet rows.
 OUTCOME_SCHEMA: dict[str, type[pl.DataType]] = {
-    EXTERNAL_ID: pl.String,
+    EXTERNAL_ID_FIELD: pl.String,
     ROW_HASH: pl.String,
     "status": pl.String,
     "salesforce_id": pl.String,
@@ -57,7 +56,7 @@ class LoadCheckpoint(BaseModel):
 
 
 class CheckpointStore:
-    """Checkpoint files under ``checkpoints/<drop_id>/partition=<k>/`` of the state store.
+    """Checkpoint files in the drop's partition's `checkpoint_folder` of the state store.
 
     * ``jobs.json``: every job created, rewritten atomically the moment a job id is known;
     * ``rows/<sequence>.parquet``: the keys a job carries, written *before* the job is created,
@@ -70,7 +69,7 @@ class CheckpointStore:
         self.store = store
         self.drop_id = drop_id
         self.partition = partition
-        self.prefix = f"checkpoints/{drop_id}/partition={partition}"
+        self.prefix = checkpoint_folder(drop_id, partition)
         self._lock = threading.Lock()
         self._state = self._read()
         self._next_sequence = max((job.sequence for job in self._state.jobs), default=-1) + 1
@@ -92,7 +91,9 @@ class CheckpointStore:
         with self._lock:
             sequence = self._next_sequence
             self._next_sequence += 1
-        self.store.write_parquet(self._rows_file(sequence), keys.select(EXTERNAL_ID, ROW_HASH))
+        self.store.write_parquet(
+            self._rows_file(sequence), keys.select(EXTERNAL_ID_FIELD, ROW_HASH)
+        )
         return sequence
 
     def record_created(self, sequence: int, job_id: str, records: int) -> None:

@@ -1,7 +1,6 @@
 """Salesforce credentials from the environment, login flows, and re-authentication on token expiry."""
 
 import json
-import os
 import random
 import threading
 import time
@@ -27,7 +26,7 @@ DEFAULT_LOGIN_URL = "https://login.salesforce.com"
 LOGIN_TIMEOUT_SECONDS = 60.0
 LOGIN_ATTEMPTS = 5
 
-# Maps each field to its variable (DESIGN §3.2); the names are part of the interface.
+# Maps each field to its variable; the names are part of the interface (README, Configuration).
 ENV_VARIABLES: dict[str, str] = {
     "instance_url": "SALESFORCE_INSTANCE_URL",
     "access_token": "SALESFORCE_ACCESS_TOKEN",
@@ -74,10 +73,9 @@ class SalesforceCredentials(BaseModel):
     ca_bundle: str | None = None
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "SalesforceCredentials":
-        """Read the ``SALESFORCE_*`` variables; empty values count as unset."""
-        source = os.environ if env is None else env
-        return cls(**{field: source.get(name) or None for field, name in ENV_VARIABLES.items()})
+    def from_env(cls, env: Mapping[str, str]) -> "SalesforceCredentials":
+        """The ``SALESFORCE_*`` variables of ``env``; empty values count as unset."""
+        return cls(**{field: env.get(name) or None for field, name in ENV_VARIABLES.items()})
 
     @classmethod
     def from_sandbox(cls, data_dir: str | Path) -> "SalesforceCredentials":
@@ -88,7 +86,7 @@ class SalesforceCredentials(BaseModel):
         except FileNotFoundError as missing:
             raise SalesforceConfigError(
                 f"No SALESFORCE_* variables are set and the local sandbox has no {path}; "
-                "start it with `sync-assets sandbox` or configure an org (DESIGN §3.2)."
+                "start it with `sync-assets sandbox` or configure an org (README, Configuration)."
             ) from missing
         # The sandbox's OAuth endpoint lives on the instance itself, so client credentials (which
         # can log in again when a token expires) are preferred over its pre-issued token.
@@ -102,9 +100,7 @@ class SalesforceCredentials(BaseModel):
         )
 
     @classmethod
-    def resolve(
-        cls, env: Mapping[str, str] | None, sandbox_dir: str | Path
-    ) -> "SalesforceCredentials":
+    def resolve(cls, env: Mapping[str, str], sandbox_dir: str | Path) -> "SalesforceCredentials":
         """The configured org, or the local sandbox when no credential variable is set."""
         configured = cls.from_env(env)
         if configured.is_configured:
@@ -137,7 +133,7 @@ class SalesforceCredentials(BaseModel):
         raise SalesforceConfigError(
             "No Salesforce credentials: set SALESFORCE_INSTANCE_URL + SALESFORCE_ACCESS_TOKEN, "
             "SALESFORCE_CLIENT_ID + SALESFORCE_CLIENT_SECRET, or SALESFORCE_USERNAME + "
-            "SALESFORCE_PASSWORD (DESIGN §3.2)."
+            "SALESFORCE_PASSWORD (README, Configuration)."
         )
 
     def _require(self, *fields: str) -> None:

@@ -2,7 +2,8 @@
 
 import polars as pl
 
-# Row errors that say "try again later", not "this row is wrong" (reference §1.11, §1.14).
+# Row errors that say "try again later", not "this row is wrong" (Bulk API 2.0 Developer Guide,
+# "How Requests Are Processed"; SOAP API Developer Guide, StatusCode).
 TRANSIENT_ROW_ERROR_CODES = frozenset({"UNABLE_TO_LOCK_ROW", "API_TEMPORARILY_UNAVAILABLE"})
 
 # HTTP statuses retried at the request level: server errors and throttling.

@@ -50,7 +50,7 @@ class LimitsReport(BaseModel):
 
 
 def batches_needed(jobs: list[JobSlice]) -> int:
-    """Salesforce counts one batch per started 10,000 records of each job (reference §1.11)."""
+    """Salesforce counts one batch per started 10,000 records of each job (Bulk API 2.0 Developer Guide, 'Bulk API 2.0 Limits and Allocations')."""
     return sum(math.ceil(job.records / SALESFORCE_INTERNAL_BATCH) for job in jobs)
 
 

@@ -1,4 +1,4 @@
-"""The Bulk API 2.0 loader: staged rows of one partition → upsert jobs in flight → outcomes, ledger, failed rows."""
+"""The Bulk API 2.0 loader: rows to send → upsert jobs in flight → what Salesforce confirmed and what failed."""
 
 import logging
 import tempfile
@@ -6,17 +6,14 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 from pydantic import BaseModel, Field
 
-from sync_assets.drops.ledger import advance_ledger
-from sync_assets.drops.staging import staged_rows_path
 from sync_assets.salesforce.bulk_api import BulkApi, BulkApiUnavailableError, JobInfo, ResultKind
 from sync_assets.salesforce.checkpoint import (
-    EXTERNAL_ID,
-    ROW_HASH,
     CheckpointedJob,
     CheckpointStore,
     JobStatus,
@@ -26,7 +23,6 @@ from sync_assets.salesforce.connection import SalesforceConnection
 from sync_assets.salesforce.errors import BulkApiError, LoadInvariantError, SalesforceError
 from sync_assets.salesforce.limits import assess_limits
 from sync_assets.salesforce.planning import (
-    ACCOUNT_COLUMN,
     JobSlice,
     PlanLimits,
     build_csv,
@@ -41,8 +37,13 @@ from sync_assets.salesforce.results import (
     unprocessed_outcomes,
 )
 from sync_assets.salesforce.retry import PollSchedule, RetryPolicy
-from sync_assets.salesforce.staged_rows import CSV_BYTES, POSITION, StagedRows
-from sync_assets.storage import StateStore
+from sync_assets.salesforce.staged_rows import CSV_BYTES, StagedRows
+from sync_assets.state.columns import (
+    ACCOUNT_EXTERNAL_ID_FIELD,
+    EXTERNAL_ID_FIELD,
+    POSITION,
+    ROW_HASH,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,17 +54,12 @@ JobEventHook = Callable[[str, str], None]
 """Called with (event, job id) for "created" and "closed"; a test raises here to simulate a crash."""
 
 
-def failed_rows_path(drop_id: str, partition: str) -> str:
-    """Where a load keeps its permanently failed rows, relative to the state dir."""
-    return f"failed/{drop_id}/partition={partition}/failed.parquet"
-
-
 class LoaderSettings(BaseModel):
     """Knobs of the loader; the defaults suit a 2M-row night split over 10 partitions."""
 
     sobject: str = "Opportunity"
-    external_id_field: str = EXTERNAL_ID
-    account_column: str = ACCOUNT_COLUMN
+    external_id_field: str = EXTERNAL_ID_FIELD
+    account_column: str = ACCOUNT_EXTERNAL_ID_FIELD
     plan: PlanLimits = Field(default_factory=PlanLimits)
     # Deep enough that the org always has queued work while finished jobs are being noticed;
     # shallow enough that a job does not queue behind the whole night: an account larger than
@@ -100,7 +96,22 @@ class LoadResult(BaseModel):
     duration_seconds: float
     records_per_second: float
     failed_by_reason: dict[str, int]
-    failed_file: str | None = None
+    failed_file: str | None = Field(
+        default=None, description="Where the failed rows are kept, once recorded in the state."
+    )
+
+
+@dataclass(frozen=True)
+class LoadOutcome:
+    """A load's counts, the rows Salesforce confirmed, and the rows that failed for good.
+
+    `confirmed`: external id, row hash, Salesforce id. `failed`: every column the row was sent
+    with, plus Salesforce's error code, error and job id.
+    """
+
+    result: LoadResult
+    confirmed: pl.DataFrame
+    failed: pl.DataFrame
 
 
 class LoadIncompleteError(SalesforceError):
@@ -108,27 +119,26 @@ class LoadIncompleteError(SalesforceError):
 
 
 class BulkLoader:
-    """Upserts one partition's staged rows through Bulk API 2.0, resumably.
+    """Upserts one partition's rows through Bulk API 2.0, resumably.
 
     Rows are cut into account-aligned jobs; up to ``jobs_in_flight`` jobs run at once (jobs that
     share an oversized account run one after another). Only the rows' keys are held; each job
     reads its own rows when it is sent (see `StagedRows`). Each job id is checkpointed the moment it
     exists; each job's outcome is checkpointed before it counts. Transient failures are resent in
     new jobs for a bounded number of rounds; everything else is a permanent failure kept with its
-    Salesforce error. The ledger advances only for rows Salesforce confirmed.
+    Salesforce error. The loader keeps no state of its own between runs but the checkpoint it is
+    given: what the caller records of the outcome (the ledger, the failed rows) is the caller's.
     """
 
     def __init__(
         self,
         connection: SalesforceConnection,
-        store: StateStore,
         settings: LoaderSettings | None = None,
         progress: ProgressCallback | None = None,
         on_job_event: JobEventHook | None = None,
         api: BulkApi | None = None,
     ) -> None:
         self.connection = connection
-        self.store = store
         self.settings = settings or LoaderSettings()
         self.api = api or BulkApi(connection, self.settings.retry)
         self._progress = progress
@@ -140,23 +150,17 @@ class BulkLoader:
         self._total = 0
         self._budget_from = 0
 
-    # ---- entry points ------------------------------------------------------------------------
+    def load(self, rows: pl.LazyFrame, checkpoint: CheckpointStore) -> LoadOutcome:
+        """Send ``rows`` (Salesforce columns plus ``_row_hash``, sorted by account).
 
-    def load_partition(self, drop_id: str, partition: str) -> LoadResult:
-        """Load the partition's staged rows to send (each job reads its rows from the file)."""
-        scan = self.store.scan_parquet([staged_rows_path(drop_id, partition)])
-        return self._load(StagedRows(scan, self.settings.account_column), drop_id, partition)
-
-    def load(self, rows: pl.DataFrame, drop_id: str, partition: str) -> LoadResult:
-        """Send ``rows`` (Salesforce columns plus ``_row_hash``, sorted by account)."""
-        return self._load(StagedRows(rows.lazy(), self.settings.account_column), drop_id, partition)
-
-    def _load(self, staged: StagedRows, drop_id: str, partition: str) -> LoadResult:
+        Each job reads its own rows from ``rows`` when it is sent, so a scan of a file is never
+        held whole. Jobs the checkpoint knows of (a crashed earlier attempt) are collected first.
+        """
         started = time.monotonic()
         calls_before = (self.api.api_calls, self.api.http_retries, self.connection.logins)
         self._stop.clear()
+        staged = StagedRows(rows, self.settings.account_column)
         keys = staged.keys
-        checkpoint = CheckpointStore(self.store, drop_id, partition)
         self._total = keys.height
         self._uploaded = 0
         # The resend budget is per load: transient failures of an earlier run (an outage that has
@@ -187,15 +191,15 @@ class BulkLoader:
         orphans = self.api.abort_orphans(
             self.settings.sobject, {job.job_id for job in checkpoint.jobs}
         )
-        result = self._summarise(
-            keys, final, failures, checkpoint, drop_id, partition, started, calls_before
-        )
+        result = self._summarise(keys, final, failures, checkpoint, started, calls_before)
         result.orphan_jobs_aborted = orphans
         result.jobs_resumed = resumed
-        self._write_failed(staged, failures, drop_id, partition, result)
         confirmed = self._final_outcomes(final, checkpoint.outcomes(), succeeded=True)
-        self._advance_ledger(confirmed, drop_id, partition)
-        return result
+        return LoadOutcome(
+            result=result,
+            confirmed=confirmed.select(EXTERNAL_ID_FIELD, ROW_HASH, "salesforce_id"),
+            failed=staged.matching(failures),
+        )
 
     # ---- rounds and jobs -------------------------------------------------------------------
 
@@ -271,7 +275,7 @@ class BulkLoader:
             self._run_job(staged.fields(positions.slice(job.start, job.records)), checkpoint)
 
     def _run_job(self, rows: pl.DataFrame, checkpoint: CheckpointStore) -> None:
-        keys = rows.select(EXTERNAL_ID, ROW_HASH)
+        keys = rows.select(EXTERNAL_ID_FIELD, ROW_HASH)
         sequence = checkpoint.reserve_sequence(keys)
         body = build_csv(rows)
         try:
@@ -443,8 +447,6 @@ class BulkLoader:
         final: pl.DataFrame,
         failures: pl.DataFrame,
         checkpoint: CheckpointStore,
-        drop_id: str,
-        partition: str,
         started: float,
         calls_before: tuple[int, int, int],
     ) -> LoadResult:
@@ -454,8 +456,8 @@ class BulkLoader:
         by_reason = failures.group_by("error_code").len().sort("len", descending=True)
         duration = time.monotonic() - started
         result = LoadResult(
-            drop_id=drop_id,
-            partition=partition,
+            drop_id=checkpoint.drop_id,
+            partition=checkpoint.partition,
             sent=rows.height,
             succeeded=created + updated,
             created=created,
@@ -479,28 +481,6 @@ class BulkLoader:
             )
         return result
 
-    def _write_failed(
-        self,
-        staged: StagedRows,
-        failures: pl.DataFrame,
-        drop_id: str,
-        partition: str,
-        result: LoadResult,
-    ) -> None:
-        """Every permanently failed row, as staged, with Salesforce's error string."""
-        failed_rows = staged.matching(failures)
-        path = failed_rows_path(drop_id, partition)
-        self.store.write_parquet(path, failed_rows)
-        result.failed_file = self.store.url(path)
-
-    def _advance_ledger(self, confirmed: pl.DataFrame, drop_id: str, partition: str) -> None:
-        advance_ledger(
-            self.store,
-            partition,
-            confirmed.rename({EXTERNAL_ID: "external_id", ROW_HASH: "row_hash"}),
-            drop_id,
-        )
-
     # ---- small helpers -----------------------------------------------------------------------
 
     def _notify(self, event: str, job_id: str) -> None:
@@ -520,10 +500,12 @@ def _with_outcomes(rows: pl.DataFrame, outcomes: pl.LazyFrame, columns: list[str
     """
     return (
         rows.lazy()
-        .select(POSITION, EXTERNAL_ID, ROW_HASH)
+        .select(POSITION, EXTERNAL_ID_FIELD, ROW_HASH)
         .join(
-            outcomes.select(EXTERNAL_ID, pl.col(ROW_HASH).cast(rows.schema[ROW_HASH]), *columns),
-            on=[EXTERNAL_ID, ROW_HASH],
+            outcomes.select(
+                EXTERNAL_ID_FIELD, pl.col(ROW_HASH).cast(rows.schema[ROW_HASH]), *columns
+            ),
+            on=[EXTERNAL_ID_FIELD, ROW_HASH],
             how="left",
             maintain_order="left_right",
         )

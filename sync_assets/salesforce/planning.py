@@ -4,12 +4,13 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, Field
 
-# Salesforce processes a job in internal batches of this many records, in parallel (reference §1.11).
+from sync_assets.state.columns import ACCOUNT_EXTERNAL_ID_FIELD, INTERNAL_PREFIX
+
+# Salesforce processes a job in internal batches of this many records, in parallel (Bulk API 2.0
+# Developer Guide, "How Requests Are Processed").
 SALESFORCE_INTERNAL_BATCH = 10_000
 # 150 MB base64 ≈ 100 MB raw per upload; keep 1 MiB clear of simple-salesforce's 100 MiB check.
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024 - 1024 * 1024
-ACCOUNT_COLUMN = "Account.External_Id__c"
-INTERNAL_COLUMN_PREFIX = "_"
 
 
 class PlanLimits(BaseModel):
@@ -46,7 +47,7 @@ class JobSlice(BaseModel):
 def send_columns(frame: pl.DataFrame | pl.LazyFrame) -> list[str]:
     """The Salesforce columns of staged rows; ``_row_hash``/``_change`` are ours, never sent."""
     names = frame.collect_schema().names() if isinstance(frame, pl.LazyFrame) else frame.columns
-    return [name for name in names if not name.startswith(INTERNAL_COLUMN_PREFIX)]
+    return [name for name in names if not name.startswith(INTERNAL_PREFIX)]
 
 
 def build_csv(rows: pl.DataFrame) -> bytes:
@@ -80,7 +81,7 @@ def _field_bytes(value: pl.Expr) -> pl.Expr:
 def plan_jobs(
     rows: pl.DataFrame,
     limits: PlanLimits,
-    account_column: str = ACCOUNT_COLUMN,
+    account_column: str = ACCOUNT_EXTERNAL_ID_FIELD,
     *,
     sizes: pl.Series | None = None,
     header_bytes: int | None = None,

@@ -13,6 +13,7 @@ from sync_assets.salesforce.bulk_api import BulkApiUnavailableError
 from sync_assets.salesforce.connection import SalesforceConnection
 from sync_assets.salesforce.errors import RETRYABLE_HTTP_STATUSES
 from sync_assets.salesforce.retry import RetryPolicy
+from sync_assets.state.columns import EXTERNAL_ID_FIELD, PARTITION_FIELD
 
 ResultT = TypeVar("ResultT")
 _TRANSPORT_ERRORS = (requests.ConnectionError, requests.Timeout)
@@ -60,15 +61,31 @@ def count_partition(
     connection: SalesforceConnection,
     partition: str,
     sobject: str = "Opportunity",
-    partition_field: str = "Sync_Partition__c",
+    partition_field: str = PARTITION_FIELD,
     retry: RetryPolicy | None = None,
 ) -> int:
     """``SELECT COUNT() … WHERE Sync_Partition__c = 'k'``, read from ``totalSize``.
 
-    ``query()``, not ``query_all()``: the latter reports the length of ``records``, which is always
-    0 for ``COUNT()`` (reference §2.9).
+    ``query()``, not ``query_all()``: simple-salesforce's ``query_all()`` reports the length of
+    ``records``, which is always 0 for ``COUNT()``.
     """
-    soql = f"SELECT COUNT() FROM {sobject} WHERE {partition_field} = {soql_literal(partition)}"
+    where = f"{partition_field} = {soql_literal(partition)}"
+    return _count(connection, f"SELECT COUNT() FROM {sobject} WHERE {where}", retry)
+
+
+def count_synced(
+    connection: SalesforceConnection,
+    sobject: str = "Opportunity",
+    partition_field: str = PARTITION_FIELD,
+    retry: RetryPolicy | None = None,
+) -> int:
+    """``SELECT COUNT() … WHERE Sync_Partition__c != null``: every record the sync wrote."""
+    return _count(
+        connection, f"SELECT COUNT() FROM {sobject} WHERE {partition_field} != null", retry
+    )
+
+
+def _count(connection: SalesforceConnection, soql: str, retry: RetryPolicy | None) -> int:
     answer = call_with_retries(connection, lambda client: client.query(soql), retry)
     return int(answer["totalSize"])
 
@@ -82,8 +99,8 @@ def keys_tagged_with_partition(
     partition: str,
     external_ids: list[str],
     sobject: str = "Opportunity",
-    partition_field: str = "Sync_Partition__c",
-    external_id_field: str = "External_Id__c",
+    partition_field: str = PARTITION_FIELD,
+    external_id_field: str = EXTERNAL_ID_FIELD,
     retry: RetryPolicy | None = None,
 ) -> set[str]:
     """Which of ``external_ids`` Salesforce still tags with ``partition``."""

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import polars as pl
 
-from sync_assets.salesforce.checkpoint import EXTERNAL_ID, OUTCOME_SCHEMA, ROW_HASH, RowStatus
+from sync_assets.salesforce.checkpoint import OUTCOME_SCHEMA, RowStatus
 from sync_assets.salesforce.errors import (
     MISSING_RESULT_ERROR_CODE,
     is_transient_job_failure,
@@ -12,6 +12,7 @@ from sync_assets.salesforce.errors import (
     job_failure_code,
     row_error_code,
 )
+from sync_assets.state.columns import EXTERNAL_ID_FIELD, ROW_HASH
 
 
 def read_result_csv(path: Path | None, columns: list[str]) -> pl.DataFrame:
@@ -22,9 +23,9 @@ def read_result_csv(path: Path | None, columns: list[str]) -> pl.DataFrame:
 
 
 def successful_outcomes(path: Path | None) -> pl.DataFrame:
-    rows = read_result_csv(path, ["sf__Id", "sf__Created", EXTERNAL_ID])
+    rows = read_result_csv(path, ["sf__Id", "sf__Created", EXTERNAL_ID_FIELD])
     return rows.select(
-        pl.col(EXTERNAL_ID),
+        pl.col(EXTERNAL_ID_FIELD),
         pl.when(pl.col("sf__Created").str.to_lowercase() == "true")
         .then(pl.lit(RowStatus.CREATED.value))
         .otherwise(pl.lit(RowStatus.UPDATED.value))
@@ -36,10 +37,10 @@ def successful_outcomes(path: Path | None) -> pl.DataFrame:
 
 
 def failed_outcomes(path: Path | None) -> pl.DataFrame:
-    rows = read_result_csv(path, ["sf__Id", "sf__Error", EXTERNAL_ID])
+    rows = read_result_csv(path, ["sf__Id", "sf__Error", EXTERNAL_ID_FIELD])
     code = row_error_code(pl.col("sf__Error"))
     return rows.select(
-        pl.col(EXTERNAL_ID),
+        pl.col(EXTERNAL_ID_FIELD),
         pl.when(is_transient_row_error(code))
         .then(pl.lit(RowStatus.TRANSIENT.value))
         .otherwise(pl.lit(RowStatus.PERMANENT.value))
@@ -52,10 +53,10 @@ def failed_outcomes(path: Path | None) -> pl.DataFrame:
 
 def unprocessed_outcomes(path: Path | None, job_error: str | None) -> pl.DataFrame:
     """Rows a ``Failed`` or ``Aborted`` job never reached: resent unless the job failed for good."""
-    rows = read_result_csv(path, [EXTERNAL_ID])
+    rows = read_result_csv(path, [EXTERNAL_ID_FIELD])
     status = RowStatus.TRANSIENT if is_transient_job_failure(job_error) else RowStatus.PERMANENT
     return rows.select(
-        pl.col(EXTERNAL_ID),
+        pl.col(EXTERNAL_ID_FIELD),
         pl.lit(status.value).alias("status"),
         pl.lit(None, dtype=pl.String).alias("salesforce_id"),
         pl.lit(job_failure_code(job_error)).alias("error_code"),
@@ -70,10 +71,10 @@ def job_outcome(
     sequence: int,
 ) -> pl.DataFrame:
     """One outcome per carried key; a key no result mentions is transient (sent again)."""
-    reported = pl.concat(results, how="vertical").unique(subset=EXTERNAL_ID, keep="first")
+    reported = pl.concat(results, how="vertical").unique(subset=EXTERNAL_ID_FIELD, keep="first")
     return (
-        keys.select(EXTERNAL_ID, ROW_HASH)
-        .join(reported, on=EXTERNAL_ID, how="left")
+        keys.select(EXTERNAL_ID_FIELD, ROW_HASH)
+        .join(reported, on=EXTERNAL_ID_FIELD, how="left")
         .with_columns(
             pl.col("status").fill_null(RowStatus.TRANSIENT.value),
             pl.col("error_code").fill_null(
@@ -101,7 +102,7 @@ def uniform_outcome(
 ) -> pl.DataFrame:
     """The same outcome for every carried key (a job that never ran, or failed as a whole)."""
     return keys.select(
-        pl.col(EXTERNAL_ID),
+        pl.col(EXTERNAL_ID_FIELD),
         pl.col(ROW_HASH),
         pl.lit(status.value).alias("status"),
         pl.lit(None, dtype=pl.String).alias("salesforce_id"),

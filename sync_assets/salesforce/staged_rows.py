@@ -2,10 +2,9 @@
 
 import polars as pl
 
-from sync_assets.salesforce.checkpoint import EXTERNAL_ID, ROW_HASH
 from sync_assets.salesforce.planning import csv_header_bytes, csv_row_bytes_expr, send_columns
+from sync_assets.state.columns import EXTERNAL_ID_FIELD, POSITION, ROW_HASH
 
-POSITION = "_position"
 CSV_BYTES = "_csv_bytes"
 
 
@@ -19,7 +18,7 @@ class StagedRows:
 
     def __init__(self, scan: pl.LazyFrame, account_column: str) -> None:
         names = scan.collect_schema().names()
-        missing = {EXTERNAL_ID, ROW_HASH, account_column} - set(names)
+        missing = {EXTERNAL_ID_FIELD, ROW_HASH, account_column} - set(names)
         if missing:
             raise ValueError(f"Staged rows lack the column(s) {sorted(missing)}.")
         columns = send_columns(scan)
@@ -27,7 +26,7 @@ class StagedRows:
         self.header_bytes = csv_header_bytes(columns)
         self.keys = (
             scan.select(
-                EXTERNAL_ID,
+                EXTERNAL_ID_FIELD,
                 ROW_HASH,
                 account_column,
                 csv_row_bytes_expr(columns).alias(CSV_BYTES),
@@ -58,5 +57,5 @@ class StagedRows:
         """The staged rows whose (external id, row hash) are in `keys`, with `keys`' other columns."""
         source = self._scan if keys.height else self._scan.head(0)
         return source.join(
-            keys.lazy(), on=[EXTERNAL_ID, ROW_HASH], how="inner", maintain_order="left"
+            keys.lazy(), on=[EXTERNAL_ID_FIELD, ROW_HASH], how="inner", maintain_order="left"
         ).collect(engine="streaming")

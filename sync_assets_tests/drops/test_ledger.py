@@ -1,7 +1,8 @@
 import polars as pl
 import pytest
 
-from sync_assets.drops.ledger import LEDGER_SCHEMA, advance_ledger, ledger_path, load_ledger
+from sync_assets.state.layout import ledger_path
+from sync_assets.state.ledger import LEDGER_SCHEMA, advance_ledger, load_ledger
 from sync_assets.storage import StateStore
 
 

@@ -5,14 +5,8 @@ import zlib
 import polars as pl
 import pytest
 
-from sync_assets.drops.shards import (
-    PARTITION_COUNT,
-    PARTITION_KEYS,
-    account_order,
-    partition_label,
-    shard_expr,
-    shard_of,
-)
+from sync_assets.drops.shards import account_order, shard_expr, shard_of
+from sync_assets.state.layout import PARTITION_COUNT, PARTITION_KEYS, partition_label
 
 # Fixed vectors: CRC-32 (ISO-HDLC, as zlib and every CRC-32 library compute it) mod 10.
 VECTORS = {

@@ -5,11 +5,10 @@ import pytest
 
 from sync_assets.drops import staging
 from sync_assets.drops.generate import GenerateOptions, generate_drop
-from sync_assets.drops.ledger import advance_ledger, load_ledger
 from sync_assets.drops.model import FieldMapping
 from sync_assets.drops.outbound import NULL_VALUE
 from sync_assets.drops.reader import open_drop
-from sync_assets.drops.shards import PARTITION_KEYS, shard_of
+from sync_assets.drops.shards import shard_of
 from sync_assets.drops.staging import (
     StagedPartition,
     StagingCounts,
@@ -18,6 +17,8 @@ from sync_assets.drops.staging import (
     stage_partition,
     stage_partition_of_night,
 )
+from sync_assets.state.layout import PARTITION_KEYS
+from sync_assets.state.ledger import advance_ledger, load_ledger
 from sync_assets.storage import StateStore
 from sync_assets_tests.drops.helpers import valid_rows, write_drop
 

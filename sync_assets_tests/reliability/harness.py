@@ -20,19 +20,18 @@ import requests
 from dagster._utils.error import SerializableErrorInfo
 from pydantic import BaseModel, Field
 
-from sync_assets.assets import DROP_TAG
+from sync_assets.drop_runs import DROP_TAG
 from sync_assets.drops.generate import GenerateOptions, generate_drop
-from sync_assets.drops.ledger import load_ledger
 from sync_assets.drops.staging import StagedPartition, load_staged
-from sync_assets.resources import SalesforceResource
+from sync_assets.resources import BulkLoadResource
 from sync_assets.salesforce.connection import (
-    ENV_VARIABLES,
     SalesforceConnection,
     SalesforceCredentials,
 )
-from sync_assets.salesforce.loader import failed_rows_path
 from sync_assets.salesforce.queries import call_with_retries
 from sync_assets.sandbox.runner import SandboxConnection, SandboxHandle
+from sync_assets.state.layout import failed_rows_path
+from sync_assets.state.ledger import load_ledger
 from sync_assets.storage import StateStore
 
 if TYPE_CHECKING:
@@ -118,31 +117,23 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def salesforce_resource(**knobs: Any) -> SalesforceResource:
-    """The resource as `build_defs` binds it (SALESFORCE_* as EnvVars), with loader knobs changed."""
-    bound = {
-        field: dg.EnvVar(name) for field, name in ENV_VARIABLES.items() if os.environ.get(name)
-    }
-    return SalesforceResource(**bound, sandbox_dir=os.environ["SYNC_SANDBOX_DIR"], **knobs)
-
-
-def definitions(**salesforce_knobs: Any) -> dg.Definitions:
+def definitions(**loader_knobs: Any) -> dg.Definitions:
     """The project's definitions for the environment as it is now; loader knobs may be changed."""
     from sync_assets.definitions import build_defs
 
     defs = build_defs()
-    if not salesforce_knobs:
+    if not loader_knobs:
         return defs
     return dg.Definitions(
         assets=defs.assets,
         asset_checks=defs.asset_checks,
         jobs=defs.jobs,
-        resources={**(defs.resources or {}), "salesforce": salesforce_resource(**salesforce_knobs)},
+        resources={**(defs.resources or {}), "bulk_load": BulkLoadResource(**loader_knobs)},
     )
 
 
 class Night:
-    """Landing, state, Dagster home and a sandbox wired through the environment (DESIGN §3.2)."""
+    """Landing, state, Dagster home and a sandbox wired through the environment (README, Configuration)."""
 
     def __init__(
         self,

@@ -78,12 +78,12 @@ def shrink_waits() -> None:
     import dagster as dg
 
     from sync_assets.assets import salesforce_opportunities
-    from sync_assets.resources import SalesforceResource
+    from sync_assets.resources import BulkLoadResource
     from sync_assets.salesforce.retry import PollSchedule, RetryPolicy
 
-    production = SalesforceResource.loader_settings
+    production = BulkLoadResource.loader_settings
 
-    def quick(self: SalesforceResource) -> Any:
+    def quick(self: BulkLoadResource) -> Any:
         return production(self).model_copy(
             update={
                 "retry": RetryPolicy(
@@ -94,7 +94,7 @@ def shrink_waits() -> None:
             }
         )
 
-    SalesforceResource.loader_settings = quick  # type: ignore[method-assign]
+    BulkLoadResource.loader_settings = quick  # type: ignore[method-assign]
     step_policy = salesforce_opportunities.op.retry_policy
     assert step_policy is not None
     salesforce_opportunities.op._retry_policy = dg.RetryPolicy(
@@ -127,7 +127,7 @@ def _run_worker(
     """The worker process: the test's environment, the armed points, one partition run."""
     import dagster as dg
 
-    from sync_assets.assets import DROP_TAG
+    from sync_assets.drop_runs import DROP_TAG
 
     os.environ.clear()
     os.environ.update(env)

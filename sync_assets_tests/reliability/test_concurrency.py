@@ -13,12 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from sync_assets.drops.partition_lock import (
-    PartitionBusyError,
-    drop_staging_lock,
-    lock_path,
-    partition_lock,
-)
+from sync_assets.state.layout import partition_lock_path
+from sync_assets.state.locks import PartitionBusyError, drop_staging_lock, partition_lock
 from sync_assets.storage import StateStore
 from sync_assets_tests.reliability.harness import NightFactory, record
 
@@ -27,7 +23,7 @@ PARTITION = "7"
 
 _HOLD_LOCK = """
 import sys, time
-from sync_assets.drops.partition_lock import partition_lock
+from sync_assets.state.locks import partition_lock
 from sync_assets.storage import StateStore
 with partition_lock(StateStore(sys.argv[1]), "7", timeout=5):
     print("held", flush=True)
@@ -46,7 +42,7 @@ def test_a_second_holder_waits_then_times_out_with_a_clear_message(tmp_path: Pat
         ):
             pass
         assert time.monotonic() - started >= 0.5
-    assert waited == [str(state.local_path(lock_path(PARTITION)))]
+    assert waited == [str(state.local_path(partition_lock_path(PARTITION)))]
     with partition_lock(state, PARTITION, timeout=0):
         pass  # released by the first holder
 

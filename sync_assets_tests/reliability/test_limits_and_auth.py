@@ -4,8 +4,8 @@ wrong credentials. Each ends in completion or a clean, clearly explained stop, n
 
 import pytest
 
-from sync_assets.drops.shards import PARTITION_KEYS
 from sync_assets.salesforce.transport import verified_session
+from sync_assets.state.layout import PARTITION_KEYS
 from sync_assets_tests.reliability.harness import (
     Night,
     NightFactory,

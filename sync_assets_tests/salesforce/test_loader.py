@@ -5,13 +5,14 @@ import polars as pl
 import pytest
 import requests
 
-from sync_assets.drops.ledger import load_ledger
+from sync_assets.partition_load import PartitionLoader
 from sync_assets.salesforce.bulk_api import BulkApi
 from sync_assets.salesforce.connection import SalesforceConnection, SalesforceCredentials
 from sync_assets.salesforce.errors import SalesforceLimitsError
 from sync_assets.salesforce.loader import BulkLoader, LoaderSettings
 from sync_assets.salesforce.planning import PlanLimits
 from sync_assets.salesforce.retry import PollSchedule, RetryPolicy
+from sync_assets.state.ledger import load_ledger
 from sync_assets.storage import StateStore
 from sync_assets_tests.salesforce.fake_org import FakeBulkOrg
 from sync_assets_tests.salesforce.http_fakes import mounted
@@ -26,7 +27,7 @@ SETTINGS = LoaderSettings(
 )
 
 
-def loader_for(org: FakeBulkOrg, state: Path, **settings: object) -> BulkLoader:
+def loader_for(org: FakeBulkOrg, state: Path, **settings: object) -> PartitionLoader:
     http = requests.Session()
     mounted(http, org)
     connection = SalesforceConnection(
@@ -35,7 +36,7 @@ def loader_for(org: FakeBulkOrg, state: Path, **settings: object) -> BulkLoader:
     )
     settings_ = SETTINGS.model_copy(update=settings)
     api = BulkApi(connection, settings_.retry, rng=random.Random(0))
-    return BulkLoader(connection, StateStore(state), settings_, api=api)
+    return PartitionLoader(BulkLoader(connection, settings_, api=api), StateStore(state))
 
 
 def test_rows_end_confirmed_or_failed_with_reasons(tmp_path: Path) -> None:
@@ -104,7 +105,7 @@ def test_a_crash_after_jobs_were_closed_resumes_by_collecting_them(tmp_path: Pat
                 raise RuntimeError("simulated crash")
 
     crashing = loader_for(org, tmp_path)
-    crashing._on_job_event = crash
+    crashing.loader._on_job_event = crash
     with pytest.raises(RuntimeError, match="simulated crash"):
         crashing.load(rows, "d1", "3")
     sent_before = org.uploaded_rows
@@ -125,7 +126,7 @@ def test_a_crash_before_upload_aborts_the_open_job_and_resends_its_rows(tmp_path
             raise RuntimeError("simulated crash")
 
     crashing = loader_for(org, tmp_path, jobs_in_flight=1)
-    crashing._on_job_event = crash
+    crashing.loader._on_job_event = crash
     with pytest.raises(RuntimeError):
         crashing.load(rows, "d1", "3")
     result = loader_for(org, tmp_path).load(rows, "d1", "3")
@@ -144,7 +145,7 @@ def test_progress_reports_confirmed_rows(tmp_path: Path) -> None:
     rows = staged_partition(500, "3", accounts=20)
     seen: list[tuple[int, int]] = []
     loader = loader_for(FakeBulkOrg(), tmp_path)
-    loader._progress = lambda done, total: seen.append((done, total))
+    loader.loader._progress = lambda done, total: seen.append((done, total))
     loader.load(rows, "d1", "3")
     assert seen[0] == (0, 500) and seen[-1] == (500, 500)
     assert [done for done, _ in seen] == sorted(done for done, _ in seen)

@@ -8,8 +8,8 @@ import polars as pl
 import pytest
 
 from sync_assets.drops.generate import GenerateOptions, generate_drop
-from sync_assets.drops.ledger import load_ledger
 from sync_assets.drops.staging import stage_drop, stage_partition
+from sync_assets.partition_load import PartitionLoader
 from sync_assets.salesforce.bulk_api import BulkApi
 from sync_assets.salesforce.connection import AuthFlow, SalesforceConnection, SalesforceCredentials
 from sync_assets.salesforce.errors import SalesforceLimitsError
@@ -18,6 +18,7 @@ from sync_assets.salesforce.planning import PlanLimits
 from sync_assets.salesforce.queries import count_partition
 from sync_assets.salesforce.retry import PollSchedule, RetryPolicy
 from sync_assets.sandbox.runner import SandboxConnection, running_sandbox
+from sync_assets.state.ledger import load_ledger
 from sync_assets.storage import StateStore
 from sync_assets_tests.salesforce.staged_rows import INVALID_KINDS, staged_partition
 
@@ -41,16 +42,16 @@ def connect(data_dir: Path) -> SalesforceConnection:
 
 def loader(
     data_dir: Path, state: Path, progress: list[tuple[int, int]] | None = None, **settings: Any
-) -> BulkLoader:
+) -> PartitionLoader:
     defaults: dict[str, Any] = {"poll": FAST_POLL, "retry": FAST_RETRY, "resend_pause": 0.1}
-    return BulkLoader(
+    bulk = BulkLoader(
         connect(data_dir),
-        StateStore(state),
         LoaderSettings(**(defaults | settings)),
         progress=(lambda done, total: progress.append((done, total)))
         if progress is not None
         else None,
     )
+    return PartitionLoader(bulk, StateStore(state))
 
 
 def processed_by_jobs(connection: SalesforceConnection, job_ids: list[str]) -> int:
@@ -234,11 +235,11 @@ def test_a_crashed_run_is_resumed_without_resending(tmp_path: Path) -> None:
         settings = LoaderSettings(
             poll=FAST_POLL, retry=FAST_RETRY, plan=PlanLimits(max_records=500), jobs_in_flight=2
         )
-        crashing = BulkLoader(
-            connect(tmp_path / "sandbox"),
+        crashing = PartitionLoader(
+            BulkLoader(
+                connect(tmp_path / "sandbox"), settings, on_job_event=crash_after_third_close
+            ),
             StateStore(tmp_path / "state"),
-            settings,
-            on_job_event=crash_after_third_close,
         )
         with pytest.raises(RuntimeError, match="simulated crash"):
             crashing.load(rows, "drop-a", "8")
@@ -267,15 +268,17 @@ def test_staged_drop_partitions_load_and_a_restaged_drop_sends_nothing(
     )
     staged = stage_drop(landing, state, "night-1")
     connection = connect(sandbox_dir)
-    bulk = BulkLoader(connection, state, LoaderSettings(poll=FAST_POLL, retry=FAST_RETRY))
+    bulk = PartitionLoader(
+        BulkLoader(connection, LoaderSettings(poll=FAST_POLL, retry=FAST_RETRY)), state
+    )
     for partition in ("0", "5"):
         to_send = staged[partition].counts.to_send
-        result = bulk.load_partition("night-1", partition)
+        result = bulk.load_staged("night-1", partition)
         assert (result.sent, result.succeeded, result.failed) == (to_send, to_send, 0)
         assert load_ledger(state, partition).height == to_send
         assert count_partition(connection, partition) == to_send
 
     restaged = stage_partition(landing, state, "night-1", "5")
     assert restaged.counts.to_send == 0
-    again = bulk.load_partition("night-1", "5")
+    again = bulk.load_staged("night-1", "5")
     assert (again.sent, again.uploaded) == (0, 0)

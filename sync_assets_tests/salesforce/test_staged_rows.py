@@ -4,7 +4,8 @@ import polars as pl
 import pytest
 
 from sync_assets.salesforce.planning import csv_header_bytes, csv_row_bytes, send_columns
-from sync_assets.salesforce.staged_rows import CSV_BYTES, POSITION, StagedRows
+from sync_assets.salesforce.staged_rows import CSV_BYTES, StagedRows
+from sync_assets.state.columns import POSITION
 
 ACCOUNT = "Account.External_Id__c"
 

@@ -74,7 +74,7 @@ class DagsterUi:
             SYNC_LANDING_DIR=str(self.landing),
             SYNC_STATE_DIR=str(self.state),
             SYNC_SANDBOX_DIR=str(self.sandbox_dir),
-            SYNC_DAGSTER_HOME=str(root / "dagster_home"),
+            DAGSTER_HOME=str(root / "dagster_home"),
         )
         command = shutil.which("sync-assets")
         assert command, "the sync-assets entry point is not installed (uv sync)"
@@ -125,6 +125,9 @@ def page() -> Iterator[Page]:
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.set_default_timeout(UI_TIMEOUT_MS)
+            # Assertions wait as long as actions: on two loaded cores the asset graph's check
+            # statuses can take longer than Playwright's 5 s default to render.
+            expect.set_options(timeout=UI_TIMEOUT_MS)
             yield page
         finally:
             browser.close()

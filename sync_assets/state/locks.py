@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 
-from sync_assets.drops.shards import partition_label
+from sync_assets.state.layout import partition_lock_path, staging_lock_path
 from sync_assets.storage import StateStore
 
 _POLL_SECONDS = 0.2
@@ -28,16 +28,6 @@ _POLL_SECONDS = 0.2
 
 class PartitionBusyError(Exception):
     """Another run held the partition's lock for longer than this run was willing to wait."""
-
-
-def lock_path(partition: str) -> str:
-    """Where a partition's lock file lives, relative to the state dir."""
-    return f"locks/partition={partition_label(partition)}.lock"
-
-
-def staging_lock_path(drop_id: str) -> str:
-    """Where the lock on staging a drop lives, relative to the state dir."""
-    return f"locks/staging-{drop_id}.lock"
 
 
 def partition_lock(
@@ -51,7 +41,7 @@ def partition_lock(
     `on_wait` is called once, with the lock's address, if another run holds the lock.
     """
     busy = f"partition {partition} is being synced by another run"
-    return _exclusive(state, lock_path(partition), busy, timeout, on_wait)
+    return _exclusive(state, partition_lock_path(partition), busy, timeout, on_wait)
 
 
 def drop_staging_lock(

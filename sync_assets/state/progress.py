@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from sync_assets.state.layout import progress_path
 from sync_assets.storage import StateStore
 
 # Progress files are for humans watching; more than one write a second per partition is noise.
@@ -23,10 +24,6 @@ class PartitionProgress(BaseModel):
     confirmed: int
     total: int
     updated_at: float
-
-
-def progress_path(drop_id: str, partition: str) -> str:
-    return f"progress/{drop_id}/partition={partition}.json"
 
 
 def read_progress(state: StateStore, drop_id: str, partition: str) -> PartitionProgress | None:

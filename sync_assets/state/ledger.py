@@ -2,7 +2,7 @@
 
 import polars as pl
 
-from sync_assets.drops.shards import PARTITION_KEYS, partition_label
+from sync_assets.state.layout import PARTITION_KEYS, ledger_path
 from sync_assets.storage import StateStore
 
 LEDGER_SCHEMA = pl.Schema(
@@ -15,11 +15,6 @@ LEDGER_SCHEMA = pl.Schema(
 )
 CONFIRMED_COLUMNS = ("external_id", "row_hash", "salesforce_id")
 ADVANCED = "_advanced"
-
-
-def ledger_path(partition: str) -> str:
-    """Where a partition's ledger lives, relative to the state dir."""
-    return f"ledger/partition={partition_label(partition)}.parquet"
 
 
 def ledger_version(store: StateStore, partition: str) -> str:

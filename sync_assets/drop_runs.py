@@ -1,0 +1,104 @@
+"""What the Dagster steps of a night share: the run's drop and tags, the partition locks, the history of syncs."""
+
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
+
+import dagster as dg
+
+from sync_assets.drops.reader import newest_complete_drop
+from sync_assets.partitions import opportunity_partitions
+from sync_assets.resources import SyncStorage
+from sync_assets.state.locks import drop_staging_lock, partition_lock
+from sync_assets.storage import StateStore
+
+DROP_TAG = "sync/drop_id"
+"""The drop a run syncs; the schedule, the sensor and the command line set it."""
+LAUNCHED_BY_TAG = "sync/launched_by"
+PARTITION_TAG = "dagster/partition"
+
+# How long a run waits for another run of the same partition (schedule plus a manual launch) to
+# finish before giving up; a partition's load takes minutes, so this is generous.
+PARTITION_LOCK_TIMEOUT_SECONDS = 3 * 3600.0
+
+StepContext = dg.AssetExecutionContext | dg.AssetCheckExecutionContext
+
+
+def exclusive_partition(
+    context: StepContext, state: StateStore, partition: str
+) -> AbstractContextManager[None]:
+    """The partition's lock (see `partition_lock`), logging when another run holds it."""
+
+    def waiting(path: str) -> None:
+        context.log.warning(
+            "Partition %s is being synced by another run; waiting for its lock %s", partition, path
+        )
+
+    return partition_lock(state, partition, PARTITION_LOCK_TIMEOUT_SECONDS, on_wait=waiting)
+
+
+def exclusive_staging(
+    context: StepContext, state: StateStore, drop_id: str
+) -> AbstractContextManager[None]:
+    """The drop's staging lock (see `drop_staging_lock`), logging when another run holds it."""
+
+    def waiting(path: str) -> None:
+        context.log.info("Drop %s is being staged by another run; waiting for %s", drop_id, path)
+
+    return drop_staging_lock(state, drop_id, PARTITION_LOCK_TIMEOUT_SECONDS, on_wait=waiting)
+
+
+def drop_to_stage(run_tags: Mapping[str, str], storage: SyncStorage) -> str:
+    """The drop a run stages: the one its tag names, or else the newest complete drop.
+
+    A run launched from the UI carries no tag: it stages whatever landed last. The steps after
+    staging read the drop back with `last_staged_drop`, so a drop landing mid-run changes nothing.
+    """
+    tagged = run_tags.get(DROP_TAG)
+    if tagged:
+        return tagged
+    newest = newest_complete_drop(storage.landing())
+    if newest is None:
+        raise dg.Failure(
+            description=f"No complete drop in {storage.landing_dir}: nothing to sync "
+            "(a drop is complete once its _manifest.json has landed).",
+            allow_retries=False,
+        )
+    return newest
+
+
+def last_staged_drop(
+    instance: dg.DagsterInstance,
+    run_tags: Mapping[str, str],
+    partition: str,
+    staging_asset: dg.AssetKey,
+) -> str:
+    """The drop this partition was last staged from: the run's tag, else the staging's record."""
+    tagged = run_tags.get(DROP_TAG)
+    if tagged:
+        return tagged
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=staging_asset, asset_partitions=[partition]), limit=1
+    ).records
+    if not records or records[0].asset_materialization is None:
+        raise dg.Failure(
+            description=f"Partition {partition} has never been staged: materialize "
+            f"{staging_asset.to_user_string()} for it first.",
+            allow_retries=False,
+        )
+    return str(records[0].asset_materialization.metadata["drop_id"].value)
+
+
+def latest_partition_syncs(
+    instance: dg.DagsterInstance, load_asset: dg.AssetKey
+) -> dict[str, dict[str, object]]:
+    """Per partition, the metadata of the load asset's latest materialization."""
+    latest: dict[str, dict[str, object]] = {}
+    for partition in opportunity_partitions.get_partition_keys():
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=load_asset, asset_partitions=[partition]), limit=1
+        ).records
+        if records and records[0].asset_materialization is not None:
+            latest[partition] = {
+                key: value.value for key, value in records[0].asset_materialization.metadata.items()
+            }
+    return latest

@@ -1,0 +1,79 @@
+"""A partition's load, below Dagster: its rows sent by the Bulk loader, what Salesforce confirmed recorded in the state.
+
+This is the one place a load reaches the ledger: it advances it for the rows Salesforce
+confirmed, keeps the rows that failed for good with their errors, and forgets the rows whose
+opportunity moved to another partition once Salesforce agrees.
+"""
+
+from collections.abc import Callable
+
+import polars as pl
+
+from sync_assets.drops.staging import StagedPartition
+from sync_assets.salesforce.checkpoint import CheckpointStore
+from sync_assets.salesforce.loader import BulkLoader, LoadOutcome, LoadResult
+from sync_assets.state.columns import EXTERNAL_ID_FIELD, ROW_HASH
+from sync_assets.state.layout import StagingFiles, failed_rows_path
+from sync_assets.state.ledger import advance_ledger, forget_ledger_rows
+from sync_assets.storage import StateStore
+
+StillTagged = Callable[[str, list[str]], set[str]]
+"""Which of these external ids Salesforce still tags with this partition (a SOQL query)."""
+
+
+class PartitionLoader:
+    """Loads rows of one partition with a `BulkLoader` and records the outcome in the state."""
+
+    def __init__(self, loader: BulkLoader, state: StateStore) -> None:
+        self.loader = loader
+        self.state = state
+
+    def load_staged(self, drop_id: str, partition: str) -> LoadResult:
+        """Send a staged partition's rows to send (each job reads its rows from the file)."""
+        rows = self.state.scan_parquet([StagingFiles.of(drop_id, partition).to_send])
+        return self.load(rows, drop_id, partition)
+
+    def load(self, rows: pl.DataFrame | pl.LazyFrame, drop_id: str, partition: str) -> LoadResult:
+        """Send ``rows`` (Salesforce columns plus ``_row_hash``, sorted by account); record it."""
+        checkpoint = CheckpointStore(self.state, drop_id, partition)
+        return self._record(self.loader.load(rows.lazy(), checkpoint))
+
+    def _record(self, outcome: LoadOutcome) -> LoadResult:
+        result = outcome.result
+        path = failed_rows_path(result.drop_id, result.partition)
+        self.state.write_parquet(path, outcome.failed)
+        confirmed = outcome.confirmed.rename(
+            {EXTERNAL_ID_FIELD: "external_id", ROW_HASH: "row_hash"}
+        )
+        advance_ledger(self.state, result.partition, confirmed, result.drop_id)
+        return result.model_copy(update={"failed_file": self.state.url(path)})
+
+    def forget_moved_rows(
+        self, staged: StagedPartition, still_tagged: StillTagged
+    ) -> tuple[int, int]:
+        """Forget ledger rows whose opportunity moved to another partition, once Salesforce agrees.
+
+        Returns (rows that moved out, rows forgotten now). A row Salesforce still tags with this
+        partition (its new partition has not sent it yet) stays until a later load sees it
+        re-tagged.
+        """
+        partition = staged.counts.partition
+        moved, retagged = retagged_moved_rows(self.state, staged, still_tagged)
+        return moved, forget_ledger_rows(self.state, partition, retagged)
+
+
+def retagged_moved_rows(
+    state: StateStore, staged: StagedPartition, still_tagged: StillTagged
+) -> tuple[int, pl.Series]:
+    """Rows of the partition's ledger that moved out (per the staging), and those re-tagged.
+
+    Returns how many moved to another partition, and the external ids of those Salesforce
+    already tags with another partition.
+    """
+    if not state.exists(staged.moved_out):
+        return 0, pl.Series("external_id", [], dtype=pl.String)
+    moved = state.read_parquet(staged.moved_out, columns=["external_id"]).get_column("external_id")
+    if moved.is_empty():
+        return 0, moved
+    still_here = still_tagged(staged.counts.partition, moved.to_list())
+    return moved.len(), moved.filter(~moved.is_in(sorted(still_here)))

@@ -1,0 +1,1 @@
+"""Everything the sync keeps between nights under the state dir: layout, ledger, locks, progress."""

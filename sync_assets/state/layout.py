@@ -1,0 +1,74 @@
+"""Where every file of the state dir lives, derived from a partition key and a drop id in one place.
+
+The state dir is laid out per partition: a partition key is normalised here, once, and every
+path below is built from the normalised key. The layout is part of the contract (operators read
+these files, and a state dir must keep working across versions), so it only ever grows.
+"""
+
+from pydantic import BaseModel, ConfigDict
+
+PARTITION_COUNT = 10
+PARTITION_KEYS: list[str] = [str(index) for index in range(PARTITION_COUNT)]
+
+
+def partition_label(partition: str | int) -> str:
+    """Normalise a partition given as "3" or 3 to "3", refusing anything outside 0–9."""
+    label = str(partition)
+    if label not in PARTITION_KEYS:
+        raise ValueError(f"partition {partition!r} is not one of {PARTITION_KEYS}")
+    return label
+
+
+def ledger_path(partition: str | int) -> str:
+    """A partition's ledger: what Salesforce confirmed holding, across drops."""
+    return f"ledger/partition={partition_label(partition)}.parquet"
+
+
+def partition_lock_path(partition: str | int) -> str:
+    """The lock that keeps two runs of one partition apart."""
+    return f"locks/partition={partition_label(partition)}.lock"
+
+
+def staging_lock_path(drop_id: str) -> str:
+    """The lock held while a drop is being staged."""
+    return f"locks/staging-{drop_id}.lock"
+
+
+def failed_rows_path(drop_id: str, partition: str | int) -> str:
+    """The rows of a drop's partition that failed for good in Salesforce, with their errors."""
+    return f"failed/{drop_id}/partition={partition_label(partition)}/failed.parquet"
+
+
+def checkpoint_folder(drop_id: str, partition: str | int) -> str:
+    """The loader's record of the Bulk jobs of a drop's partition (see `CheckpointStore`)."""
+    return f"checkpoints/{drop_id}/partition={partition_label(partition)}"
+
+
+def progress_path(drop_id: str, partition: str | int) -> str:
+    """How far the load of a drop's partition has got (for progress bars)."""
+    return f"progress/{drop_id}/partition={partition_label(partition)}.json"
+
+
+class StagingFiles(BaseModel):
+    """The files of one staged partition of a drop, relative to the state dir."""
+
+    model_config = ConfigDict(frozen=True)
+
+    folder: str
+    to_send: str
+    rejects: str
+    deleted: str
+    moved_out: str
+    counts_file: str
+
+    @classmethod
+    def of(cls, drop_id: str, partition: str | int) -> "StagingFiles":
+        folder = f"staging/{drop_id}/partition={partition_label(partition)}"
+        return cls(
+            folder=folder,
+            to_send=f"{folder}/to_send.parquet",
+            rejects=f"{folder}/rejects.parquet",
+            deleted=f"{folder}/deleted.parquet",
+            moved_out=f"{folder}/moved_out.parquet",
+            counts_file=f"{folder}/counts.json",
+        )
