@@ -163,33 +163,24 @@ def ui(
     host: Annotated[str, typer.Option(help="Address of the Dagster UI.")] = "127.0.0.1",
 ) -> None:
     """The Dagster UI (webserver + daemon) on the project's workspace, sandbox started if needed."""
-    import contextlib
-    import subprocess
-    import sys
-
     from rich.console import Console
 
+    from sync_assets.dagster_services import ServiceExitedError, serve_dagster
     from sync_assets.demo import salesforce_for_commands
     from sync_assets.runner import prepare_dagster_home
     from sync_assets.settings import SyncSettings
 
     console = Console()
     settings = SyncSettings()
-    prepare_dagster_home(settings.commands_dagster_home())
+    home = prepare_dagster_home(settings.commands_dagster_home())
     workspace = Path(__file__).resolve().parent.parent / "workspace.yaml"
     with salesforce_for_commands(settings, console):
-        console.print(f"Dagster UI on http://{host}:{port} (Ctrl-C stops it)")
-        command = [
-            sys.executable,
-            "-m",
-            "dagster",
-            "dev",
-            "-w",
-            str(workspace),
-            "-h",
-            host,
-            "-p",
-            str(port),
-        ]
-        with contextlib.suppress(KeyboardInterrupt):
-            subprocess.run(command, check=False)
+        console.print(
+            f"Dagster UI on http://{host}:{port}; schedules, sensors and the run queue run in the "
+            f"daemon, which logs to {home / 'daemon.log'} (Ctrl-C stops both)"
+        )
+        try:
+            serve_dagster(workspace, host, port, daemon_log=home / "daemon.log")
+        except ServiceExitedError as error:
+            console.print(f"[red]{error}")
+            raise typer.Exit(1) from error

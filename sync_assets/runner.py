@@ -21,21 +21,10 @@ from sync_assets.drop_runs import DROP_TAG, LAUNCHED_BY_TAG
 from sync_assets.settings import adopt_configuration_env, configuration_env, use_dagster_home
 from sync_assets.state.layout import PARTITION_KEYS
 
-PROJECT_DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
-# What the fork server imports once for all workers: the code location, and the modules
-# `DagsterInstance.get()` and a run import for the SQLite storage (SQLAlchemy, Alembic…), which
-# would otherwise cost every worker ~1 CPU-second. The fork server skips a module it cannot import.
-FORK_SERVER_PRELOAD = [
-    "sync_assets.definitions",
-    "dagster._core.instance.factory",
-    "dagster._core.storage.sqlite_storage",
-    "dagster._core.storage.event_log.sqlite",
-    "dagster._core.storage.runs.sqlite",
-    "dagster._core.storage.schedules.sqlite",
-    "dagster._core.storage.local_compute_log_manager",
-    "dagster._core.workspace.context",
-    "dagster._core.execution.backfill",
-]
+# The local instance's configuration, copied into DAGSTER_HOME: Dagster reads it only there.
+LOCAL_INSTANCE_YAML = Path(__file__).with_name("local_instance.yaml")
+# What the fork server imports once for all workers (see `fork_preload`).
+FORK_SERVER_PRELOAD = ["sync_assets.fork_preload"]
 
 
 class CheckOutcome(BaseModel):
@@ -59,11 +48,11 @@ class RunOutcome(BaseModel):
 
 
 def prepare_dagster_home(home: Path) -> Path:
-    """Use `home` as DAGSTER_HOME, with the project's dagster.yaml, so history persists across runs."""
+    """Use `home` as DAGSTER_HOME, configured as the local instance if it has no dagster.yaml yet."""
     home.mkdir(parents=True, exist_ok=True)
     target = home / "dagster.yaml"
-    if PROJECT_DAGSTER_YAML.exists() and not target.exists():
-        shutil.copyfile(PROJECT_DAGSTER_YAML, target)
+    if not target.exists():
+        shutil.copyfile(LOCAL_INSTANCE_YAML, target)
     use_dagster_home(home)
     return home
 

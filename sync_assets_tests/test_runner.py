@@ -1,12 +1,63 @@
-"""The command-line runner: where the commands keep run history."""
+"""The command-line runner: its fork server's preload, and where the commands keep run history."""
 
 import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
 
-from sync_assets.runner import prepare_dagster_home
+from sync_assets.runner import FORK_SERVER_PRELOAD, prepare_dagster_home
 from sync_assets.settings import SyncSettings
+
+# What opening the project's instance may still import once the preload ran: a handful of modules
+# (today none). Hundreds means the preload no longer warms what a run opens.
+MODULES_LEFT_TO_IMPORT = 25
+
+
+def test_the_fork_server_preload_covers_the_instance_a_run_opens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fails loudly when a Dagster upgrade makes the preload miss the instance's storage layer.
+
+    The runner forks each partition run from a server that imported `FORK_SERVER_PRELOAD`; if the
+    preload stops importing what `DagsterInstance.get()` needs, every run pays ~1 CPU-second again
+    and nothing else would notice.
+    """
+    monkeypatch.setenv("DAGSTER_HOME", "")  # restored after the test
+    prepare_dagster_home(tmp_path / "dagster_home")
+    script = textwrap.dedent(
+        f"""
+        import importlib, sys
+        for name in {FORK_SERVER_PRELOAD!r}:
+            importlib.import_module(name)
+        import dagster as dg
+        before = set(sys.modules)
+        with dg.DagsterInstance.get() as instance:
+            instance.get_runs(limit=1)
+        print(len(set(sys.modules) - before))
+        """
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    newly_imported = int(completed.stdout.strip().splitlines()[-1])
+    assert newly_imported <= MODULES_LEFT_TO_IMPORT, (
+        f"opening the instance after the fork server's preload imported {newly_imported} modules: "
+        "the preload (sync_assets/fork_preload.py) no longer covers Dagster's storage layer"
+    )
+
+
+def test_the_runner_reaches_dagster_only_through_its_public_api() -> None:
+    """The runner and its preload import no private `dagster._…` module (an upgrade may move them)."""
+    package = Path(__file__).resolve().parent.parent / "sync_assets"
+    for module in ("runner.py", "fork_preload.py"):
+        assert "dagster._" not in (package / module).read_text(), module
 
 
 def test_commands_keep_history_in_dagster_home_when_it_is_set(
