@@ -33,11 +33,38 @@ POSTGRES_ENV = {
 }
 
 
+class StrictLoader(yaml.SafeLoader):
+    """A loader that refuses a mapping with a repeated key.
+
+    YAML tools disagree on a repeated key and PyYAML silently keeps the last one, so a duplicated
+    setting would pass here and mean something else (or nothing) to Helm or kubectl.
+    """
+
+
+def _mapping_without_repeated_keys(loader: StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    keys = [loader.construct_object(key) for key, _ in node.value]
+    repeated = sorted({str(key) for key in keys if keys.count(key) > 1})
+    if repeated:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"repeated keys {repeated}", node.start_mark
+        )
+    return loader.construct_mapping(node, deep=True)
+
+
+StrictLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_repeated_keys
+)
+
+
+def load(text: str) -> Any:
+    return yaml.load(text, StrictLoader)
+
+
 def manifests() -> Iterator[tuple[str, dict[str, Any]]]:
     for path in sorted(K8S.glob("*.yaml")):
         if path.name == "kustomization.yaml":
             continue
-        for document in yaml.safe_load_all(path.read_text()):
+        for document in yaml.load_all(path.read_text(), StrictLoader):
             if document:
                 yield path.name, document
 
@@ -47,15 +74,15 @@ def by_kind(kind: str) -> dict[str, dict[str, Any]]:
 
 
 def k8s_instance() -> dict[str, Any]:
-    return yaml.safe_load(by_kind("ConfigMap")["dagster-instance"]["data"]["dagster.yaml"])
+    return load(by_kind("ConfigMap")["dagster-instance"]["data"]["dagster.yaml"])
 
 
 def postgres_instance() -> dict[str, Any]:
-    return yaml.safe_load((DEPLOY / "dagster-postgres.yaml").read_text())
+    return load((DEPLOY / "dagster-postgres.yaml").read_text())
 
 
 def helm_values() -> dict[str, Any]:
-    return yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())
+    return load((DEPLOY / "helm" / "values.yaml").read_text())
 
 
 def containers() -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
@@ -78,7 +105,7 @@ def test_manifest_is_valid_kubernetes(file: str, document: dict[str, Any]) -> No
 
 
 def test_kustomization_lists_every_manifest_but_the_secret_template() -> None:
-    listed = set(yaml.safe_load((K8S / "kustomization.yaml").read_text())["resources"])
+    listed = set(load((K8S / "kustomization.yaml").read_text())["resources"])
     present = {path.name for path in K8S.glob("*.yaml")} - {"kustomization.yaml"}
     assert listed == present - {"secrets.example.yaml"}
 
@@ -130,7 +157,7 @@ def test_run_launcher_can_manage_jobs_and_read_pods() -> None:
 
 
 def test_webserver_and_daemon_reach_the_code_location_and_share_its_image() -> None:
-    workspace = yaml.safe_load(by_kind("ConfigMap")["dagster-workspace"]["data"]["workspace.yaml"])
+    workspace = load(by_kind("ConfigMap")["dagster-workspace"]["data"]["workspace.yaml"])
     [entry] = workspace["load_from"]
     server = entry["grpc_server"]
     service = by_kind("Service")[server["host"]]
