@@ -10,8 +10,10 @@ import copy
 import re
 import tomllib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import kubernetes_validate
 import pytest
@@ -19,11 +21,17 @@ import yaml
 from dagster._config import validate_config
 from dagster._core.instance.config import dagster_instance_config
 from dagster_k8s import K8sRunLauncher
+from dagster_k8s.job import get_common_labels
 
 PROJECT = Path(__file__).resolve().parents[2]
 DEPLOY = PROJECT / "deploy"
 K8S = DEPLOY / "k8s"
+HELM = DEPLOY / "helm"
 KUBERNETES_VERSION = "1.32.0"
+# The login in front of the UI (deploy/k8s/auth-proxy.yaml) and the policy that makes the
+# webserver refuse everybody else (deploy/k8s/network-policy.yaml, deploy/helm/network-policy.yaml).
+PROXY = "dagster-auth-proxy"
+WEBSERVER_POLICY = "dagster-webserver-from-auth-proxy"
 POSTGRES_ENV = {
     "DAGSTER_PG_HOST": "127.0.0.1",
     "DAGSTER_PG_PORT": "5432",
@@ -33,29 +41,57 @@ POSTGRES_ENV = {
 }
 
 
-def manifests() -> Iterator[tuple[str, dict[str, Any]]]:
-    for path in sorted(K8S.glob("*.yaml")):
-        if path.name == "kustomization.yaml":
+class StrictLoader(yaml.SafeLoader):
+    """A loader that refuses a mapping with a repeated key.
+
+    YAML tools disagree on a repeated key and PyYAML silently keeps the last one, so a duplicated
+    setting would pass here and mean something else (or nothing) to Helm or kubectl.
+    """
+
+
+def _mapping_without_repeated_keys(loader: StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    keys = [loader.construct_object(key) for key, _ in node.value]
+    repeated = sorted({str(key) for key in keys if keys.count(key) > 1})
+    if repeated:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"repeated keys {repeated}", node.start_mark
+        )
+    return loader.construct_mapping(node, deep=True)
+
+
+StrictLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_repeated_keys
+)
+
+
+def load(text: str) -> Any:
+    return yaml.load(text, StrictLoader)
+
+
+def manifests(directory: Path = K8S) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The Kubernetes objects of deploy/k8s/ (or of deploy/helm/, those applied beside the chart)."""
+    for path in sorted(directory.glob("*.yaml")):
+        if path.name in {"kustomization.yaml", "values.yaml"}:
             continue
-        for document in yaml.safe_load_all(path.read_text()):
+        for document in yaml.load_all(path.read_text(), StrictLoader):
             if document:
-                yield path.name, document
+                yield str(path.relative_to(DEPLOY)), document
 
 
-def by_kind(kind: str) -> dict[str, dict[str, Any]]:
-    return {doc["metadata"]["name"]: doc for _, doc in manifests() if doc["kind"] == kind}
+def by_kind(kind: str, directory: Path = K8S) -> dict[str, dict[str, Any]]:
+    return {doc["metadata"]["name"]: doc for _, doc in manifests(directory) if doc["kind"] == kind}
 
 
 def k8s_instance() -> dict[str, Any]:
-    return yaml.safe_load(by_kind("ConfigMap")["dagster-instance"]["data"]["dagster.yaml"])
+    return load(by_kind("ConfigMap")["dagster-instance"]["data"]["dagster.yaml"])
 
 
 def postgres_instance() -> dict[str, Any]:
-    return yaml.safe_load((DEPLOY / "dagster-postgres.yaml").read_text())
+    return load((DEPLOY / "dagster-postgres.yaml").read_text())
 
 
 def helm_values() -> dict[str, Any]:
-    return yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())
+    return load((HELM / "values.yaml").read_text())
 
 
 def containers() -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
@@ -70,7 +106,8 @@ def containers() -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
     ("file", "document"),
     [
         pytest.param(file, doc, id=f"{file}:{doc['kind']}/{doc['metadata']['name']}")
-        for file, doc in manifests()
+        for directory in (K8S, HELM)
+        for file, doc in manifests(directory)
     ],
 )
 def test_manifest_is_valid_kubernetes(file: str, document: dict[str, Any]) -> None:
@@ -78,7 +115,7 @@ def test_manifest_is_valid_kubernetes(file: str, document: dict[str, Any]) -> No
 
 
 def test_kustomization_lists_every_manifest_but_the_secret_template() -> None:
-    listed = set(yaml.safe_load((K8S / "kustomization.yaml").read_text())["resources"])
+    listed = set(load((K8S / "kustomization.yaml").read_text())["resources"])
     present = {path.name for path in K8S.glob("*.yaml")} - {"kustomization.yaml"}
     assert listed == present - {"secrets.example.yaml"}
 
@@ -126,11 +163,14 @@ def test_run_launcher_can_manage_jobs_and_read_pods() -> None:
     assert needed <= granted
     [binding] = by_kind("RoleBinding").values()
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
-    assert {subject["name"] for subject in binding["subjects"]} == set(by_kind("ServiceAccount"))
+    launcher = k8s_instance()["run_launcher"]["config"]
+    assert {subject["name"] for subject in binding["subjects"]} == {
+        launcher["service_account_name"]
+    }
 
 
 def test_webserver_and_daemon_reach_the_code_location_and_share_its_image() -> None:
-    workspace = yaml.safe_load(by_kind("ConfigMap")["dagster-workspace"]["data"]["workspace.yaml"])
+    workspace = load(by_kind("ConfigMap")["dagster-workspace"]["data"]["workspace.yaml"])
     [entry] = workspace["load_from"]
     server = entry["grpc_server"]
     service = by_kind("Service")[server["host"]]
@@ -148,7 +188,7 @@ def test_webserver_and_daemon_reach_the_code_location_and_share_its_image() -> N
     # Run pods are started from the image the code server reports.
     current = {var["name"]: var.get("value") for var in container["env"]}["DAGSTER_CURRENT_IMAGE"]
     assert current == container["image"]
-    images = {container["image"] for _, _, container in containers()}
+    images = {container["image"] for name, _, container in containers() if name != PROXY}
     assert images == {current}
     assert not current.endswith(":latest") and ":" in current
 
@@ -192,6 +232,8 @@ CHART_KEYS: dict[str, Any] = {
     "dagsterWebserver": {
         "replicaCount": None,
         "image": {"repository": None, "tag": None, "pullPolicy": None},
+        "nameOverride": None,
+        "service": {"type": None, "port": None, "annotations": ...},
         "env": ...,
         "envConfigMaps": ...,
         "envSecrets": ...,
@@ -398,3 +440,239 @@ def test_dockerfile_copies_files_that_exist_and_installs_declared_extras() -> No
     needed = " ".join(declared["k8s"] + declared["postgres"])
     assert "dagster-k8s" in needed and "dagster-postgres" in needed
     assert '"-m", "sync_assets.definitions"' in dockerfile
+
+
+# Who may use the UI: the webserver has no login and the UI can launch deletions of CRM records, so
+# the auth proxy is the only way in. How Dagster's chart names and labels its pods, from its
+# templates (helm/dagster/templates/helpers/_helpers.tpl, _deployment-webserver.tpl,
+# deployment-daemon.yaml and charts/dagster-user-deployments/templates/deployment-user.yaml of
+# dagster-io/dagster): the webserver Service is `<release>-<dagsterWebserver.nameOverride>` and the
+# webserver listens on dagsterWebserver.service.port; every pod carries the selector labels
+# app.kubernetes.io/name (the chart's name) and app.kubernetes.io/instance (the release) plus:
+CHART_NAME = "dagster"
+CHART_COMPONENTS = {
+    "webserver": {"component": "dagster-webserver"},
+    "daemon": {"component": "dagster-daemon", "deployment": "daemon"},
+}
+USER_DEPLOYMENTS_CHART_NAME = "dagster-user-deployments"
+
+
+@dataclass(frozen=True)
+class Webserver:
+    """The webserver as one install path runs it, and the policy meant to guard it."""
+
+    service: str
+    service_port: int
+    pod_port: int
+    selector: dict[str, str]
+    pod_labels: dict[str, str]
+    other_pods: list[dict[str, str]]
+    policy: dict[str, Any]
+
+
+def helm_release() -> str:
+    """The release name of the documented `helm upgrade --install` (values.yaml and DEPLOYMENT.md)."""
+    command = r"helm upgrade --install (\S+) dagster/dagster"
+    texts = [(HELM / "values.yaml").read_text(), (PROJECT / "docs" / "DEPLOYMENT.md").read_text()]
+    [release] = {name for text in texts for name in re.findall(command, text)}
+    return release
+
+
+def run_pod_labels(configured: dict[str, str]) -> dict[str, str]:
+    """The labels the K8sRunLauncher puts on a run pod: its own, then the configured ones on top."""
+    own = get_common_labels() | {"app.kubernetes.io/component": "run_worker"}
+    return own | {"dagster/job": "job", "dagster/run-id": "run"} | configured
+
+
+def pod_labels(deployment: dict[str, Any]) -> dict[str, str]:
+    return deployment["spec"]["template"]["metadata"]["labels"]
+
+
+def proxy_container() -> dict[str, Any]:
+    [container] = by_kind("Deployment")[PROXY]["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def proxy_flags() -> dict[str, list[str]]:
+    """The proxy's `--flag=value` arguments, by flag (a flag may be given more than once)."""
+    flags: dict[str, list[str]] = {}
+    for argument in proxy_container()["args"]:
+        flag, _, value = argument.removeprefix("--").partition("=")
+        flags.setdefault(flag, []).append(value)
+    return flags
+
+
+def webserver(variant: str) -> Webserver:
+    proxy = pod_labels(by_kind("Deployment")[PROXY])
+    if variant == "k8s":
+        deployments = by_kind("Deployment")
+        [port] = by_kind("Service")["dagster-webserver"]["spec"]["ports"]
+        [container] = deployments["dagster-webserver"]["spec"]["template"]["spec"]["containers"]
+        named = {entry["name"]: entry["containerPort"] for entry in container["ports"]}
+        launcher = k8s_instance()["run_launcher"]["config"]
+        return Webserver(
+            service="dagster-webserver",
+            service_port=port["port"],
+            pod_port=named[port["targetPort"]],
+            selector=deployments["dagster-webserver"]["spec"]["selector"]["matchLabels"],
+            pod_labels=pod_labels(deployments["dagster-webserver"]),
+            other_pods=[pod_labels(d) for n, d in deployments.items() if n != "dagster-webserver"]
+            + [run_pod_labels(launcher["labels"])],
+            policy=by_kind("NetworkPolicy")[WEBSERVER_POLICY],
+        )
+    values = helm_values()
+    release = helm_release()
+    chart = {"app.kubernetes.io/name": CHART_NAME, "app.kubernetes.io/instance": release}
+    [user_code] = values["dagster-user-deployments"]["deployments"]
+    launcher = values["runLauncher"]["config"]["k8sRunLauncher"]
+    settings = values["dagsterWebserver"]
+    return Webserver(
+        service=f"{release}-{settings['nameOverride']}",
+        service_port=settings["service"]["port"],
+        pod_port=settings["service"]["port"],
+        # The chart selects its webserver pods by exactly the labels it gives them.
+        selector=chart | CHART_COMPONENTS["webserver"],
+        pod_labels=chart | CHART_COMPONENTS["webserver"],
+        other_pods=[
+            chart | CHART_COMPONENTS["daemon"],
+            {
+                "app.kubernetes.io/name": USER_DEPLOYMENTS_CHART_NAME,
+                "app.kubernetes.io/instance": release,
+                "component": "user-deployments",
+                "deployment": user_code["name"],
+            },
+            run_pod_labels(launcher["labels"]),
+            proxy,
+        ],
+        policy=by_kind("NetworkPolicy", HELM)[WEBSERVER_POLICY],
+    )
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    # Only matchLabels, so that this check is the whole truth about what the selector selects.
+    assert set(selector) == {"matchLabels"}, selector
+    return selector["matchLabels"].items() <= labels.items()
+
+
+@pytest.mark.parametrize("variant", ["k8s", "helm"])
+def test_webserver_admits_the_proxy_and_nobody_else(variant: str) -> None:
+    server = webserver(variant)
+    spec = server.policy["spec"]
+    assert spec["policyTypes"] == ["Ingress"]
+    # The pods the webserver's Deployment manages: neither fewer nor other ones.
+    assert spec["podSelector"] == {"matchLabels": server.selector}
+    assert selects(spec["podSelector"], server.pod_labels)
+    assert not any(selects(spec["podSelector"], other) for other in server.other_pods)
+    [rule] = spec["ingress"]
+    # One peer, a podSelector alone: pods of this namespace only, no namespace or IP block.
+    [peer] = rule["from"]
+    assert set(peer) == {"podSelector"}
+    proxy = pod_labels(by_kind("Deployment")[PROXY])
+    assert selects(peer["podSelector"], proxy)
+    others = [labels for labels in server.other_pods if labels != proxy]
+    assert not any(selects(peer["podSelector"], other) for other in others)
+    assert rule["ports"] == [{"protocol": "TCP", "port": server.pod_port}]
+
+
+@pytest.mark.parametrize("variant", ["k8s", "helm"])
+def test_proxy_forwards_to_the_webserver_service(variant: str) -> None:
+    server = webserver(variant)
+    [upstream] = proxy_flags()["upstream"]
+    url = urlsplit(upstream)
+    assert (url.scheme, url.hostname, url.port) == ("http", server.service, server.service_port)
+    # A trailing slash routes every path to the webserver, not only the exact one.
+    assert url.path == "/"
+
+
+def test_only_the_proxy_is_exposed() -> None:
+    for name, service in by_kind("Service").items():
+        assert service["spec"].get("type", "ClusterIP") == "ClusterIP", name
+    settings = helm_values()["dagsterWebserver"]
+    assert settings["service"]["type"] == "ClusterIP"
+    assert "ingress" not in helm_values()
+    proxy_ports = {port["name"] for port in by_kind("Service")[PROXY]["spec"]["ports"]}
+    ingresses = by_kind("Ingress").values()
+    backends = [
+        path["backend"]["service"]
+        for ingress in ingresses
+        for rule in ingress["spec"]["rules"]
+        for path in rule["http"]["paths"]
+    ]
+    assert backends
+    assert all(backend["name"] == PROXY for backend in backends)
+    assert all(backend["port"]["name"] in proxy_ports for backend in backends)
+    # The IdP sends users back to the exposed host, over HTTPS.
+    [redirect] = proxy_flags()["redirect-url"]
+    url = urlsplit(redirect)
+    assert (url.scheme, url.path) == ("https", "/oauth2/callback")
+    hosts = {rule["host"] for ingress in ingresses for rule in ingress["spec"]["rules"]}
+    tls = {
+        host for ingress in ingresses for entry in ingress["spec"]["tls"] for host in entry["hosts"]
+    }
+    assert url.hostname in hosts & tls
+
+
+def test_proxy_reads_its_credentials_from_the_example_secret() -> None:
+    secrets = {name: set(doc["stringData"]) for name, doc in by_kind("Secret").items()}
+    env = {variable["name"]: variable for variable in proxy_container()["env"]}
+    for variable in (
+        "OAUTH2_PROXY_CLIENT_ID",
+        "OAUTH2_PROXY_CLIENT_SECRET",
+        "OAUTH2_PROXY_COOKIE_SECRET",
+    ):
+        assert "value" not in env[variable], variable
+        reference = env[variable]["valueFrom"]["secretKeyRef"]
+        assert reference["key"] in secrets[reference["name"]], variable
+    # Never on the command line, where `kubectl describe` and the process list show it.
+    assert not {"client-id", "client-secret", "cookie-secret"} & set(proxy_flags())
+
+
+def test_proxy_is_pinned_hardened_and_probed() -> None:
+    deployment = by_kind("Deployment")[PROXY]
+    pod = deployment["spec"]["template"]["spec"]
+    container = proxy_container()
+    repository, _, tag = container["image"].partition(":")
+    assert repository == "quay.io/oauth2-proxy/oauth2-proxy"
+    # v7.15.2 fixed authentication bypasses; a released version, never a moving tag.
+    version = re.fullmatch(r"v(\d+)\.(\d+)\.(\d+)", tag)
+    assert version and tuple(map(int, version.groups())) >= (7, 15, 2), tag
+
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert {"cpu", "memory"} <= set(container["resources"]["requests"])
+    assert "memory" in container["resources"]["limits"]
+    # No Kubernetes API access: no token, no Role.
+    assert pod["automountServiceAccountToken"] is False
+    assert (
+        by_kind("ServiceAccount")[pod["serviceAccountName"]]["automountServiceAccountToken"]
+        is False
+    )
+    bound = {s["name"] for b in by_kind("RoleBinding").values() for s in b["subjects"]}
+    assert pod["serviceAccountName"] not in bound
+
+    flags = proxy_flags()
+    [address] = flags["http-address"]
+    [port] = container["ports"]
+    assert address == f"0.0.0.0:{port['containerPort']}"
+    assert container["livenessProbe"]["httpGet"] == {"path": "/ping", "port": port["name"]}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/ready", "port": port["name"]}
+
+    assert flags["provider"] == ["oidc"] and flags["cookie-secure"] == ["true"]
+    assert "*" not in flags["email-domain"] and flags["allowed-group"]
+    # --reverse-proxy trusts X-Forwarded-* from whoever connects, so only the ingress controller
+    # may connect: a policy admitting one namespace's pods on the proxy's port and nothing else.
+    assert flags["reverse-proxy"] == ["true"]
+    [policy] = [
+        doc["spec"]
+        for doc in by_kind("NetworkPolicy").values()
+        if selects(doc["spec"]["podSelector"], pod_labels(deployment))
+    ]
+    [rule] = policy["ingress"]
+    [peer] = rule["from"]
+    assert set(peer) == {"namespaceSelector"}
+    assert rule["ports"] == [{"protocol": "TCP", "port": port["containerPort"]}]
