@@ -4,7 +4,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sync_assets.sandbox.soql import FieldSpec, ObjectSpec
+from sync_assets.sandbox.soql.compiler import FieldSpec, ObjectSpec
 
 FieldType = Literal[
     "id",

@@ -11,7 +11,8 @@ from typing import Any
 from sync_assets.sandbox.errors import ApiError
 from sync_assets.sandbox.ids import BASE62
 from sync_assets.sandbox.objects import OBJECTS, soql_catalog
-from sync_assets.sandbox.soql import CompiledQuery, SoqlError, compile_soql
+from sync_assets.sandbox.soql.compiler import CompiledQuery, compile_soql
+from sync_assets.sandbox.soql.errors import SoqlError
 
 PAGE_SIZE = 2_000
 _KEPT_CURSORS = 1_000
