@@ -25,7 +25,9 @@ from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, Field
 
-from sync_assets.sandbox.api import MAX_UPLOAD_BYTES, Request, Response, SandboxApp, json_response
+from sync_assets.sandbox.api.app import SandboxApp
+from sync_assets.sandbox.api.ingest import MAX_UPLOAD_BYTES
+from sync_assets.sandbox.api.messages import Request, Response, json_response
 from sync_assets.sandbox.auth import TokenStore, load_identity
 from sync_assets.sandbox.dml import ParentIndex
 from sync_assets.sandbox.errors import ApiError
