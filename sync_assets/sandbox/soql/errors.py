@@ -1,4 +1,4 @@
-"""SOQL errors as Salesforce reports them: an error code and a message that points at the offence."""
+"""SOQL errors as Salesforce reports them: a code, and a message pointing at the offence."""
 
 from typing import Literal
 
