@@ -22,14 +22,8 @@ from pydantic import BaseModel, Field
 
 from sync_assets.sandbox.auth import OrgIdentity
 from sync_assets.sandbox.convert import row_error
-from sync_assets.sandbox.dml import (
-    BatchOutcome,
-    JobSpec,
-    ParentIndex,
-    PreparedBatch,
-    commit_batch,
-    prepare_batch,
-)
+from sync_assets.sandbox.dml.commit import BatchOutcome, commit_batch
+from sync_assets.sandbox.dml.prepare import JobSpec, ParentIndex, PreparedBatch, prepare_batch
 from sync_assets.sandbox.faults import FaultInjector
 from sync_assets.sandbox.jobs import TERMINAL_STATES, Job, JobStore, sf_timestamp
 from sync_assets.sandbox.limits import BULK_BATCHES, INGEST_RECORDS, DailyLimits

@@ -29,7 +29,7 @@ from sync_assets.sandbox.api.app import SandboxApp
 from sync_assets.sandbox.api.ingest import MAX_UPLOAD_BYTES
 from sync_assets.sandbox.api.messages import Request, Response, json_response
 from sync_assets.sandbox.auth import TokenStore, load_identity
-from sync_assets.sandbox.dml import ParentIndex
+from sync_assets.sandbox.dml.prepare import ParentIndex
 from sync_assets.sandbox.errors import ApiError
 from sync_assets.sandbox.faults import FaultInjector, FaultSpec
 from sync_assets.sandbox.jobs import JobStore
