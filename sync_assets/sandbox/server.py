@@ -34,6 +34,7 @@ from sync_assets.sandbox.errors import ApiError
 from sync_assets.sandbox.faults import FaultInjector, FaultSpec
 from sync_assets.sandbox.jobs import JobStore
 from sync_assets.sandbox.limits import API_REQUESTS, BULK_BATCHES, INGEST_RECORDS, DailyLimits
+from sync_assets.sandbox.org import load_org
 from sync_assets.sandbox.processing import ProcessingConfig, Processor
 from sync_assets.sandbox.seed import seed_accounts
 from sync_assets.sandbox.store import Database
@@ -76,6 +77,7 @@ class SandboxConfig(BaseModel):
     daily_api_requests: int = Field(default=1_000_000, ge=0)
     daily_batches: int = Field(default=15_000, ge=0)
     token_ttl: float = Field(default=0.0, ge=0)
+    org: Path | None = Field(default=None, description="An org file (YAML); none: the empty org.")
     verbose: bool = False
 
 
@@ -320,6 +322,7 @@ def serve(config: SandboxConfig) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / CONNECTION_FILE).unlink(missing_ok=True)
     ca_path, server_path = ensure_certificates(data_dir)
+    org = load_org(config.org)
     db = Database(data_dir / "sandbox.db")
     identity = load_identity(db)
     seed_accounts(db, identity.user_id, config.accounts)
@@ -347,7 +350,7 @@ def serve(config: SandboxConfig) -> None:
         ProcessingConfig(slots=config.slots, rate=config.rate, lock_timeout=config.lock_timeout),
     )
     address: dict[str, str] = {}
-    app = SandboxApp(db, identity, tokens, limits, jobs, processor, lambda: address["url"])
+    app = SandboxApp(db, identity, tokens, limits, jobs, processor, lambda: address["url"], org)
     server = _SandboxHTTPServer(
         (config.host, config.port), app, faults, server_context(server_path), config.verbose
     )

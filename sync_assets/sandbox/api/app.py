@@ -18,6 +18,7 @@ from sync_assets.sandbox.auth import OAuthError, OrgIdentity, TokenStore
 from sync_assets.sandbox.errors import ApiError, not_found
 from sync_assets.sandbox.jobs import JobStore
 from sync_assets.sandbox.limits import API_REQUESTS, DailyLimits
+from sync_assets.sandbox.org import OrgSpec
 from sync_assets.sandbox.processing import Processor
 from sync_assets.sandbox.query import QueryService
 from sync_assets.sandbox.store import Database
@@ -36,7 +37,9 @@ class SandboxApp:
         jobs: JobStore,
         processor: Processor,
         instance_url: Callable[[], str],
+        org: OrgSpec,
     ) -> None:
+        self.org = org
         self.db = db
         self.identity = identity
         self.limits = limits
