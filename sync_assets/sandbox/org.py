@@ -10,7 +10,7 @@ cannot silently describe another org.
 """
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
@@ -20,16 +20,32 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+IsoCode = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+
+
 class Currencies(_Strict):
     """Multi-currency: the corporate currency and the active ones (``CurrencyIsoCode``)."""
 
-    corporate: str = Field(min_length=3, max_length=3)
-    active: list[str] = Field(min_length=1)
+    corporate: IsoCode
+    active: list[IsoCode] = Field(min_length=1)
+    inactive: list[IsoCode] = Field(
+        default_factory=list, description="Currencies the org knows but has deactivated."
+    )
+    rates: dict[IsoCode, float] = Field(
+        default_factory=dict,
+        description="Conversion rates against the corporate currency (CurrencyType); else 1.",
+    )
 
     @model_validator(mode="after")
     def _corporate_is_active(self) -> "Currencies":
         if self.corporate not in self.active:
             raise ValueError(f"the corporate currency {self.corporate} must be active")
+        both = sorted(set(self.active) & set(self.inactive))
+        if both:
+            raise ValueError(f"currencies both active and inactive: {both}")
+        unknown = sorted(set(self.rates) - set(self.active) - set(self.inactive))
+        if unknown:
+            raise ValueError(f"rates for currencies the org does not have: {unknown}")
         return self
 
 

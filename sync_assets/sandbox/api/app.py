@@ -14,10 +14,15 @@ from sync_assets.sandbox.api.ingest import IngestResources
 from sync_assets.sandbox.api.messages import Request, Response, allow, json_response
 from sync_assets.sandbox.api.oauth import OAuthResources
 from sync_assets.sandbox.api.rest import NEWEST_VERSION, OLDEST_VERSION, RestResources
+from sync_assets.sandbox.api.soap import SoapResources
+from sync_assets.sandbox.api.uiapi import UiApiResources
 from sync_assets.sandbox.auth import OAuthError, OrgIdentity, TokenStore
 from sync_assets.sandbox.errors import ApiError, not_found
 from sync_assets.sandbox.jobs import JobStore
+from sync_assets.sandbox.jwt_bearer import certificate_key
 from sync_assets.sandbox.limits import API_REQUESTS, DailyLimits
+from sync_assets.sandbox.login import Logins
+from sync_assets.sandbox.metadata import Catalog
 from sync_assets.sandbox.org import OrgSpec
 from sync_assets.sandbox.processing import Processor
 from sync_assets.sandbox.query import QueryService
@@ -25,6 +30,7 @@ from sync_assets.sandbox.store import Database
 
 FIRST_INGEST_VERSION = 41
 _VERSIONED = re.compile(r"^/services/data/v(\d+)\.(\d)(/.*)?$")
+_SOAP = re.compile(r"^/services/Soap/([uc])/(\d+\.\d)$")
 
 
 class SandboxApp:
@@ -38,15 +44,30 @@ class SandboxApp:
         processor: Processor,
         instance_url: Callable[[], str],
         org: OrgSpec,
+        catalog: Catalog,
+        login_url: Callable[[], str],
     ) -> None:
+        """``instance_url`` is the org's (My Domain) URL, ``login_url`` the generic login one."""
         self.org = org
+        self.catalog = catalog
         self.db = db
         self.identity = identity
         self.limits = limits
         self.processor = processor
-        self.oauth = OAuthResources(identity, tokens, instance_url)
-        self.rest = RestResources(db, identity, limits, QueryService())
-        self.ingest = IngestResources(db, identity, jobs, processor)
+        logins = Logins(
+            identity,
+            catalog.users,
+            certificate_key(org.connected_app),
+            org.my_domain is not None,
+            lambda: [login_url(), instance_url()],
+        )
+        self.oauth = OAuthResources(
+            identity, tokens, logins, catalog.users, instance_url, login_url
+        )
+        self.soap = SoapResources(identity, tokens, logins, instance_url, org)
+        self.rest = RestResources(db, identity, limits, QueryService(), catalog)
+        self.ingest = IngestResources(db, jobs, processor, catalog)
+        self.uiapi = UiApiResources(catalog)
         self.counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
 
@@ -71,8 +92,10 @@ class SandboxApp:
             allow(request, "POST")
             return self.oauth.token(request)
         if path == "/services/oauth2/userinfo":
-            self.oauth.authenticate(request)
-            return self.oauth.userinfo()
+            return self.oauth.userinfo(self.oauth.authenticate(request))
+        soap = _SOAP.match(path)
+        if soap is not None:
+            return self.soap.login(request, soap.group(1), soap.group(2))
         if path == "/services/data":
             return self.rest.versions()
         if path == "/__sandbox/stats":
@@ -106,6 +129,8 @@ class SandboxApp:
             if major < FIRST_INGEST_VERSION:
                 raise not_found()
             return self.ingest.handle(request, parts[2:])
+        if parts[:1] == ["ui-api"]:
+            return self.uiapi.handle(request, parts[1:])
         return self.rest.handle(request, parts)
 
     def _stats(self) -> dict[str, Any]:

@@ -6,15 +6,16 @@ import json
 import threading
 
 from sync_assets.sandbox.api.messages import Request, Response, allow, json_response
-from sync_assets.sandbox.auth import OrgIdentity
 from sync_assets.sandbox.errors import ApiError, not_found
 from sync_assets.sandbox.jobs import (
     ABORTABLE_STATES,
     DELETABLE_STATES,
     Job,
+    JobRequest,
     JobStore,
     parse_job_request,
 )
+from sync_assets.sandbox.metadata import Catalog
 from sync_assets.sandbox.processing import Processor
 from sync_assets.sandbox.results import FAILED, SUCCESSFUL, UNPROCESSED, stream_rows
 from sync_assets.sandbox.store import Database
@@ -29,12 +30,12 @@ _RESULT_KINDS = {k.lower(): k for k in (SUCCESSFUL, FAILED, UNPROCESSED)}
 
 class IngestResources:
     def __init__(
-        self, db: Database, identity: OrgIdentity, jobs: JobStore, processor: Processor
+        self, db: Database, jobs: JobStore, processor: Processor, catalog: Catalog
     ) -> None:
         self.db = db
-        self.identity = identity
         self.jobs = jobs
         self.processor = processor
+        self.catalog = catalog
         # Striped by job: two PUTs to one job are serialised, uploads to different jobs are not.
         self._upload_locks = [threading.Lock() for _ in range(_UPLOAD_LOCK_STRIPES)]
 
@@ -51,7 +52,7 @@ class IngestResources:
         if len(parts) == 1:
             allow(request, "GET", "PATCH", "DELETE")
             if request.method == "GET":
-                return json_response(job.full_info(self.identity.user_id))
+                return json_response(job.full_info(job.created_by))
             if request.method == "PATCH":
                 return self._patch_job(request, job)
             return self._delete_job(job)
@@ -68,8 +69,14 @@ class IngestResources:
         content_type = request.headers.get("content-type", "")
         if content_type.lower().startswith("multipart/form-data"):
             return self._create_multipart(request, content_type)
-        job = self.jobs.create(parse_job_request(request.body), request.api_version)
-        return json_response(job.created_info(self.identity.user_id))
+        job = self.jobs.create(
+            self._job_request(request, request.body), request.api_version, request.user_id
+        )
+        return json_response(job.created_info(job.created_by))
+
+    def _job_request(self, request: Request, raw: bytes) -> JobRequest:
+        """A create-job body, with the objects the creating user may write as it sees them."""
+        return parse_job_request(raw, self.catalog.for_user(request.user_id).writable)
 
     def _create_multipart(self, request: Request, content_type: str) -> Response:
         """Create and upload in one request (parts ``job`` and ``content``): starts UploadComplete."""
@@ -84,11 +91,13 @@ class IngestResources:
             raise ApiError(
                 400, "INVALIDJOB", "InvalidJob : A multipart request needs a job and a content part"
             )
-        job = self.jobs.create(parse_job_request(parts["job"]), request.api_version)
+        job = self.jobs.create(
+            self._job_request(request, parts["job"]), request.api_version, request.user_id
+        )
         self._store_upload(job, parts["content"])
         job = self._transition(job, "UploadComplete")
         self.processor.submit(job)
-        return json_response(job.created_info(self.identity.user_id))
+        return json_response(job.created_info(job.created_by))
 
     def _list_jobs(self, request: Request) -> Response:
         locator = request.query.get("queryLocator", "")
@@ -109,7 +118,7 @@ class IngestResources:
         return json_response(
             {
                 "done": done,
-                "records": [j.list_info(self.identity.user_id) for j in jobs[:JOBS_PER_PAGE]],
+                "records": [j.list_info(j.created_by) for j in jobs[:JOBS_PER_PAGE]],
                 "nextRecordsUrl": next_url,
             }
         )
@@ -132,7 +141,7 @@ class IngestResources:
                 self.processor.fail(
                     updated.id, "ClientInputError : No data was uploaded for the job"
                 )
-        return json_response(updated.short_info(self.identity.user_id))
+        return json_response(updated.short_info(updated.created_by))
 
     def _transition(self, job: Job, state: str) -> Job:
         allowed = ("Open",) if state == "UploadComplete" else ABORTABLE_STATES

@@ -18,6 +18,7 @@ class Request:
     headers: dict[str, str]  # lower-case names
     body: bytes = b""
     api_version: str = ""
+    user_id: str = ""  # who the access token acts for, once authenticated
 
 
 @dataclass

@@ -4,12 +4,27 @@ from sync_assets.sandbox.api.messages import Request, Response, allow, json_resp
 from sync_assets.sandbox.auth import OrgIdentity
 from sync_assets.sandbox.errors import ApiError, not_found
 from sync_assets.sandbox.limits import DailyLimits
-from sync_assets.sandbox.objects import OBJECTS, find_object
+from sync_assets.sandbox.metadata import Catalog
 from sync_assets.sandbox.query import QueryService
 from sync_assets.sandbox.store import Database
 
 OLDEST_VERSION, NEWEST_VERSION = 31, 66
 _SEASONS = ("Winter", "Spring", "Summer")
+
+
+def no_view_setup() -> ApiError:
+    """/limits without View Setup and Configuration.
+
+    The exact body is unconfirmed (facts §9, open item 3): Salesforce's generic refusal code,
+    with the wording of its "Insufficient Privileges" page.
+    """
+    return ApiError(
+        403,
+        "INSUFFICIENT_ACCESS",
+        "You do not have the level of access necessary to perform the operation you requested. "
+        "Please contact the owner of the record or your administrator if access is necessary.",
+        rest=True,
+    )
 
 
 def release_label(version: int) -> str:
@@ -20,12 +35,18 @@ def release_label(version: int) -> str:
 
 class RestResources:
     def __init__(
-        self, db: Database, identity: OrgIdentity, limits: DailyLimits, queries: QueryService
+        self,
+        db: Database,
+        identity: OrgIdentity,
+        limits: DailyLimits,
+        queries: QueryService,
+        catalog: Catalog,
     ) -> None:
         self.db = db
         self.identity = identity
         self.limits = limits
         self.queries = queries
+        self.catalog = catalog
 
     @staticmethod
     def versions() -> Response:
@@ -50,6 +71,9 @@ class RestResources:
         head = parts[0]
         if head == "limits" and len(parts) == 1:
             allow(request, "GET")
+            # /limits needs View Setup and Configuration (REST API reference, Limits).
+            if not self.catalog.users[request.user_id].view_setup:
+                raise no_view_setup()
             return self._limits()
         if head == "sobjects":
             allow(request, "GET")
@@ -74,26 +98,28 @@ class RestResources:
 
     def _sobjects(self, request: Request, parts: list[str]) -> Response:
         version = request.api_version
+        catalog = self.catalog.for_user(request.user_id)
         if not parts:
             return json_response(
                 {
                     "encoding": "UTF-8",
                     "maxBatchSize": 200,
-                    "sobjects": [o.summary(version) for o in OBJECTS.values()],
+                    "sobjects": [o.summary(version) for o in catalog.objects.values()],
                 }
             )
-        if parts[0] == "User" and len(parts) == 2 and parts[1] == self.identity.user_id:
+        user = self.catalog.users.get(parts[1]) if parts[0] == "User" and len(parts) == 2 else None
+        if user is not None:
             return json_response(
                 {
                     "attributes": {
                         "type": "User",
-                        "url": f"/services/data/v{version}/sobjects/User/{parts[1]}",
+                        "url": f"/services/data/v{version}/sobjects/User/{user.id}",
                     },
-                    "Id": parts[1],
-                    "Username": self.identity.username,
+                    "Id": user.id,
+                    "Username": user.username,
                 }
             )
-        sobject = find_object(parts[0])
+        sobject = catalog.find(parts[0])
         if sobject is None:
             raise ApiError(
                 404, "NOT_FOUND", f"The requested resource does not exist: {parts[0]}", rest=True
@@ -110,6 +136,10 @@ class RestResources:
             page = self.queries.next_page(conn, locator, include_deleted, request.api_version)
         else:
             page = self.queries.first_page(
-                conn, request.query.get("q"), include_deleted, request.api_version
+                conn,
+                request.query.get("q"),
+                include_deleted,
+                request.api_version,
+                self.catalog.for_user(request.user_id),
             )
         return json_response(page)

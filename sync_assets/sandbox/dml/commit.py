@@ -9,6 +9,7 @@ from typing import Any
 
 from sync_assets.sandbox.convert import row_error
 from sync_assets.sandbox.dml.prepare import JobSpec, PreparedBatch
+from sync_assets.sandbox.dml.rules import RecordRules
 from sync_assets.sandbox.ids import mint_ids, to_id18
 from sync_assets.sandbox.objects import SET_NULL, ObjectDef
 
@@ -249,7 +250,7 @@ def _insert(
     columns: list[list[Any]] = []
     for f in sobject.fields:
         names.append(f'"{f.name}"')
-        default = user_id if f.name == "OwnerId" else None
+        default = user_id if f.name == "OwnerId" else f.default
         source = values_by_field.get(f.name)
         if f.name == "Id":
             columns.append([ids[i] for i in rows])
@@ -359,13 +360,60 @@ def commit_batch(
     for i, target in plan.updates.items():
         plan.ids[i] = plan.ids[target] if isinstance(target, int) else target
     _check_unique_fields(conn, spec, prepared, plan)
+    rules = sobject.rules
+    if rules is None or not rules.validation_rules:
+        _write(conn, spec, prepared, plan, user_id, now)
+    else:
+        _write_valid(conn, spec, prepared, plan, rules, user_id, now)
+    return _outcome(spec, prepared, plan)
+
+
+def _write(
+    conn: sqlite3.Connection,
+    spec: JobSpec,
+    prepared: PreparedBatch,
+    plan: _Plan,
+    user_id: str,
+    now: str,
+) -> None:
+    sobject = spec.sobject
     derived = prepared.derived
     values_by_field = {**prepared.provided, **derived}
     _insert(conn, sobject, plan.inserts, plan.ids, values_by_field, user_id, now)
     targets = {i: plan.ids[i] for i in plan.updates}
     _update(conn, sobject, targets, values_by_field, set(derived), spec.key_field, user_id, now)
     _delete(conn, sobject, plan.deletes, spec.operation == "hardDelete", user_id, now)
-    return _outcome(spec, prepared, plan)
+
+
+def _write_valid(
+    conn: sqlite3.Connection,
+    spec: JobSpec,
+    prepared: PreparedBatch,
+    plan: _Plan,
+    rules: RecordRules,
+    user_id: str,
+    now: str,
+) -> None:
+    """Write, check the validation rules on the records as written, and rewrite without breakers.
+
+    Rows that break a rule fail; the batch is taken back to before it was written and written
+    again without them.
+    The records' new values are what a rule sees (the whole record: unchanged, new and derived
+    values alike), and SQLite computes them anyway by writing, so no second model of an update
+    is needed. A batch that breaks no rule is written once. Deleted records are not validated.
+    """
+    conn.execute("SAVEPOINT validation")
+    _write(conn, spec, prepared, plan, user_id, now)
+    written = [*plan.inserts, *plan.updates]
+    broken = rules.broken(conn, list({plan.ids[i] for i in written}))
+    if broken:
+        conn.execute("ROLLBACK TO validation")
+        failed = {i for i in written if plan.ids[i] in broken}
+        plan.errors.update((i, broken[plan.ids[i]]) for i in failed)
+        plan.inserts = [i for i in plan.inserts if i not in failed]
+        plan.updates = {i: t for i, t in plan.updates.items() if i not in failed}
+        _write(conn, spec, prepared, plan, user_id, now)
+    conn.execute("RELEASE validation")
 
 
 def _outcome(spec: JobSpec, prepared: PreparedBatch, plan: _Plan) -> BatchOutcome:

@@ -10,8 +10,9 @@ from typing import Any
 import polars as pl
 
 from sync_assets.sandbox.convert import convert_column, reference_converter, row_error
+from sync_assets.sandbox.dml.rules import LookupConverter
 from sync_assets.sandbox.ids import to_id18
-from sync_assets.sandbox.objects import ACCOUNT, SET_NULL, USER_KEY_PREFIX, ObjectDef
+from sync_assets.sandbox.objects import ACCOUNT, SET_NULL, USER_KEY_PREFIX, FieldDef, ObjectDef
 from sync_assets.sandbox.upload import Column
 
 DML_CHUNK = 200
@@ -178,12 +179,9 @@ def prepare_batch(
         if column.via is not None:
             converted, column_errors = _relationship_values(column, values, parents)
         elif target.type == "reference":
-            converter = (
-                reference_converter(ACCOUNT.key_prefix, parents.known)
-                if target.reference_to == ACCOUNT.name
-                else reference_converter(USER_KEY_PREFIX, lambda value: value == user_id)
+            converted, column_errors = _lookup(spec.sobject, target, parents, user_id)(
+                target, values
             )
-            converted, column_errors = converter(target, values)
         else:
             converted, column_errors = convert_column(target, values)
         provided[target.name] = converted
@@ -203,6 +201,22 @@ def prepare_batch(
         parents=parent_ids,
         derived=spec.sobject.derive(provided),
     )
+
+
+def _lookup(
+    sobject: ObjectDef, target: FieldDef, parents: ParentIndex, user_id: str
+) -> LookupConverter:
+    """The converter of a lookup column: Accounts by the parent index, others by the org's rules.
+
+    Without an org's rules, a User lookup may name only the writing user.
+    """
+    if target.reference_to == ACCOUNT.name:
+        return reference_converter(ACCOUNT.key_prefix, parents.known)
+    rules = sobject.rules
+    org_lookup = rules.lookups.get(str(target.reference_to)) if rules is not None else None
+    if org_lookup is not None:
+        return org_lookup
+    return reference_converter(USER_KEY_PREFIX, lambda value: value == user_id)
 
 
 def _normalised_ids(
