@@ -32,6 +32,10 @@ def test_the_example_org_loads() -> None:
         ({"opportunity": {"colour": "red"}}, "colour"),
         ({"currencies": {"corporate": "USD", "active": ["EUR"]}}, "corporate currency USD"),
         (
+            {"currencies": {"corporate": "USD", "active": ["USD"], "inactive": ["USD"]}},
+            "both active and inactive",
+        ),
+        (
             {
                 "opportunity": {
                     "picklists": {"StageName": ["A"]},
