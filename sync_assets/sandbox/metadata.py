@@ -8,6 +8,7 @@ Bulk headers do not know them) and read-only fields cannot be written.
 """
 
 from dataclasses import replace
+from functools import partial
 
 from sync_assets.sandbox.auth import OrgIdentity, load_identity
 from sync_assets.sandbox.convert import reference_converter, row_error
@@ -23,7 +24,7 @@ from sync_assets.sandbox.objects import (
     ObjectDef,
     RecordTypeInfo,
     StageInfo,
-    stage_deriver,
+    derive_stages,
 )
 from sync_assets.sandbox.org import (
     Currencies,
@@ -83,10 +84,8 @@ class Catalog:
             return self
         view = self._views.get(user_id)
         if view is None:
-            objects = {
-                **self.objects,
-                OPPORTUNITY.name: _restricted(self.objects["Opportunity"], user),
-            }
+            opportunity = _restricted(self.objects[OPPORTUNITY.name], user)
+            objects = {**self.objects, OPPORTUNITY.name: opportunity}
             view = self._views[user_id] = Catalog(
                 objects, self.users, self.stages, self.sales_processes
             )
@@ -113,7 +112,7 @@ def build_catalog(org: OrgSpec, users: Users, named_ids: NamedIds) -> Catalog:
     opportunity = replace(
         OPPORTUNITY,
         fields=_opportunity_fields(spec, org.currencies, record_types),
-        derive=stage_deriver(stages),
+        derive=partial(derive_stages, stages),
         record_types=record_types,
         rules=RecordRules(lookups),
     )
@@ -135,8 +134,8 @@ def build_catalog(org: OrgSpec, users: Users, named_ids: NamedIds) -> Catalog:
     )
     if not active:
         return catalog
-    objects[opportunity.name] = replace(opportunity, rules=RecordRules(lookups, active))
-    return Catalog(objects, users, stages, processes)
+    validated = replace(opportunity, rules=RecordRules(lookups, active))
+    return Catalog({**objects, opportunity.name: validated}, users, stages, processes)
 
 
 def stage_infos(names: list[str]) -> dict[str, StageInfo]:

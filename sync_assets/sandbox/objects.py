@@ -2,6 +2,7 @@
 
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 from sync_assets.sandbox.soql.compiler import FieldSpec, ObjectSpec
@@ -382,33 +383,29 @@ STAGES: dict[str, StageInfo] = {
 }
 
 
-def stage_deriver(stages: dict[str, StageInfo]) -> Deriver:
+def derive_stages(
+    stages: dict[str, StageInfo], provided: dict[str, list[Any]]
+) -> dict[str, list[Any]]:
     """IsClosed/IsWon follow the stage; Probability and ForecastCategoryName default from it.
 
-    A row that does not set StageName (an update) leaves all four as they are (``None``).
+    ``stages`` are the org's; a row that does not set StageName (an update) leaves all four as
+    they are (``None``).
     """
-
-    def derive(provided: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        names = provided.get("StageName")
-        if names is None:
-            return {}
-        infos = [stages.get(s) if s is not None else None for s in names]
-        derived: dict[str, list[Any]] = {
-            "IsClosed": [i.closed if i else None for i in infos],
-            "IsWon": [i.won if i else None for i in infos],
-        }
-        for column, attribute in (
-            ("Probability", "probability"),
-            ("ForecastCategoryName", "forecast"),
-        ):
-            given = provided.get(column) or [None] * len(infos)
-            derived[column] = [
-                g if g is not None else (getattr(i, attribute) if i else None)
-                for g, i in zip(given, infos, strict=True)
-            ]
-        return derived
-
-    return derive
+    names = provided.get("StageName")
+    if names is None:
+        return {}
+    infos = [stages.get(s) if s is not None else None for s in names]
+    derived: dict[str, list[Any]] = {
+        "IsClosed": [i.closed if i else None for i in infos],
+        "IsWon": [i.won if i else None for i in infos],
+    }
+    for column, attribute in (("Probability", "probability"), ("ForecastCategoryName", "forecast")):
+        given = provided.get(column) or [None] * len(infos)
+        derived[column] = [
+            g if g is not None else (getattr(i, attribute) if i else None)
+            for g, i in zip(given, infos, strict=True)
+        ]
+    return derived
 
 
 OPPORTUNITY = ObjectDef(
@@ -416,7 +413,7 @@ OPPORTUNITY = ObjectDef(
     label="Opportunity",
     label_plural="Opportunities",
     key_prefix="006",
-    derive=stage_deriver(STAGES),
+    derive=partial(derive_stages, STAGES),
     # per-partition COUNT() checks run every night
     indexed=("Sync_Partition__c",),
     fields=(

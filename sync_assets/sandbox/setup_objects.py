@@ -6,7 +6,6 @@ SOQL compiler reads like any other, so ``SELECT Id, Username FROM User`` or
 """
 
 import sqlite3
-from dataclasses import replace
 from typing import Any
 
 from sync_assets.sandbox.auth import OrgIdentity
@@ -109,8 +108,7 @@ def setup_objects(currencies: Currencies | None) -> tuple[ObjectDef, ...]:
     if currencies is not None:
         currency = _picklist("DefaultCurrencyIsoCode", "User Currency", 3)
         user_fields = (*user_fields, currency)
-    user = _object("User", "User", USER_KEY_PREFIX, *user_fields)
-    objects = (replace(user, label_plural="Users"), ORGANIZATION, RECORD_TYPE)
+    objects = (_object("User", "User", USER_KEY_PREFIX, *user_fields), ORGANIZATION, RECORD_TYPE)
     return objects if currencies is None else (*objects, CURRENCY_TYPE)
 
 

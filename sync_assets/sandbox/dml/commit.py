@@ -397,10 +397,9 @@ def _write_valid(
     """Write, check the validation rules on the records as written, and rewrite without breakers.
 
     Rows that break a rule fail; the batch is taken back to before it was written and written
-    again without them.
-    The records' new values are what a rule sees (the whole record: unchanged, new and derived
-    values alike), and SQLite computes them anyway by writing, so no second model of an update
-    is needed. A batch that breaks no rule is written once. Deleted records are not validated.
+    again without them. A rule sees the whole new record (unchanged, new and derived values
+    alike), which SQLite computes anyway by writing, so no second model of an update is needed.
+    A batch that breaks no rule is written once. Deleted records are not validated.
     """
     conn.execute("SAVEPOINT validation")
     _write(conn, spec, prepared, plan, user_id, now)

@@ -1,9 +1,9 @@
 """What an org adds to the DML of an object: the ids its lookups may name and its validation rules.
 
 Validation rules are SOQL WHERE conditions compiled once by the sandbox's SOQL compiler. They are
-checked set-based, one query per rule and batch, on the records' new values as written inside the
-batch's transaction: whatever the row left unchanged, set, cleared or had derived counts, as on a
-real org, where a rule sees the whole record being saved.
+checked set-based, one query per rule and batch, on the records as written inside the batch's
+transaction: as on a real org, a rule sees the whole record being saved, the values a row left
+unchanged as much as those it set, cleared or had derived.
 """
 
 import json
