@@ -124,8 +124,8 @@ def install_setup_records(
         "LastModifiedById": identity.user_id,
         "SystemModstamp": now,
     }
-    corporate = org.currencies.corporate if org.currencies is not None else "USD"
     currencies = org.currencies
+    corporate = currencies.corporate if currencies is not None else "USD"
     rows = {
         "User": [_user(u, corporate) for u in users.all],
         "Organization": [_organization(org, identity, corporate)],
