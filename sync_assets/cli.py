@@ -45,6 +45,10 @@ def sandbox(
     daily_batches: Annotated[
         int, typer.Option(help="Daily Bulk batch allowance (DailyBulkApiBatches).")
     ] = 15_000,
+    org: Annotated[
+        Path | None,
+        typer.Option(help="An org file (YAML) describing the org to play; none: an empty org."),
+    ] = None,
     verbose: Annotated[bool, typer.Option(help="Log every request.")] = False,
 ) -> None:
     """Run the local Salesforce sandbox (Bulk API 2.0 over HTTPS) in the foreground."""
@@ -63,6 +67,7 @@ def sandbox(
             seed=seed,
             daily_records=daily_records,
             token_ttl=token_ttl,
+            org=org,
             daily_api_requests=daily_api_requests,
             daily_batches=daily_batches,
             verbose=verbose,

@@ -1,16 +1,14 @@
-"""The sandbox org's identity and OAuth: credentials, access tokens, the token endpoint's grants.
+"""The sandbox org's identity and access tokens: credentials, and the user each token acts for.
 
 Tokens look like Salesforce's (``00D…!…``), are stored as SHA-256 hashes so they survive restarts
 without the database holding usable secrets, and expire after ``token_ttl`` seconds when set.
 """
 
 import hashlib
-import hmac
 import secrets
 import string
 import threading
 import time
-from urllib.parse import parse_qs
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -45,8 +43,16 @@ class OrgIdentity(BaseModel):
     password: SecretStr = Field(repr=False)
 
 
-def load_identity(db: Database) -> OrgIdentity:
-    """The org's identity, created on first start and then kept in the database."""
+def load_identity(db: Database, org_id: str | None = None) -> OrgIdentity:
+    """The org's identity, created on first start and then kept in the database.
+
+    ``org_id`` (an org file's) replaces the kept one without being stored over it.
+    """
+    identity = _kept_identity(db)
+    return identity if org_id is None else identity.model_copy(update={"org_id": org_id})
+
+
+def _kept_identity(db: Database) -> OrgIdentity:
     stored = {key: db.get_meta(f"identity:{key}") for key in OrgIdentity.model_fields}
     if all(stored.values()):
         return OrgIdentity(**{k: v for k, v in stored.items() if v is not None})
@@ -70,55 +76,42 @@ def _digest(token: str) -> str:
 
 
 class TokenStore:
+    """Access tokens and the user each acts for (the integration user for tokens from before)."""
+
     def __init__(self, db: Database, identity: OrgIdentity, ttl: float) -> None:
         self._db = db
         self._identity = identity
         self._ttl = ttl
         self._lock = threading.Lock()
-        rows = db.connection().execute("SELECT hash, expires FROM tokens").fetchall()
-        self._expiry: dict[str, float | None] = {str(r[0]): r[1] for r in rows}
+        rows = db.connection().execute("SELECT hash, expires, user_id FROM tokens").fetchall()
+        self._sessions: dict[str, tuple[float | None, str]] = {
+            str(r[0]): (r[1], r[2] or identity.user_id) for r in rows
+        }
 
-    def issue(self) -> tuple[str, float]:
-        """A new access token and its issue time (epoch seconds)."""
+    def issue(self, user_id: str | None = None) -> tuple[str, float]:
+        """A new token for ``user_id`` (default: the integration user) and its issue time (epoch s)."""
+        user_id = user_id or self._identity.user_id
         secret = "".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(96))
         token = f"{self._identity.org_id[:15]}!{secret}"
         issued = time.time()
         expires = issued + self._ttl if self._ttl > 0 else None
         with self._db.write() as conn:
             conn.execute(
-                "INSERT INTO tokens (hash, issued, expires) VALUES (?, ?, ?)",
-                (_digest(token), issued, expires),
+                "INSERT INTO tokens (hash, issued, expires, user_id) VALUES (?, ?, ?, ?)",
+                (_digest(token), issued, expires, user_id),
             )
         with self._lock:
-            self._expiry[_digest(token)] = expires
+            self._sessions[_digest(token)] = (expires, user_id)
         return token, issued
 
-    def valid(self, token: str) -> bool:
+    def user_of(self, token: str) -> str | None:
+        """The Id of the user ``token`` acts for, or None if it is unknown or expired."""
         with self._lock:
-            if (digest := _digest(token)) not in self._expiry:
-                return False
-            expires = self._expiry[digest]
-        return expires is None or time.time() < expires
+            session = self._sessions.get(_digest(token))
+        if session is None:
+            return None
+        expires, user_id = session
+        return user_id if expires is None or time.time() < expires else None
 
-    def grant(self, body: bytes) -> str:
-        """Check a ``/services/oauth2/token`` form; the issued token, or :class:`OAuthError`."""
-        form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
-        grant_type = form.get("grant_type", "")
-        if grant_type not in ("client_credentials", "password"):
-            raise OAuthError("unsupported_grant_type", "grant type not supported")
-        identity = self._identity
-        if not hmac.compare_digest(form.get("client_id", ""), identity.client_id):
-            raise OAuthError("invalid_client_id", "client identifier invalid")
-        if not hmac.compare_digest(
-            form.get("client_secret", ""), identity.client_secret.get_secret_value()
-        ):
-            raise OAuthError("invalid_client", "invalid client credentials")
-        if grant_type == "password":
-            username_ok = form.get("username", "") == identity.username
-            password_ok = hmac.compare_digest(
-                form.get("password", ""), identity.password.get_secret_value()
-            )
-            if not (username_ok and password_ok):
-                raise OAuthError("invalid_grant", "authentication failure")
-        token, _ = self.issue()
-        return token
+    def valid(self, token: str) -> bool:
+        return self.user_of(token) is not None

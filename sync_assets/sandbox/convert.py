@@ -95,19 +95,23 @@ def _convert_date(field: FieldDef, column: Sequence[str]) -> Converted:
 
 
 def _convert_number(field: FieldDef, column: Sequence[str]) -> Converted:
+    """Numbers as sent: more decimal places than the scale are kept, as the API keeps them.
+
+    Salesforce rounds to the scale only in its UI (Help 000385689, 000387302); only too many
+    integer digits (more than precision - scale) are out of range.
+    """
     limit = 10.0 ** (field.precision - field.scale)
     low = field.min_value if field.min_value is not None else -limit
     high = field.max_value if field.max_value is not None else limit
-    scale = field.scale
     present = [v for v in column if v and v != SET_NULL]
     # One regex pass over the whole column decides whether the per-value checks are needed.
     if not present or _NUMBERS.fullmatch("\n".join(present)):
-        numbers = [round(float(v), scale) for v in present]
+        numbers = list(map(float, present))
         in_range = not numbers or (
             low <= min(numbers) and max(numbers) <= high and max(map(abs, numbers)) < limit
         )
         if in_range:
-            parsed = iter([int(n) for n in numbers] if field.type == "int" else numbers)
+            parsed = iter(list(map(round, numbers)) if field.type == "int" else numbers)
             return [None if not v else v if v == SET_NULL else next(parsed) for v in column], {}
     return _convert_number_checked(field, column, low, high, limit)
 
@@ -123,7 +127,7 @@ def _convert_number_checked(
         if not _NUMBER.fullmatch(v):
             errors[i] = _type_error(field, v)
             continue
-        number = round(float(v), field.scale)
+        number = float(v)
         if not low <= number <= high or abs(number) >= limit:
             errors[i] = row_error(
                 "NUMBER_OUTSIDE_VALID_RANGE",
@@ -131,12 +135,37 @@ def _convert_number_checked(
                 [field.name],
             )
             continue
-        values[i] = int(number) if field.type == "int" else number
+        values[i] = round(number) if field.type == "int" else number
     return values, errors
 
 
-def reference_converter(key_prefix: str, known: Callable[[str], bool]) -> Callable[..., Converted]:
-    """A converter for a lookup field whose target has ``key_prefix`` and whose ids ``known`` accepts."""
+# Bulk CSV booleans (case-insensitive); anything else is not of the field's type.
+_BOOLEANS = {"true": 1, "false": 0, "1": 1, "0": 0}
+
+
+def _convert_boolean(field: FieldDef, column: Sequence[str]) -> Converted:
+    values: list[Any] = [
+        None if not v else v if v == SET_NULL else _BOOLEANS.get(v.lower()) for v in column
+    ]
+    errors = {
+        i: _type_error(field, column[i]) for i, v in enumerate(values) if v is None and column[i]
+    }
+    return values, errors
+
+
+def unknown_reference(field: FieldDef, value: str) -> str:
+    return row_error("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id")
+
+
+def reference_converter(
+    key_prefix: str,
+    known: Callable[[str], bool],
+    refuse: Callable[[FieldDef, str], str] = unknown_reference,
+) -> Callable[..., Converted]:
+    """A converter for a lookup field whose target has ``key_prefix`` and whose ids ``known`` accepts.
+
+    ``refuse`` gives the row error for a well-formed id that ``known`` does not accept.
+    """
 
     def convert(field: FieldDef, column: Sequence[str]) -> Converted:
         values: list[Any] = [v or None for v in column]
@@ -150,7 +179,7 @@ def reference_converter(key_prefix: str, known: Callable[[str], bool]) -> Callab
                     "MALFORMED_ID", f"{field.label}: id value of incorrect type: {v}", [field.name]
                 )
             elif not known(id18):
-                errors[i] = row_error("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id")
+                errors[i] = refuse(field, v)
             else:
                 values[i] = id18
         return values, errors
@@ -167,6 +196,7 @@ _CONVERTERS: dict[str, Callable[[FieldDef, Sequence[str]], Converted]] = {
     "percent": _convert_number,
     "double": _convert_number,
     "int": _convert_number,
+    "boolean": _convert_boolean,
 }
 
 

@@ -1,10 +1,14 @@
 """The sandbox's sObjects (Opportunity, Account): field definitions, describe JSON, DDL and SOQL catalog."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from functools import partial
+from typing import TYPE_CHECKING, Any, Literal
 
-from sync_assets.sandbox.soql import FieldSpec, ObjectSpec
+from sync_assets.sandbox.soql.compiler import FieldSpec, ObjectSpec
+
+if TYPE_CHECKING:
+    from sync_assets.sandbox.dml.rules import RecordRules
 
 FieldType = Literal[
     "id",
@@ -72,6 +76,8 @@ class FieldDef:
     relationship_name: str | None = None
     min_value: float | None = None
     max_value: float | None = None
+    # What a new record gets when the field is left empty (the writing user stands in for OwnerId).
+    default: str | None = None
 
     @property
     def required_on_create(self) -> bool:
@@ -80,6 +86,10 @@ class FieldDef:
     @property
     def writable(self) -> bool:
         return self.createable or self.updateable
+
+    @property
+    def sql_type(self) -> str:
+        return _SQL_TYPES.get(self.type, "TEXT")
 
     def describe(self) -> dict[str, Any]:
         picklist_values = [
@@ -122,6 +132,37 @@ class FieldDef:
 # Column name -> derived column values, computed from the columns a batch provides.
 Deriver = Callable[[dict[str, list[Any]]], dict[str, list[Any]]]
 
+# The master record type every object has, the default when an org defines none (LWC docs).
+MASTER_RECORD_TYPE_ID = "012000000000000AAA"
+
+
+@dataclass(frozen=True)
+class RecordTypeInfo:
+    """A record type as describe's ``recordTypeInfos`` shows it."""
+
+    record_type_id: str
+    developer_name: str
+    name: str
+    master: bool = False
+    default: bool = False
+    available: bool = True
+    active: bool = True
+
+    def describe(self, describe_url: str) -> dict[str, Any]:
+        return {
+            "active": self.active,
+            "available": self.available,
+            "defaultRecordTypeMapping": self.default,
+            "developerName": self.developer_name,
+            "master": self.master,
+            "name": self.name,
+            "recordTypeId": self.record_type_id,
+            "urls": {"layout": f"{describe_url}/layouts/{self.record_type_id}"},
+        }
+
+
+MASTER_RECORD_TYPE = RecordTypeInfo(MASTER_RECORD_TYPE_ID, "Master", "Master", True, True)
+
 
 def _no_derived_fields(provided: dict[str, list[Any]]) -> dict[str, list[Any]]:
     return {}
@@ -138,6 +179,11 @@ class ObjectDef:
     fields: tuple[FieldDef, ...]
     derive: Deriver = _no_derived_fields
     indexed: tuple[str, ...] = ()
+    record_types: tuple[RecordTypeInfo, ...] = (MASTER_RECORD_TYPE,)
+    # What the org adds to writes of this object: lookup targets, validation rules (dml.rules).
+    rules: "RecordRules | None" = None
+    # False for setup objects (User, RecordType…), which the API only reads here.
+    createable: bool = True
     by_lower_name: dict[str, FieldDef] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -166,18 +212,19 @@ class ObjectDef:
         base = f"/services/data/v{api_version}/sobjects/{self.name}"
         return {
             "activateable": False,
-            "createable": True,
+            "createable": self.createable,
             "custom": False,
-            "deletable": True,
+            "deletable": self.createable,
             "fields": [f.describe() for f in self.fields],
             "keyPrefix": self.key_prefix,
             "label": self.label,
             "labelPlural": self.label_plural,
             "name": self.name,
             "queryable": True,
+            "recordTypeInfos": [r.describe(f"{base}/describe") for r in self.record_types],
             "retrieveable": True,
             "searchable": True,
-            "updateable": True,
+            "updateable": self.createable,
             "urls": {
                 "sobject": base,
                 "describe": f"{base}/describe",
@@ -188,16 +235,20 @@ class ObjectDef:
     def summary(self, api_version: str) -> dict[str, Any]:
         described = self.describe(api_version)
         del described["fields"]
+        del described["recordTypeInfos"]
         return described
 
     def ddl(self) -> list[str]:
         """CREATE statements: one column per field named as the field, as the SOQL compiler expects."""
         columns = ", ".join(
-            f'"{f.name}" {_SQL_TYPES.get(f.type, "TEXT")}'
+            f'"{f.name}" {f.sql_type}'
             + (" PRIMARY KEY" if f.name == "Id" else "")
             + (" NOT NULL DEFAULT 0" if f.name == "IsDeleted" else "")
             for f in self.fields
         )
+        if self.field("IsDeleted") is None:
+            # SOQL filters every table on IsDeleted, also those of objects that have no such field.
+            columns += ', "IsDeleted" INTEGER NOT NULL DEFAULT 0'
         statements = [f'CREATE TABLE IF NOT EXISTS "{self.name}" ({columns}) WITHOUT ROWID']
         # Unique among live records only: a deleted record's key may be reused, as Salesforce allows.
         statements.extend(
@@ -216,19 +267,20 @@ class ObjectDef:
             ]
         return statements
 
-    def soql_spec(self) -> ObjectSpec:
+    def soql_spec(self, objects: Collection[str]) -> ObjectSpec:
+        """The SOQL compiler's view; relationships only to ``objects`` (the queryable ones)."""
         return ObjectSpec(
             name=self.name,
             fields={f.name: FieldSpec(name=f.name, soql_type=f.type) for f in self.fields},
             relationships={
                 f.relationship_name: (f.reference_to, f.name)
                 for f in self.fields
-                if f.relationship_name and f.reference_to in OBJECTS
+                if f.relationship_name and f.reference_to in objects
             },
         )
 
 
-def _audit_fields() -> tuple[FieldDef, ...]:
+def audit_fields() -> tuple[FieldDef, ...]:
     readonly = {"nillable": False, "createable": False, "updateable": False}
     return (
         FieldDef("CreatedDate", "Created Date", "datetime", **readonly),
@@ -331,15 +383,18 @@ STAGES: dict[str, StageInfo] = {
 }
 
 
-def _derive_opportunity(provided: dict[str, list[Any]]) -> dict[str, list[Any]]:
+def derive_stages(
+    stages: dict[str, StageInfo], provided: dict[str, list[Any]]
+) -> dict[str, list[Any]]:
     """IsClosed/IsWon follow the stage; Probability and ForecastCategoryName default from it.
 
-    A row that does not set StageName (an update) leaves all four as they are (``None``).
+    ``stages`` are the org's; a row that does not set StageName (an update) leaves all four as
+    they are (``None``).
     """
-    stages = provided.get("StageName")
-    if stages is None:
+    names = provided.get("StageName")
+    if names is None:
         return {}
-    infos = [STAGES.get(s) if s is not None else None for s in stages]
+    infos = [stages.get(s) if s is not None else None for s in names]
     derived: dict[str, list[Any]] = {
         "IsClosed": [i.closed if i else None for i in infos],
         "IsWon": [i.won if i else None for i in infos],
@@ -358,7 +413,7 @@ OPPORTUNITY = ObjectDef(
     label="Opportunity",
     label_plural="Opportunities",
     key_prefix="006",
-    derive=_derive_opportunity,
+    derive=partial(derive_stages, STAGES),
     # per-partition COUNT() checks run every night
     indexed=("Sync_Partition__c",),
     fields=(
@@ -427,7 +482,7 @@ OPPORTUNITY = ObjectDef(
             restricted_picklist=True,
         ),
         _owner_field(),
-        *_audit_fields(),
+        *audit_fields(),
         _external_id_field(),
         FieldDef("Sync_Partition__c", "Sync Partition", "string", length=8),
     ),
@@ -442,7 +497,7 @@ ACCOUNT = ObjectDef(
         *_id_fields("Account ID"),
         FieldDef("Name", "Account Name", "string", length=255, nillable=False, id_lookup=True),
         _owner_field(),
-        *_audit_fields(),
+        *audit_fields(),
         _external_id_field(),
     ),
 )
@@ -459,4 +514,4 @@ def find_object(name: str) -> ObjectDef | None:
 
 
 def soql_catalog() -> dict[str, ObjectSpec]:
-    return {name: o.soql_spec() for name, o in OBJECTS.items()}
+    return {name: o.soql_spec(OBJECTS) for name, o in OBJECTS.items()}

@@ -20,20 +20,14 @@ from pathlib import Path
 import polars as pl
 from pydantic import BaseModel, Field
 
-from sync_assets.sandbox.auth import OrgIdentity
 from sync_assets.sandbox.convert import row_error
-from sync_assets.sandbox.dml import (
-    BatchOutcome,
-    JobSpec,
-    ParentIndex,
-    PreparedBatch,
-    commit_batch,
-    prepare_batch,
-)
+from sync_assets.sandbox.dml.commit import BatchOutcome, commit_batch
+from sync_assets.sandbox.dml.prepare import JobSpec, ParentIndex, PreparedBatch, prepare_batch
 from sync_assets.sandbox.faults import FaultInjector
 from sync_assets.sandbox.jobs import TERMINAL_STATES, Job, JobStore, sf_timestamp
 from sync_assets.sandbox.limits import BULK_BATCHES, INGEST_RECORDS, DailyLimits
-from sync_assets.sandbox.objects import ACCOUNT, OBJECTS
+from sync_assets.sandbox.metadata import Catalog
+from sync_assets.sandbox.objects import ACCOUNT
 from sync_assets.sandbox.results import BatchStatus, JobFiles, UnprocessedRows
 from sync_assets.sandbox.store import Database
 from sync_assets.sandbox.upload import ParsedUpload, UploadError, parse_upload
@@ -102,11 +96,12 @@ class _Batch:
     frame: pl.DataFrame
     spec: JobSpec
     upload: ParsedUpload
+    user_id: str  # who writes: the job's creator
 
 
-def job_spec(job: Job) -> JobSpec:
+def job_spec(job: Job, catalog: Catalog) -> JobSpec:
     return JobSpec(
-        sobject=OBJECTS[job.object],
+        sobject=catalog.objects[job.object],
         operation=job.operation,
         external_id_field=job.external_id_field,
     )
@@ -121,7 +116,7 @@ class Processor:
         parents: ParentIndex,
         limits: DailyLimits,
         faults: FaultInjector,
-        identity: OrgIdentity,
+        catalog: Catalog,
         config: ProcessingConfig,
     ) -> None:
         self._db = db
@@ -130,7 +125,7 @@ class Processor:
         self._parents = parents
         self._limits = limits
         self._faults = faults
-        self._identity = identity
+        self._catalog = catalog
         self._config = config
         self._locks = AccountLocks()
         # Validation is pure Python: running it in one slot at a time avoids GIL thrashing, while
@@ -183,7 +178,7 @@ class Processor:
             if isinstance(upload, UploadError):
                 self.fail(job.id, upload.error_message)
                 continue
-            spec = job_spec(job)
+            spec = job_spec(job, self._catalog)
             waiting = [b for b in queued if b["state"] == "queued"]
             with self._work:
                 self._pending[job.id] = len(waiting)
@@ -195,6 +190,7 @@ class Processor:
                         upload.batch(b["first_row"], b["row_count"]),
                         spec,
                         upload,
+                        job.created_by,
                     )
                     for b in waiting
                 )
@@ -205,10 +201,15 @@ class Processor:
     # -- uploads ---------------------------------------------------------------------------
 
     def parse(self, job: Job, data: bytes) -> ParsedUpload | UploadError:
-        """Parse an upload for ``job`` and keep the outcome until the job is processed."""
+        """Parse an upload for ``job`` and keep the outcome until the job is processed.
+
+        The header names fields as the job's creator sees them: a field hidden from it fails
+        the job as an unknown one (facts §9).
+        """
+        sobject = self._catalog.for_user(job.created_by).objects[job.object]
         try:
             outcome: ParsedUpload | UploadError = parse_upload(
-                data, OBJECTS[job.object], job.column_delimiter, job.line_ending
+                data, sobject, job.column_delimiter, job.line_ending
             )
         except UploadError as error:
             outcome = error
@@ -265,7 +266,7 @@ class Processor:
             self.fail(job.id, _QUOTA_MESSAGES[exceeded])
             return
         fail_at = self._faults.job_failure_batch(batch_count)
-        spec = job_spec(job)
+        spec = job_spec(job, self._catalog)
         batches = [
             _Batch(
                 job.id,
@@ -274,6 +275,7 @@ class Processor:
                 upload.batch(i * BATCH_SIZE, BATCH_SIZE),
                 spec,
                 upload,
+                job.created_by,
             )
             for i in range(batch_count)
         ]
@@ -363,10 +365,9 @@ class Processor:
     def _process(self, batch: _Batch) -> bool:
         """Run one batch in ``rows / rate`` seconds at least; False if the sandbox stopped meanwhile."""
         started = time.monotonic()
-        user_id = self._identity.user_id
         with self._cpu:
             prepared = prepare_batch(
-                batch.spec, batch.upload.columns, batch.frame, self._parents, user_id
+                batch.spec, batch.upload.columns, batch.frame, self._parents, batch.user_id
             )
         lock_started = time.monotonic()
         held, lock_failures = self._lock_failures(prepared)
@@ -397,9 +398,7 @@ class Processor:
         with self._db.write(bulk=True) as conn:
             count = batch.frame.height
             first = self._db.allocate(conn, f"counter:{spec.sobject.key_prefix}", count)
-            outcome = commit_batch(
-                conn, spec, prepared, first, self._identity.user_id, sf_timestamp()
-            )
+            outcome = commit_batch(conn, spec, prepared, first, batch.user_id, sf_timestamp())
             conn.execute(
                 "UPDATE batches SET state = 'done', processed = ?, failed = ?, outcome = ? "
                 "WHERE job_id = ? AND idx = ?",
@@ -421,7 +420,7 @@ class Processor:
                     job.id,
                 ),
             )
-            if spec.sobject is ACCOUNT:
+            if spec.sobject.name == ACCOUNT.name:
                 self._parents.load(conn)
         # Outside the write lock: the outcome is already stored with the batch.
         self._write_results(job, batch.index, batch.frame, outcome)

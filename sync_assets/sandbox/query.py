@@ -10,8 +10,9 @@ from typing import Any
 
 from sync_assets.sandbox.errors import ApiError
 from sync_assets.sandbox.ids import BASE62
-from sync_assets.sandbox.objects import OBJECTS, soql_catalog
-from sync_assets.sandbox.soql import CompiledQuery, SoqlError, compile_soql
+from sync_assets.sandbox.metadata import Catalog
+from sync_assets.sandbox.soql.compiler import CompiledQuery, compile_soql
+from sync_assets.sandbox.soql.errors import SoqlError
 
 PAGE_SIZE = 2_000
 _KEPT_CURSORS = 1_000
@@ -25,40 +26,40 @@ class _Cursor:
     compiled: CompiledQuery
     shown: list[str]
     total: int
+    catalog: Catalog
 
 
 class QueryService:
     def __init__(self) -> None:
-        self._catalog = soql_catalog()
         self._cursors: OrderedDict[str, _Cursor] = OrderedDict()
         self._lock = threading.Lock()
 
     def first_page(
-        self, conn: sqlite3.Connection, soql: str | None, include_deleted: bool, api_version: str
+        self,
+        conn: sqlite3.Connection,
+        soql: str | None,
+        include_deleted: bool,
+        api_version: str,
+        catalog: Catalog,
     ) -> dict[str, Any]:
+        """The first page of ``soql`` over the objects of ``catalog`` (the querying user's view)."""
         if not soql:
             raise ApiError(400, "MALFORMED_QUERY", "A query string has to be specified", rest=True)
         try:
-            compiled = compile_soql(soql, self._catalog, include_deleted)
+            compiled = compile_soql(soql, catalog.soql(), include_deleted)
         except SoqlError as error:
             raise ApiError(400, error.error_code, error.message, rest=True) from None
         if compiled.is_count:
             count = int(conn.execute(compiled.sql, compiled.params).fetchone()[0])
             return {"totalSize": count, "done": True, "records": []}
-        cursor = _Cursor(
-            compiled=self._with_record_ids(soql, compiled, include_deleted),
-            shown=compiled.columns,
-            total=0,
-        )
-        rows = self._fetch(conn, cursor.compiled, 0, PAGE_SIZE + 1)
+        widened = self._with_record_ids(soql, compiled, include_deleted, catalog)
+        rows = self._fetch(conn, widened, 0, PAGE_SIZE + 1)
         total = len(rows)
         if total > PAGE_SIZE:
             total = int(
-                conn.execute(
-                    f"SELECT COUNT(*) FROM ({cursor.compiled.sql})", cursor.compiled.params
-                ).fetchone()[0]
+                conn.execute(f"SELECT COUNT(*) FROM ({widened.sql})", widened.params).fetchone()[0]
             )
-        cursor = _Cursor(cursor.compiled, cursor.shown, total)
+        cursor = _Cursor(widened, compiled.columns, total, catalog)
         return self._page(cursor, rows[:PAGE_SIZE], 0, api_version, include_deleted)
 
     def next_page(
@@ -73,8 +74,9 @@ class QueryService:
         rows = self._fetch(conn, cursor.compiled, offset, PAGE_SIZE)
         return self._page(cursor, rows, offset, api_version, include_deleted, key)
 
+    @staticmethod
     def _with_record_ids(
-        self, soql: str, compiled: CompiledQuery, include_deleted: bool
+        soql: str, compiled: CompiledQuery, include_deleted: bool, catalog: Catalog
     ) -> CompiledQuery:
         """Recompile with ``Id`` (and ``Rel.Id``) selected too: record ``attributes.url`` needs them."""
         extra = [] if "Id" in compiled.columns else ["Id"]
@@ -83,7 +85,7 @@ class QueryService:
         if not extra:
             return compiled
         widened = _SELECT.sub(lambda m: m.group(0) + ", ".join(extra) + ", ", soql, count=1)
-        return compile_soql(widened, self._catalog, include_deleted)
+        return compile_soql(widened, catalog.soql(), include_deleted)
 
     @staticmethod
     def _fetch(
@@ -117,42 +119,37 @@ class QueryService:
             key = key or self._remember(cursor)
             resource = "queryAll" if include_deleted else "query"
             page["nextRecordsUrl"] = f"/services/data/v{api_version}/{resource}/{key}-{end}"
-        page["records"] = [
-            _record(
-                cursor.compiled.object_name, cursor.compiled.columns, cursor.shown, r, api_version
-            )
-            for r in rows
-        ]
+        page["records"] = [_record(cursor, r, api_version) for r in rows]
         return page
 
 
-def _typed(object_name: str, field_name: str, value: Any) -> Any:
+def _typed(catalog: Catalog, object_name: str, field_name: str, value: Any) -> Any:
     if value is None:
         return None
-    sobject = OBJECTS[object_name]
-    field = sobject.field(field_name)
+    sobject = catalog.find(object_name)
+    field = sobject.field(field_name) if sobject is not None else None
     if field is not None and field.type == "boolean":
         return bool(value)
     return value
 
 
-def _record(
-    object_name: str, columns: list[str], shown: list[str], row: sqlite3.Row, api_version: str
-) -> dict[str, Any]:
+def _record(cursor: _Cursor, row: sqlite3.Row, api_version: str) -> dict[str, Any]:
     """One record as REST returns it: ``attributes`` first, relationship fields nested."""
-    values = dict(zip(columns, tuple(row), strict=True))
+    catalog, object_name = cursor.catalog, cursor.compiled.object_name
+    values = dict(zip(cursor.compiled.columns, tuple(row), strict=True))
     record: dict[str, Any] = {
         "attributes": {
             "type": object_name,
             "url": f"/services/data/v{api_version}/sobjects/{object_name}/{values['Id']}",
         }
     }
-    for column in shown:
+    for column in cursor.shown:
         relationship, dot, field_name = column.partition(".")
         if not dot:
-            record[column] = _typed(object_name, column, values[column])
+            record[column] = _typed(catalog, object_name, column, values[column])
             continue
-        lookup = OBJECTS[object_name].relationship(relationship)
+        root = catalog.find(object_name)
+        lookup = root.relationship(relationship) if root is not None else None
         parent_name = lookup.reference_to if lookup and lookup.reference_to else relationship
         parent_id = values.get(f"{relationship}.Id")
         if parent_id is None:
@@ -167,5 +164,5 @@ def _record(
                 }
             },
         )
-        nested[field_name] = _typed(parent_name, field_name, values[column])
+        nested[field_name] = _typed(catalog, parent_name, field_name, values[column])
     return record

@@ -24,6 +24,8 @@ class SandboxConnection(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     instance_url: str
+    # The generic login URL; it differs from instance_url when the org has a My Domain.
+    login_url: str
     access_token: SecretStr = Field(repr=False)
     client_id: str
     client_secret: SecretStr = Field(repr=False)

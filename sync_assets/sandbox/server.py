@@ -25,13 +25,17 @@ from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, Field
 
-from sync_assets.sandbox.api import MAX_UPLOAD_BYTES, Request, Response, SandboxApp, json_response
-from sync_assets.sandbox.auth import TokenStore, load_identity
-from sync_assets.sandbox.dml import ParentIndex
+from sync_assets.sandbox.api.app import SandboxApp
+from sync_assets.sandbox.api.ingest import MAX_UPLOAD_BYTES
+from sync_assets.sandbox.api.messages import Request, Response, json_response
+from sync_assets.sandbox.auth import TokenStore
+from sync_assets.sandbox.dml.prepare import ParentIndex
 from sync_assets.sandbox.errors import ApiError
 from sync_assets.sandbox.faults import FaultInjector, FaultSpec
 from sync_assets.sandbox.jobs import JobStore
 from sync_assets.sandbox.limits import API_REQUESTS, BULK_BATCHES, INGEST_RECORDS, DailyLimits
+from sync_assets.sandbox.metadata import open_org
+from sync_assets.sandbox.org import load_org
 from sync_assets.sandbox.processing import ProcessingConfig, Processor
 from sync_assets.sandbox.seed import seed_accounts
 from sync_assets.sandbox.store import Database
@@ -74,6 +78,7 @@ class SandboxConfig(BaseModel):
     daily_api_requests: int = Field(default=1_000_000, ge=0)
     daily_batches: int = Field(default=15_000, ge=0)
     token_ttl: float = Field(default=0.0, ge=0)
+    org: Path | None = Field(default=None, description="An org file (YAML); none: the empty org.")
     verbose: bool = False
 
 
@@ -279,12 +284,26 @@ def _instance_host(host: str) -> str:
     return "127.0.0.1" if host in ("", "0.0.0.0") else host
 
 
+def _urls(host: str, port: int, my_domain: bool) -> dict[str, str]:
+    """The instance URL (``url``) and the login URL (``login``) clients reach the sandbox at.
+
+    An org with a My Domain answers some OAuth flows only on its My Domain host. Both names must
+    reach the sandbox bound on 127.0.0.1 with unmodified clients and the sandbox's certificate,
+    so the My Domain host is ``localhost`` and the generic login host (login.salesforce.com's
+    part) is ``127.0.0.1``; the token endpoint tells them apart by the request's Host header.
+    """
+    login = f"https://{_instance_host(host)}:{port}"
+    return {"login": login, "url": f"https://localhost:{port}" if my_domain else login}
+
+
 def _write_connection_file(
-    data_dir: Path, instance_url: str, token: str, app: SandboxApp, ca_path: Path
+    data_dir: Path, urls: dict[str, str], token: str, app: SandboxApp, ca_path: Path
 ) -> None:
     identity = app.identity
+    instance_url = urls["url"]
     payload = {
         "instance_url": instance_url,
+        "login_url": urls["login"],
         "access_token": token,
         "client_id": identity.client_id,
         "client_secret": identity.client_secret.get_secret_value(),
@@ -318,8 +337,9 @@ def serve(config: SandboxConfig) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / CONNECTION_FILE).unlink(missing_ok=True)
     ca_path, server_path = ensure_certificates(data_dir)
+    org = load_org(config.org)
     db = Database(data_dir / "sandbox.db")
-    identity = load_identity(db)
+    identity, catalog = open_org(db, org)
     seed_accounts(db, identity.user_id, config.accounts)
     parents = ParentIndex()
     parents.load(db.connection())
@@ -334,6 +354,7 @@ def serve(config: SandboxConfig) -> None:
     )
     faults = FaultInjector(FaultSpec.parse(config.faults), config.seed)
     jobs = JobStore(db)
+    jobs.adopt_orphans(identity.user_id)
     processor = Processor(
         db,
         jobs,
@@ -341,15 +362,26 @@ def serve(config: SandboxConfig) -> None:
         parents,
         limits,
         faults,
-        identity,
+        catalog,
         ProcessingConfig(slots=config.slots, rate=config.rate, lock_timeout=config.lock_timeout),
     )
     address: dict[str, str] = {}
-    app = SandboxApp(db, identity, tokens, limits, jobs, processor, lambda: address["url"])
+    app = SandboxApp(
+        db,
+        identity,
+        tokens,
+        limits,
+        jobs,
+        processor,
+        lambda: address["url"],
+        org,
+        catalog,
+        lambda: address["login"],
+    )
     server = _SandboxHTTPServer(
         (config.host, config.port), app, faults, server_context(server_path), config.verbose
     )
-    address["url"] = f"https://{_instance_host(config.host)}:{server.server_address[1]}"
+    address.update(_urls(config.host, server.server_address[1], org.my_domain is not None))
     processor.start()
     stop = threading.Event()
     flusher = threading.Thread(target=_maintain_periodically, args=(db, limits, stop), daemon=True)
@@ -362,7 +394,7 @@ def serve(config: SandboxConfig) -> None:
     signal.signal(signal.SIGINT, _shutdown)
     token, _ = tokens.issue()
     # The listening socket already queues connections, so clients may connect from now on.
-    _write_connection_file(data_dir, address["url"], token, app, ca_path)
+    _write_connection_file(data_dir, address, token, app, ca_path)
     log.warning("sandbox listening on %s (data in %s)", address["url"], data_dir)
     started = time.monotonic()
     try:

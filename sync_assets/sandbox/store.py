@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sync_assets.sandbox.objects import OBJECTS
+from sync_assets.sandbox.ids import mint_ids
+from sync_assets.sandbox.objects import OBJECTS, ObjectDef
 
 # Only a backstop for a database used without periodic checkpoints (pages of 4 KiB: 1 GiB).
 _AUTOCHECKPOINT_PAGES = 262_144
@@ -27,7 +28,8 @@ _WAL_KEPT_BYTES = 64 * 1024 * 1024
 
 _SCHEMA = [
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS tokens (hash TEXT PRIMARY KEY, issued REAL NOT NULL, expires REAL)",
+    """CREATE TABLE IF NOT EXISTS tokens (
+        hash TEXT PRIMARY KEY, issued REAL NOT NULL, expires REAL, user_id TEXT)""",
     """CREATE TABLE IF NOT EXISTS counters (
         day TEXT NOT NULL, name TEXT NOT NULL, value INTEGER NOT NULL, PRIMARY KEY (day, name))""",
     """CREATE TABLE IF NOT EXISTS jobs (
@@ -54,7 +56,8 @@ _SCHEMA = [
         total_ms INTEGER NOT NULL DEFAULT 0,
         api_active_ms INTEGER NOT NULL DEFAULT 0,
         started REAL,
-        fail_at_batch INTEGER
+        fail_at_batch INTEGER,
+        created_by TEXT
     )""",
     """CREATE TABLE IF NOT EXISTS batches (
         job_id TEXT NOT NULL,
@@ -68,6 +71,8 @@ _SCHEMA = [
         PRIMARY KEY (job_id, idx)
     ) WITHOUT ROWID""",
 ]
+# Columns added since the tables were first made: a data dir from before gets them on start.
+_ADDED_COLUMNS = [("tokens", "user_id", "TEXT"), ("jobs", "created_by", "TEXT")]
 
 
 class WriteLock:
@@ -121,9 +126,10 @@ class Database:
         with self.write() as conn:
             for statement in _SCHEMA:
                 conn.execute(statement)
+            for table, column, sql_type in _ADDED_COLUMNS:
+                add_missing_column(conn, table, column, sql_type)
             for sobject in OBJECTS.values():
-                for statement in sobject.ddl():
-                    conn.execute(statement)
+                ensure_table(conn, sobject)
 
     def _open(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -187,9 +193,55 @@ class Database:
             (key, value),
         )
 
+    def named_ids(self, key_prefix: str, names: list[str]) -> dict[str, str]:
+        """Ids of named setup records (users, record types), minted once per data dir and kept.
+
+        Numbers start at 2 for each prefix: the integration user took ``005…`` number 1.
+        """
+        stored = self._named(self.connection(), key_prefix)
+        if set(names) - set(stored):
+            with self.write() as conn:
+                stored = self._named(conn, key_prefix)
+                for name in names:
+                    if name not in stored:
+                        stored[name] = mint_ids(key_prefix, len(stored) + 2, 1)[0]
+                        self.set_meta(conn, f"named:{key_prefix}:{name}", stored[name])
+        return {name: stored[name] for name in names}
+
+    @staticmethod
+    def _named(conn: sqlite3.Connection, key_prefix: str) -> dict[str, str]:
+        head = f"named:{key_prefix}:"
+        rows = conn.execute(
+            "SELECT key, value FROM meta WHERE substr(key, 1, ?) = ?", (len(head), head)
+        )
+        return {str(r[0])[len(head) :]: str(r[1]) for r in rows}
+
     def allocate(self, conn: sqlite3.Connection, counter: str, count: int) -> int:
         """Reserve ``count`` consecutive numbers of a named counter inside a write transaction."""
         row = conn.execute("SELECT value FROM meta WHERE key = ?", (counter,)).fetchone()
         first = int(row[0]) if row else 1
         self.set_meta(conn, counter, str(first + count))
         return first
+
+
+def add_missing_column(conn: sqlite3.Connection, table: str, column: str, sql_type: str) -> None:
+    """``ALTER TABLE … ADD COLUMN`` unless ``table`` has the column already."""
+    present = {str(r[1]) for r in conn.execute(f'PRAGMA table_info("{table}")')}
+    if column not in present:
+        conn.execute(f'ALTER TABLE "{table}" ADD COLUMN "{column}" {sql_type}')
+
+
+def ensure_table(conn: sqlite3.Connection, sobject: ObjectDef) -> None:
+    """Create ``sobject``'s table, or add to an existing one the columns of fields it lacks.
+
+    A required field's column is added with its default, which the existing rows then hold, as
+    on a real org (its corporate currency when multi-currency is enabled, a new checkbox false).
+    """
+    create, *indexes = sobject.ddl()
+    conn.execute(create)
+    for f in sobject.fields:
+        default = f.default if f.default is not None and not f.nillable else None
+        kept = "" if default is None else " DEFAULT '" + default.replace("'", "''") + "'"
+        add_missing_column(conn, sobject.name, f.name, f.sql_type + kept)
+    for statement in indexes:
+        conn.execute(statement)

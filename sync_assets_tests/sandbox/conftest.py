@@ -1,11 +1,15 @@
-"""Fixtures of the sandbox tests: a raw Bulk client and a simple-salesforce session."""
+"""Fixtures of the sandbox tests: a raw Bulk client, a simple-salesforce session, the acme org."""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 from simple_salesforce import Salesforce
 
 from sync_assets.salesforce.transport import verified_session
-from sync_assets.sandbox.runner import SandboxHandle
+from sync_assets.sandbox.runner import SandboxConnection, SandboxHandle, running_sandbox
 from sync_assets_tests.sandbox.bulk_client import BulkClient, unique_prefix
+from sync_assets_tests.sandbox.org_files import OrgFile, acme_org_file
 
 
 @pytest.fixture
@@ -27,3 +31,21 @@ def sf(sandbox: SandboxHandle) -> Salesforce:
 @pytest.fixture
 def prefix() -> str:
     return unique_prefix()
+
+
+@dataclass(frozen=True)
+class AcmeSandbox:
+    handle: SandboxHandle
+    org: OrgFile
+
+    @property
+    def connection(self) -> SandboxConnection:
+        return self.handle.connection
+
+
+@pytest.fixture(scope="session")
+def acme(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AcmeSandbox]:
+    """A sandbox playing the acme org (``org_files.acme_org_file``), shared by the session."""
+    org = acme_org_file(tmp_path_factory.mktemp("acme-org"))
+    with running_sandbox(tmp_path_factory.mktemp("acme"), accounts=50, org=org.path) as handle:
+        yield AcmeSandbox(handle, org)

@@ -3,14 +3,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from sync_assets.sandbox.soql import (
+from sync_assets.sandbox.soql.compiler import (
     CompiledQuery,
     FieldSpec,
     ObjectSpec,
-    SoqlError,
     compile_soql,
     is_case_sensitive,
 )
+from sync_assets.sandbox.soql.errors import SoqlError
 
 
 def _object(name: str, fields: dict[str, str], relationships: dict | None = None) -> ObjectSpec:

@@ -1,85 +1,20 @@
-"""Applying one internal batch of an ingest job to the records with Salesforce's DML semantics.
-
-Two phases: :func:`prepare_batch` validates and converts the rows without touching the database
-(it can run while other batches write), and :func:`commit_batch` runs inside the single write
-transaction: it matches keys, decides insert/update/delete per row, checks required and unique
-fields, and writes with ``executemany``.
-"""
+"""Phase two of a batch's DML: matching keys, deciding and writing rows in the write transaction."""
 
 import json
 import marshal
 import sqlite3
-import threading
-from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
-import polars as pl
-
-from sync_assets.sandbox.convert import convert_column, reference_converter, row_error
+from sync_assets.sandbox.convert import row_error
+from sync_assets.sandbox.dml.prepare import JobSpec, PreparedBatch
+from sync_assets.sandbox.dml.rules import RecordRules
 from sync_assets.sandbox.ids import mint_ids, to_id18
-from sync_assets.sandbox.objects import ACCOUNT, SET_NULL, USER_KEY_PREFIX, ObjectDef
-from sync_assets.sandbox.upload import Column
+from sync_assets.sandbox.objects import SET_NULL, ObjectDef
 
-DML_CHUNK = 200
 _AUDIT_DATES = ("CreatedDate", "LastModifiedDate", "SystemModstamp")
 _AUDIT_USERS = ("CreatedById", "LastModifiedById")
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    """What a batch needs to know about its job."""
-
-    sobject: ObjectDef
-    operation: str
-    external_id_field: str | None
-
-    @property
-    def key_field(self) -> str | None:
-        """The column that identifies the target record: ``Id`` or the upsert's external id."""
-        if self.operation == "insert":
-            return None
-        if self.operation == "upsert":
-            return self.external_id_field
-        return "Id"
-
-
-class ParentIndex:
-    """External id → Id of live Accounts: resolves relationship columns and names lock keys."""
-
-    def __init__(self) -> None:
-        self._by_key: dict[str, str] = {}
-        self._ids: frozenset[str] = frozenset()
-        self._lock = threading.Lock()
-
-    def load(self, conn: sqlite3.Connection) -> None:
-        rows = conn.execute(
-            'SELECT "External_Id__c", "Id" FROM "Account" WHERE "IsDeleted" = 0'
-        ).fetchall()
-        by_key = {str(r[0]): str(r[1]) for r in rows if r[0] is not None}
-        ids = frozenset(str(r[1]) for r in rows)
-        with self._lock:
-            self._by_key, self._ids = by_key, ids
-
-    def get(self, key: str) -> str | None:
-        return self._by_key.get(key)
-
-    def known(self, account_id: str) -> bool:
-        return account_id in self._ids
-
-
-@dataclass
-class PreparedBatch:
-    """A batch after validation: per-row first error, stored values per field, key and parent ids."""
-
-    count: int
-    errors: list[str | None]
-    provided: dict[str, list[Any]]
-    keys: list[str | None]
-    parents: list[str | None]
-    derived: dict[str, list[Any]]
 
 
 @dataclass
@@ -104,160 +39,6 @@ class BatchOutcome:
     @property
     def failed(self) -> int:
         return len(self.errors) - self.errors.count(None)
-
-
-def _first_errors(errors: list[str | None], new: dict[int, str]) -> None:
-    for i, message in new.items():
-        if errors[i] is None:
-            errors[i] = message
-
-
-def _not_writable(name: str) -> str:
-    return row_error(
-        "INVALID_FIELD_FOR_INSERT_UPDATE",
-        f"Unable to create/update fields: {name}. Please check the security settings of this "
-        "field and verify that it is read/write for your profile or permission set.",
-        [name],
-    )
-
-
-def _relationship_values(
-    column: Column, values: Sequence[str], parents: ParentIndex
-) -> tuple[list[Any], dict[int, str]]:
-    assert column.via is not None
-    resolved: list[Any] = [
-        None if not v else SET_NULL if v == SET_NULL else parents.get(v) for v in values
-    ]
-    parent_object = column.field.reference_to
-    errors = {
-        i: row_error(
-            "INVALID_FIELD",
-            f"Foreign key external ID: {values[i]} not found for field {column.via.name} "
-            f"in entity {parent_object}",
-        )
-        for i, r in enumerate(resolved)
-        if r is None and values[i]
-    }
-    return resolved, errors
-
-
-def _key_values(
-    spec: JobSpec, columns: list[Column], data: list[list[str]], count: int
-) -> list[Any]:
-    key_field = spec.key_field
-    column = next((c for c in columns if c.via is None and c.field.name == key_field), None)
-    if column is None:
-        return [None] * count
-    return [v or None for v in data[column.index]]
-
-
-def _duplicate_key_errors(spec: JobSpec, keys: list[str | None]) -> dict[int, str]:
-    """Rows sharing a key inside one 200-row DML chunk all fail; across chunks the last one wins."""
-    errors: dict[int, str] = {}
-    for start in range(0, len(keys), DML_CHUNK):
-        chunk = keys[start : start + DML_CHUNK]
-        repeated = {k for k, n in Counter(chunk).items() if n > 1 and k is not None}
-        for offset, key in enumerate(chunk):
-            if key in repeated:
-                if spec.key_field == "Id":
-                    errors[start + offset] = row_error(
-                        "DUPLICATE_VALUE", f"Duplicate id in list: {key}"
-                    )
-                else:
-                    errors[start + offset] = row_error(
-                        "DUPLICATE_VALUE",
-                        f"Duplicate external id specified: {key}",
-                        [str(spec.key_field)],
-                    )
-    return errors
-
-
-def prepare_batch(
-    spec: JobSpec,
-    columns: list[Column],
-    frame: pl.DataFrame,
-    parents: ParentIndex,
-    user_id: str,
-) -> PreparedBatch:
-    """Validate and convert a batch column by column; nothing is written."""
-    count = frame.height
-    data = [series.to_list() for series in frame.get_columns()]
-    errors: list[str | None] = [None] * count
-    provided: dict[str, list[Any]] = {}
-    is_delete = spec.operation in ("delete", "hardDelete")
-    for column in columns:
-        values = data[column.index]
-        target = column.field
-        if target.name == "Id":
-            if spec.operation == "insert":
-                _first_errors(
-                    errors,
-                    {
-                        i: row_error(
-                            "INVALID_FIELD_FOR_INSERT_UPDATE",
-                            "cannot specify Id in an insert call",
-                            ["Id"],
-                        )
-                        for i, v in enumerate(values)
-                        if v
-                    },
-                )
-            continue
-        if is_delete:
-            continue
-        if not target.writable:
-            _first_errors(
-                errors, {i: _not_writable(target.name) for i, v in enumerate(values) if v}
-            )
-            continue
-        if column.via is not None:
-            converted, column_errors = _relationship_values(column, values, parents)
-        elif target.type == "reference":
-            converter = (
-                reference_converter(ACCOUNT.key_prefix, parents.known)
-                if target.reference_to == ACCOUNT.name
-                else reference_converter(USER_KEY_PREFIX, lambda value: value == user_id)
-            )
-            converted, column_errors = converter(target, values)
-        else:
-            converted, column_errors = convert_column(target, values)
-        provided[target.name] = converted
-        _first_errors(errors, column_errors)
-    keys = _key_values(spec, columns, data, count)
-    if spec.key_field == "Id":
-        keys, id_errors = _normalised_ids(spec.sobject, keys)
-        _first_errors(errors, id_errors)
-    _first_errors(errors, _duplicate_key_errors(spec, keys))
-    account_ids = provided.get("AccountId") or [None] * count
-    parent_ids = [a if a is not None and a != SET_NULL else None for a in account_ids]
-    return PreparedBatch(
-        count=count,
-        errors=errors,
-        provided=provided,
-        keys=keys,
-        parents=parent_ids,
-        derived=spec.sobject.derive(provided),
-    )
-
-
-def _normalised_ids(
-    sobject: ObjectDef, keys: list[str | None]
-) -> tuple[list[str | None], dict[int, str]]:
-    normalised: list[str | None] = []
-    errors: dict[int, str] = {}
-    for i, key in enumerate(keys):
-        if key is None:
-            normalised.append(None)
-            continue
-        id18 = to_id18(key)
-        if id18 is None or not id18.startswith(sobject.key_prefix):
-            errors[i] = row_error(
-                "MALFORMED_ID", f"{sobject.label} ID: id value of incorrect type: {key}", ["Id"]
-            )
-            normalised.append(key)
-        else:
-            normalised.append(id18)
-    return normalised, errors
 
 
 def _pick(values: list[Any], rows: list[int]) -> list[Any]:
@@ -469,7 +250,7 @@ def _insert(
     columns: list[list[Any]] = []
     for f in sobject.fields:
         names.append(f'"{f.name}"')
-        default = user_id if f.name == "OwnerId" else None
+        default = user_id if f.name == "OwnerId" else f.default
         source = values_by_field.get(f.name)
         if f.name == "Id":
             columns.append([ids[i] for i in rows])
@@ -579,13 +360,59 @@ def commit_batch(
     for i, target in plan.updates.items():
         plan.ids[i] = plan.ids[target] if isinstance(target, int) else target
     _check_unique_fields(conn, spec, prepared, plan)
+    rules = sobject.rules
+    if rules is None or not rules.validation_rules:
+        _write(conn, spec, prepared, plan, user_id, now)
+    else:
+        _write_valid(conn, spec, prepared, plan, rules, user_id, now)
+    return _outcome(spec, prepared, plan)
+
+
+def _write(
+    conn: sqlite3.Connection,
+    spec: JobSpec,
+    prepared: PreparedBatch,
+    plan: _Plan,
+    user_id: str,
+    now: str,
+) -> None:
+    sobject = spec.sobject
     derived = prepared.derived
     values_by_field = {**prepared.provided, **derived}
     _insert(conn, sobject, plan.inserts, plan.ids, values_by_field, user_id, now)
     targets = {i: plan.ids[i] for i in plan.updates}
     _update(conn, sobject, targets, values_by_field, set(derived), spec.key_field, user_id, now)
     _delete(conn, sobject, plan.deletes, spec.operation == "hardDelete", user_id, now)
-    return _outcome(spec, prepared, plan)
+
+
+def _write_valid(
+    conn: sqlite3.Connection,
+    spec: JobSpec,
+    prepared: PreparedBatch,
+    plan: _Plan,
+    rules: RecordRules,
+    user_id: str,
+    now: str,
+) -> None:
+    """Write, check the validation rules on the records as written, and rewrite without breakers.
+
+    Rows that break a rule fail; the batch is taken back to before it was written and written
+    again without them. A rule sees the whole new record (unchanged, new and derived values
+    alike), which SQLite computes anyway by writing, so no second model of an update is needed.
+    A batch that breaks no rule is written once. Deleted records are not validated.
+    """
+    conn.execute("SAVEPOINT validation")
+    _write(conn, spec, prepared, plan, user_id, now)
+    written = [*plan.inserts, *plan.updates]
+    broken = rules.broken(conn, list({plan.ids[i] for i in written}))
+    if broken:
+        conn.execute("ROLLBACK TO validation")
+        failed = {i for i in written if plan.ids[i] in broken}
+        plan.errors.update((i, broken[plan.ids[i]]) for i in failed)
+        plan.inserts = [i for i in plan.inserts if i not in failed]
+        plan.updates = {i: t for i, t in plan.updates.items() if i not in failed}
+        _write(conn, spec, prepared, plan, user_id, now)
+    conn.execute("RELEASE validation")
 
 
 def _outcome(spec: JobSpec, prepared: PreparedBatch, plan: _Plan) -> BatchOutcome:

@@ -1,0 +1,171 @@
+"""The sandbox's API as one application: routes a request to its resources, and counts requests.
+
+Transport-free: :meth:`SandboxApp.handle` turns a :class:`Request` into a :class:`Response`; the
+HTTP server (``server.py``) does sockets, TLS, chunked bodies, gzip and fault injection.
+"""
+
+import re
+import threading
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from sync_assets.sandbox.api.ingest import IngestResources
+from sync_assets.sandbox.api.messages import Request, Response, allow, json_response
+from sync_assets.sandbox.api.oauth import OAuthResources
+from sync_assets.sandbox.api.rest import NEWEST_VERSION, OLDEST_VERSION, RestResources
+from sync_assets.sandbox.api.soap import SoapResources
+from sync_assets.sandbox.api.uiapi import UiApiResources
+from sync_assets.sandbox.auth import OAuthError, OrgIdentity, TokenStore
+from sync_assets.sandbox.errors import ApiError, not_found
+from sync_assets.sandbox.jobs import JobStore
+from sync_assets.sandbox.jwt_bearer import certificate_key
+from sync_assets.sandbox.limits import API_REQUESTS, DailyLimits
+from sync_assets.sandbox.login import Logins
+from sync_assets.sandbox.metadata import Catalog
+from sync_assets.sandbox.org import OrgSpec
+from sync_assets.sandbox.processing import Processor
+from sync_assets.sandbox.query import QueryService
+from sync_assets.sandbox.store import Database
+
+FIRST_INGEST_VERSION = 41
+_VERSIONED = re.compile(r"^/services/data/v(\d+)\.(\d)(/.*)?$")
+_SOAP = re.compile(r"^/services/Soap/([uc])/(\d+\.\d)$")
+
+
+class SandboxApp:
+    def __init__(
+        self,
+        db: Database,
+        identity: OrgIdentity,
+        tokens: TokenStore,
+        limits: DailyLimits,
+        jobs: JobStore,
+        processor: Processor,
+        instance_url: Callable[[], str],
+        org: OrgSpec,
+        catalog: Catalog,
+        login_url: Callable[[], str],
+    ) -> None:
+        """``instance_url`` is the org's (My Domain) URL, ``login_url`` the generic login one."""
+        self.org = org
+        self.catalog = catalog
+        self.db = db
+        self.identity = identity
+        self.limits = limits
+        self.processor = processor
+        logins = Logins(
+            identity,
+            catalog.users,
+            certificate_key(org.connected_app),
+            org.my_domain is not None,
+            lambda: [login_url(), instance_url()],
+        )
+        self.oauth = OAuthResources(
+            identity, tokens, logins, catalog.users, instance_url, login_url
+        )
+        self.soap = SoapResources(identity, tokens, logins, instance_url, org)
+        self.rest = RestResources(db, identity, limits, QueryService(), catalog)
+        self.ingest = IngestResources(db, jobs, processor, catalog)
+        self.uiapi = UiApiResources(catalog)
+        self.counts: Counter[str] = Counter()
+        self._counts_lock = threading.Lock()
+
+    def count(self, name: str, amount: int = 1) -> None:
+        with self._counts_lock:
+            self.counts[name] += amount
+
+    def handle(self, request: Request) -> Response:
+        self.count("requests")
+        try:
+            return self._route(request)
+        except ApiError as error:
+            return json_response(error.body(), error.status)
+        except OAuthError as error:
+            return json_response(
+                {"error": error.error, "error_description": error.description}, error.status
+            )
+
+    def _route(self, request: Request) -> Response:
+        path = request.path.rstrip("/") or "/"
+        if path == "/services/oauth2/token":
+            allow(request, "POST")
+            return self.oauth.token(request)
+        if path == "/services/oauth2/userinfo":
+            return self.oauth.userinfo(self.oauth.authenticate(request))
+        soap = _SOAP.match(path)
+        if soap is not None:
+            return self.soap.login(request, soap.group(1), soap.group(2))
+        if path == "/services/data":
+            return self.rest.versions()
+        if path == "/__sandbox/stats":
+            self.oauth.authenticate(request)
+            return json_response(self._stats())
+        matched = _VERSIONED.match(path)
+        if matched is None:
+            raise not_found()
+        major = int(matched.group(1))
+        request.api_version = f"{major}.{matched.group(2)}"
+        if major < OLDEST_VERSION:
+            raise ApiError(
+                410,
+                "GONE",
+                f"API version {request.api_version} has been retired; supported versions are "
+                f"{OLDEST_VERSION}.0 to {NEWEST_VERSION}.0",
+            )
+        if major > NEWEST_VERSION or matched.group(2) != "0":
+            raise not_found()
+        self.oauth.authenticate(request)
+        if not self.limits.try_consume(API_REQUESTS):
+            raise ApiError(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
+        response = self._versioned(request, major, matched.group(3) or "")
+        used, maximum = self.limits.usage(API_REQUESTS)
+        response.headers["Sforce-Limit-Info"] = f"api-usage={used}/{maximum}"
+        return response
+
+    def _versioned(self, request: Request, major: int, rest: str) -> Response:
+        parts = [p for p in rest.split("/") if p]
+        if parts[:2] == ["jobs", "ingest"]:
+            if major < FIRST_INGEST_VERSION:
+                raise not_found()
+            return self.ingest.handle(request, parts[2:])
+        if parts[:1] == ["ui-api"]:
+            return self.uiapi.handle(request, parts[1:])
+        return self.rest.handle(request, parts)
+
+    def _stats(self) -> dict[str, Any]:
+        rows = (
+            self.db.connection()
+            .execute(
+                "SELECT id, object, operation, state, records_received, upload_bytes, "
+                "number_processed, number_failed, lock_failures, retries FROM jobs ORDER BY seq"
+            )
+            .fetchall()
+        )
+        jobs = {
+            r["id"]: {
+                "object": r["object"],
+                "operation": r["operation"],
+                "state": r["state"],
+                "records_received": r["records_received"],
+                "upload_bytes": r["upload_bytes"],
+                "records_processed": r["number_processed"],
+                "records_failed": r["number_failed"],
+                "lock_failures": r["lock_failures"],
+                "retries": r["retries"],
+            }
+            for r in rows
+        }
+        with self._counts_lock:
+            counts = dict(self.counts)
+        return {
+            "jobs": jobs,
+            "totals": {
+                "jobs": len(jobs),
+                "records_received": sum(j["records_received"] for j in jobs.values()),
+                "records_processed": sum(j["records_processed"] for j in jobs.values()),
+                "lock_failures": sum(j["lock_failures"] for j in jobs.values()),
+                **counts,
+            },
+            "queued_batches": self.processor.queued_batches(),
+        }

@@ -1,0 +1,1 @@
+"""The sandbox's SOQL subset: lexer, parser, and a compiler to parameterised SQLite SQL."""
