@@ -28,8 +28,9 @@ _WAL_KEPT_BYTES = 64 * 1024 * 1024
 _SCHEMA = [
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS tokens (hash TEXT PRIMARY KEY, issued REAL NOT NULL, expires REAL)",
-    """CREATE TABLE IF NOT EXISTS counters (
-        day TEXT NOT NULL, name TEXT NOT NULL, value INTEGER NOT NULL, PRIMARY KEY (day, name))""",
+    """CREATE TABLE IF NOT EXISTS usage (
+        minute INTEGER NOT NULL, name TEXT NOT NULL, value INTEGER NOT NULL,
+        PRIMARY KEY (minute, name))""",
     """CREATE TABLE IF NOT EXISTS jobs (
         id TEXT PRIMARY KEY,
         seq INTEGER NOT NULL,
