@@ -53,6 +53,7 @@ _FAULT_ANSWERS: dict[str, ApiError] = {
         "1234567890-12345 (-1234567890)",
     ),
     "http_503": ApiError(503, "SERVER_UNAVAILABLE", "Server temporarily unavailable"),
+    # Not what Salesforce sends for its concurrency limit (that is ``http_403_concurrent``).
     "http_429": ApiError(
         429,
         "REQUEST_LIMIT_EXCEEDED",
@@ -71,6 +72,8 @@ class SandboxConfig(BaseModel):
     slots: int = Field(default=10, ge=1)
     rate: float = Field(default=0.0, ge=0)
     lock_timeout: float = Field(default=10.0, ge=0)
+    batch_time_limit: float = Field(default=300.0, gt=0)
+    batch_retries: int = Field(default=20, ge=0)
     faults: str = ""
     seed: int = 0
     daily_records: int = Field(default=150_000_000, ge=0)
@@ -189,7 +192,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.app.count(f"fault:{name}")
         if name == "reset":
             raise _Reset
-        answer = _FAULT_ANSWERS[name]
+        if name == "http_403_concurrent":
+            message = self.server.faults.concurrency_message()
+            answer = ApiError(403, "REQUEST_LIMIT_EXCEEDED", message)
+        else:
+            answer = _FAULT_ANSWERS[name]
         self._send(json_response(answer.body(), answer.status))
 
     def _reset(self) -> None:
@@ -347,7 +354,14 @@ def serve(config: SandboxConfig) -> None:
         limits,
         faults,
         identity,
-        ProcessingConfig(slots=config.slots, rate=config.rate, lock_timeout=config.lock_timeout),
+        ProcessingConfig(
+            slots=config.slots,
+            rate=config.rate,
+            lock_timeout=config.lock_timeout,
+            batch_time_limit=config.batch_time_limit,
+            batch_retries=config.batch_retries,
+        ),
+        org,
     )
     address: dict[str, str] = {}
     app = SandboxApp(db, identity, tokens, limits, jobs, processor, lambda: address["url"], org)

@@ -69,6 +69,24 @@ _SCHEMA = [
         PRIMARY KEY (job_id, idx)
     ) WITHOUT ROWID""",
 ]
+# Columns added since the tables were first created: added to databases that lack them.
+_ADDED_COLUMNS = {
+    "jobs": (
+        "abort_at_batch INTEGER",
+        "stuck_at_batch INTEGER",
+        "stuck_until REAL",
+        "apex_ms INTEGER NOT NULL DEFAULT 0",
+    ),
+    "batches": ("attempts INTEGER NOT NULL DEFAULT 0",),
+}
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    for table, columns in _ADDED_COLUMNS.items():
+        present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        for column in columns:
+            if column.split()[0] not in present:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
 
 
 class WriteLock:
@@ -122,6 +140,7 @@ class Database:
         with self.write() as conn:
             for statement in _SCHEMA:
                 conn.execute(statement)
+            _add_missing_columns(conn)
             for sobject in OBJECTS.values():
                 for statement in sobject.ddl():
                     conn.execute(statement)
