@@ -18,6 +18,7 @@ import threading
 import time
 import zlib
 from collections.abc import Iterator
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,10 @@ from sync_assets.sandbox.tls import ensure_certificates, server_context
 CONNECTION_FILE = "connection.json"
 _GZIP_MIN_BYTES = 1024
 _IDLE_TIMEOUT_SECONDS = 300
+# REST API status codes: 414 "The length of the URI exceeds the 16,384 byte limit", 431 "The
+# combined length of the URI and headers exceeds the 16,384 byte limit". The answers' bodies are
+# not documented (a front end's error page, probably): the standard library's HTML page stands in.
+_MAX_REQUEST_BYTES = 16_384
 log = logging.getLogger("sync_assets.sandbox")
 
 _FAULT_ANSWERS: dict[str, ApiError] = {
@@ -107,6 +112,20 @@ class _Handler(BaseHTTPRequestHandler):
             super().handle()
         except (ConnectionError, ssl.SSLError, TimeoutError, OSError) as error:
             log.debug("connection from %s ended: %s", self.client_address, error)
+
+    def parse_request(self) -> bool:
+        """Refuse a request line, or URI and headers, over the limit before anything handles it."""
+        if not super().parse_request():
+            return False
+        # Decoded as Latin-1 by the standard library: one character per byte.
+        if len(self.requestline) > _MAX_REQUEST_BYTES:
+            self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
+            return False
+        header_bytes = sum(len(name) + len(value) + 4 for name, value in self.headers.raw_items())
+        if len(self.path) + header_bytes > _MAX_REQUEST_BYTES:
+            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
+            return False
+        return True
 
     def do_GET(self) -> None:
         self._dispatch()
