@@ -22,6 +22,11 @@ Where each fault fires (a faulted request is applied completely or not at all):
 - ``maintenance``: the org is read-only (planned maintenance), so writes fail. ``maintenance=30s``
   (or any number above 1) is a window of that many seconds from the sandbox's start;
   ``maintenance=0.1`` puts each internal batch in a maintenance window with that probability.
+  Each record of a batch processed in the window fails with
+  ``INSERT_UPDATE_DELETE_NOT_ALLOWED_DURING_MAINTENANCE`` (salesforce.stackexchange.com 194022);
+  reads go on. Creating, uploading and closing jobs is still accepted: Salesforce Help says only
+  that "API write or edit actions" are refused in read-only mode, and no capture shows what a job
+  request gets then (salesforce-facts §2 leaves its HTTP status unknown).
 - ``lock``: per record, ``UNABLE_TO_LOCK_ROW`` as if another transaction held its parent.
 """
 

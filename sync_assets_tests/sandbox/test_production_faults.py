@@ -60,13 +60,13 @@ def test_batches_processed_in_maintenance_fail_their_rows(fresh_sandbox) -> None
 
 def test_a_maintenance_window_from_the_start_then_writes_again(fresh_sandbox) -> None:  # type: ignore[no-untyped-def]
     """Jobs are still accepted during the window (no captured answer says otherwise)."""
-    handle = fresh_sandbox(accounts=3, faults="maintenance=4s")
+    handle = fresh_sandbox(accounts=3, faults="maintenance=3s")
     ready = time.monotonic()
     bulk = BulkClient(handle.connection)
     during, after = unique_prefix(), unique_prefix()
     info = bulk.load(opportunity_csv(during, 50), operation="insert")
     assert info["numberRecordsFailed"] == 50
-    time.sleep(max(0.0, ready + 4.2 - time.monotonic()))
+    time.sleep(max(0.0, ready + 3.2 - time.monotonic()))
     assert bulk.load(opportunity_csv(after, 50), operation="insert")["numberRecordsFailed"] == 0
     assert (
         bulk.count(f"External_Id__c LIKE '{during}%'"),
