@@ -19,13 +19,6 @@ def _org(tmp_path: Path, **automation: Any) -> Path:
     return path
 
 
-def _start(bulk: BulkClient, data: str) -> str:
-    job_id = bulk.create(object="Opportunity", operation="insert").json()["id"]
-    assert bulk.upload(job_id, data).status_code == 201
-    assert bulk.patch(job_id, "UploadComplete").status_code == 200
-    return job_id
-
-
 def _rows(prefix: str, accounts: list[str]) -> str:
     """One valid row per entry of ``accounts``, its parent Account."""
     buffer = io.StringIO()
@@ -69,13 +62,15 @@ def test_wrapped_lock_errors_fail_the_whole_chunk(fresh_sandbox, tmp_path) -> No
     bulk = BulkClient(
         fresh_sandbox(accounts=5, rate=1_000, slots=2, lock_timeout=0.2, org=org).connection
     )
-    holder = _start(bulk, opportunity_csv(unique_prefix(), 1_000, account="ACC-000001"))
+    holder = bulk.start(
+        opportunity_csv(unique_prefix(), 1_000, account="ACC-000001"), operation="insert"
+    )
     time.sleep(0.3)
     # Chunk one (rows 0-199) has one row on the held Account; chunk two (rows 200-399) has none.
     accounts = ["ACC-000002"] * 400
     accounts[150] = "ACC-000001"
     prefix = unique_prefix()
-    blocked = _start(bulk, _rows(prefix, accounts))
+    blocked = bulk.start(_rows(prefix, accounts), operation="insert")
     info = bulk.wait(blocked)
     assert bulk.wait(holder)["numberRecordsFailed"] == 0
     assert (info["state"], info["numberRecordsFailed"], info["retries"]) == (

@@ -15,13 +15,6 @@ IN_MAINTENANCE = (
 )
 
 
-def _start(bulk: BulkClient, data: str) -> str:
-    job_id = bulk.create(object="Opportunity", operation="insert").json()["id"]
-    assert bulk.upload(job_id, data).status_code == 201
-    assert bulk.patch(job_id, "UploadComplete").status_code == 200
-    return job_id
-
-
 def _stats(bulk: BulkClient) -> dict:  # type: ignore[type-arg]
     return bulk.session.get(f"{bulk.root}/__sandbox/stats").json()
 
@@ -78,7 +71,7 @@ def test_a_stuck_job_stays_in_progress_then_goes_on(fresh_sandbox) -> None:  # t
     bulk = BulkClient(fresh_sandbox(accounts=3, faults="stuck=1,stuck_seconds=2").connection)
     prefix = unique_prefix()
     started = time.monotonic()
-    job_id = _start(bulk, opportunity_csv(prefix, 100))
+    job_id = bulk.start(opportunity_csv(prefix, 100), operation="insert")
     time.sleep(1.0)
     info = bulk.info(job_id)
     assert (info["state"], info["numberRecordsProcessed"]) == ("InProgress", 0)
@@ -92,7 +85,7 @@ def test_a_stuck_job_stays_in_progress_then_goes_on(fresh_sandbox) -> None:  # t
 def test_a_stuck_job_can_be_aborted(fresh_sandbox) -> None:  # type: ignore[no-untyped-def]
     bulk = BulkClient(fresh_sandbox(accounts=3, faults="stuck=1,stuck_seconds=600").connection)
     prefix = unique_prefix()
-    job_id = _start(bulk, opportunity_csv(prefix, 100))
+    job_id = bulk.start(opportunity_csv(prefix, 100), operation="insert")
     time.sleep(0.5)
     assert bulk.info(job_id)["state"] == "InProgress"
     assert bulk.patch(job_id, "Aborted").json()["state"] == "Aborted"
