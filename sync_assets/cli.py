@@ -28,8 +28,18 @@ def sandbox(
     lock_timeout: Annotated[
         float, typer.Option(help="Seconds a record waits for a locked parent Account.")
     ] = 10.0,
+    batch_time_limit: Annotated[
+        float, typer.Option(help="Seconds an internal batch may run before the org retries it.")
+    ] = 300.0,
+    batch_retries: Annotated[
+        int, typer.Option(help="Retries of a batch that runs out of time before its job fails.")
+    ] = 20,
     faults: Annotated[
-        str, typer.Option(help='Fault rates, e.g. "http_500=0.02,http_429=0.01,reset=0.01".')
+        str,
+        typer.Option(
+            help='Fault rates, e.g. "http_500=0.02,http_403_concurrent=0.01,maintenance=30s" '
+            "(see sync_assets/sandbox/faults.py)."
+        ),
     ] = "",
     seed: Annotated[int, typer.Option(help="Seed for fault injection and ids.")] = 0,
     daily_records: Annotated[
@@ -63,6 +73,8 @@ def sandbox(
             slots=slots,
             rate=rate,
             lock_timeout=lock_timeout,
+            batch_time_limit=batch_time_limit,
+            batch_retries=batch_retries,
             faults=faults,
             seed=seed,
             daily_records=daily_records,

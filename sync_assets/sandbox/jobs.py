@@ -54,6 +54,10 @@ class Job:
     started: float | None
     fail_at_batch: int | None
     created_by: str
+    abort_at_batch: int | None
+    stuck_at_batch: int | None
+    stuck_until: float | None
+    apex_ms: int
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> "Job":
@@ -110,7 +114,7 @@ class Job:
             retries=self.retries,
             totalProcessingTime=self.total_ms,
             apiActiveProcessingTime=self.api_active_ms,
-            apexProcessingTime=0,
+            apexProcessingTime=self.apex_ms,
         )
         if self.error_message is not None:
             info["errorMessage"] = self.error_message

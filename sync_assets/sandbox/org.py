@@ -102,16 +102,25 @@ class ValidationRuleSpec(_Strict):
 class AutomationSpec(_Strict):
     """Triggers, flows and rollups, as the cost and failures they add to each write."""
 
-    apex_ms_per_record: float = Field(default=0.0, ge=0)
+    apex_ms_per_record: float = Field(
+        default=0.0, ge=0, description="Apex CPU time each record costs; slows processing."
+    )
     lock_errors: Literal["bare", "wrapped"] = Field(
         default="bare",
         description="wrapped: lock failures arrive inside CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY, "
-        "as from a trigger's own DML.",
+        "as from a trigger's own DML, and fail the record's whole 200-record chunk.",
     )
     cpu_limit_ms: float = Field(
-        default=10_000.0,
+        default=60_000.0,
         gt=0,
-        description="Apex CPU time allowed per 200-record chunk (synchronous limit: 10 s).",
+        description="Apex CPU time allowed per 200-record chunk. Bulk API transactions get the "
+        "higher of the synchronous (10 s) and asynchronous (60 s) limits (Apex Developer Guide, "
+        "Execution Governors and Limits).",
+    )
+    trigger: str = Field(
+        default="OpportunityTrigger",
+        pattern=r"^[A-Za-z][A-Za-z0-9_.]*$",
+        description="The trigger named in wrapped errors.",
     )
 
 

@@ -2,15 +2,27 @@
 
 After ``UploadComplete`` a job's rows are split into internal batches of 10,000, queued FIFO
 across all jobs. ``slots`` worker threads take batches; each batch holds the row locks of its
-records' parent Accounts for its whole duration of ``rows / rate`` seconds, its own parsing and
-writing included (the rate is a slot's throughput). A record whose Account is held by another
-running batch waits up to ``lock_timeout`` and then fails with ``UNABLE_TO_LOCK_ROW`` (counted in
-the job's ``retries``). A batch is written in one SQLite transaction together with its result
-files' bookkeeping, so a restart re-runs exactly the batches that were not applied.
+records' parent Accounts for its whole duration of ``rows / rate`` seconds plus the Apex time of
+the org's automation (``automation.py``), its own parsing and writing included (the rate is a
+slot's throughput). A record whose Account is held by another running batch waits up to
+``lock_timeout`` and then fails with ``UNABLE_TO_LOCK_ROW`` (counted in the job's ``retries``). A
+batch is written in one SQLite transaction together with its result files' bookkeeping, so a
+restart re-runs exactly the batches that were not applied.
+
+Each batch counts against the org's daily records and batches when it is processed: "If the limit
+is exceeded while processing your job data, the remaining data isn't processed. The ingest job is
+marked as having failed." A batch that does not finish within ``batch_time_limit`` (5 minutes)
+keeps the 200-record chunks it got done and puts the rest back in the queue, up to
+``batch_retries`` (20) times; then the job fails (Bulk API 2.0 Developer Guide, "Understanding
+Bulk API 2.0 Ingest"; Limits cheat sheet, "Batch processing time": "the Bulk API places the
+remainder of the batch back in the queue for later processing").
 """
 
+import bisect
+import enum
 import logging
 import math
+import sqlite3
 import threading
 import time
 from collections import deque
@@ -20,14 +32,22 @@ from pathlib import Path
 import polars as pl
 from pydantic import BaseModel, Field
 
+from sync_assets.sandbox.automation import Automation, fail_active_rows
 from sync_assets.sandbox.convert import row_error
 from sync_assets.sandbox.dml.commit import BatchOutcome, commit_batch
-from sync_assets.sandbox.dml.prepare import JobSpec, ParentIndex, PreparedBatch, prepare_batch
+from sync_assets.sandbox.dml.prepare import (
+    DML_CHUNK,
+    JobSpec,
+    ParentIndex,
+    PreparedBatch,
+    prepare_batch,
+)
 from sync_assets.sandbox.faults import FaultInjector
 from sync_assets.sandbox.jobs import TERMINAL_STATES, Job, JobStore, sf_timestamp
 from sync_assets.sandbox.limits import BULK_BATCHES, INGEST_RECORDS, DailyLimits
 from sync_assets.sandbox.metadata import Catalog
-from sync_assets.sandbox.objects import ACCOUNT
+from sync_assets.sandbox.objects import ACCOUNT, OPPORTUNITY
+from sync_assets.sandbox.org import OrgSpec
 from sync_assets.sandbox.results import BatchStatus, JobFiles, UnprocessedRows
 from sync_assets.sandbox.store import Database
 from sync_assets.sandbox.upload import ParsedUpload, UploadError, parse_upload
@@ -37,20 +57,46 @@ _HEADERS_KEPT = 100_000
 UNABLE_TO_LOCK_ROW = row_error(
     "UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to this record"
 )
+# The message of SOAP's and Apex's answer during read-only maintenance (salesforce.stackexchange.com
+# 194022), in the Bulk row-error form.
+IN_MAINTENANCE = row_error(
+    "INSERT_UPDATE_DELETE_NOT_ALLOWED_DURING_MAINTENANCE",
+    "Updates can't be made during maintenance. Try again when maintenance is complete.",
+)
 _ACTIVE_STATES = ("UploadComplete", "InProgress")
+# Best guesses: no capture of these errorMessages was found. ``ExceededQuota`` is the Bulk error
+# code "The job or batch you tried to create exceeds the allowed number for the past 24-hour
+# period" (Bulk API Developer Guide, Errors).
 _QUOTA_MESSAGES = {
     INGEST_RECORDS: "ExceededQuota : The job exceeds the number of records the org may ingest "
-    "in 24 hours",
+    "in a rolling 24-hour period; the remaining records were not processed",
     BULK_BATCHES: "ExceededQuota : The job exceeds the number of Bulk API batches the org may "
-    "process in 24 hours",
+    "process in a rolling 24-hour period; the remaining records were not processed",
 }
 log = logging.getLogger(__name__)
+
+
+def retries_exhausted(retries: int) -> str:
+    """The errorMessage of a job whose batch kept timing out.
+
+    A best guess: ``Timeout`` is the Bulk error code "thrown if Salesforce takes too long to
+    process a batch", and the limits cheat sheet speaks of "a message that the API retried more
+    than 20 times" (Bulk API 2.0).
+    """
+    return (
+        f"Timeout : An internal batch was retried more than {retries} times; the remaining "
+        "records were not processed"
+    )
 
 
 class ProcessingConfig(BaseModel):
     slots: int = Field(default=10, ge=1)
     rate: float = Field(default=0.0, ge=0, description="records/second per slot; 0 = unthrottled")
     lock_timeout: float = Field(default=10.0, ge=0)
+    batch_time_limit: float = Field(
+        default=300.0, gt=0, description="Seconds a batch may run before it is retried."
+    )
+    batch_retries: int = Field(default=20, ge=0)
 
 
 class AccountLocks:
@@ -97,6 +143,42 @@ class _Batch:
     spec: JobSpec
     upload: ParsedUpload
     user_id: str  # who writes: the job's creator
+    attempts: int = 0
+
+    def remainder(self, done: int, index: int) -> "_Batch":
+        """The rows after the first ``done``, queued as batch ``index`` for the next attempt."""
+        rows = self.frame.height - done
+        return _Batch(
+            self.job_id,
+            index,
+            self.first_row + done,
+            self.upload.batch(self.first_row + done, rows),
+            self.spec,
+            self.upload,
+            self.user_id,
+            self.attempts + 1,
+        )
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """What one attempt at a batch got done, before it is committed."""
+
+    done: int
+    seconds: float
+    apex_ms: float
+    lock_failures: int
+
+    def timed_out(self, batch: _Batch) -> bool:
+        return self.done < batch.frame.height
+
+
+class _Ending(enum.Enum):
+    """How a batch's attempt ended for the slot that ran it."""
+
+    FINISHED = enum.auto()
+    REQUEUED = enum.auto()
+    STOPPED = enum.auto()
 
 
 def job_spec(job: Job, catalog: Catalog) -> JobSpec:
@@ -118,6 +200,7 @@ class Processor:
         faults: FaultInjector,
         catalog: Catalog,
         config: ProcessingConfig,
+        org: OrgSpec,
     ) -> None:
         self._db = db
         self._jobs = jobs
@@ -127,6 +210,7 @@ class Processor:
         self._faults = faults
         self._catalog = catalog
         self._config = config
+        self._automation = org.opportunity.automation
         self._locks = AccountLocks()
         # Validation is pure Python: running it in one slot at a time avoids GIL thrashing, while
         # another slot's SQLite writes (which release the GIL) use the second core.
@@ -166,7 +250,8 @@ class Processor:
             queued = (
                 self._db.connection()
                 .execute(
-                    "SELECT idx, first_row, row_count, state FROM batches WHERE job_id = ? ORDER BY idx",
+                    "SELECT idx, first_row, row_count, state, attempts FROM batches "
+                    "WHERE job_id = ? ORDER BY idx",
                     (job.id,),
                 )
                 .fetchall()
@@ -191,6 +276,7 @@ class Processor:
                         spec,
                         upload,
                         job.created_by,
+                        b["attempts"],
                     )
                     for b in waiting
                 )
@@ -259,13 +345,7 @@ class Processor:
             self.fail(job.id, upload.error_message)
             return
         batch_count = math.ceil(upload.count / BATCH_SIZE)
-        exceeded = self._limits.try_consume_all(
-            {INGEST_RECORDS: upload.count, BULK_BATCHES: batch_count}
-        )
-        if exceeded is not None:
-            self.fail(job.id, _QUOTA_MESSAGES[exceeded])
-            return
-        fail_at = self._faults.job_failure_batch(batch_count)
+        faults = self._faults.job_faults(batch_count)
         spec = job_spec(job, self._catalog)
         batches = [
             _Batch(
@@ -285,7 +365,13 @@ class Processor:
                 "VALUES (?, ?, ?, ?, 'queued')",
                 [(job.id, b.index, b.first_row, b.frame.height) for b in batches],
             )
-            JobStore.update(conn, job.id, fail_at_batch=fail_at)
+            JobStore.update(
+                conn,
+                job.id,
+                fail_at_batch=faults.fail_at_batch,
+                abort_at_batch=faults.abort_at_batch,
+                stuck_at_batch=faults.stuck_at_batch,
+            )
         if not batches:
             self._start_job(job.id)
             self._complete(job.id)
@@ -325,17 +411,60 @@ class Processor:
             self._batch_finished(batch.job_id)
             return
         if job.fail_at_batch == batch.index:
-            self.fail(
-                job.id,
-                f"Timeout : Internal batch {batch.index + 1} exceeded the maximum number of "
-                "retries; the remaining records were not processed",
-            )
+            self.fail(job.id, retries_exhausted(self._config.batch_retries))
             self._batch_finished(batch.job_id)
             return
+        if job.abort_at_batch == batch.index:
+            self._abort_by_admin(job.id)
+            self._batch_finished(batch.job_id)
+            return
+        if self._stuck(job, batch):
+            return
+        if batch.attempts == 0:
+            exceeded = self._limits.try_consume_all(
+                {INGEST_RECORDS: batch.frame.height, BULK_BATCHES: 1}
+            )
+            if exceeded is not None:
+                self.fail(job.id, _QUOTA_MESSAGES[exceeded])
+                self._batch_finished(batch.job_id)
+                return
         if job.state == "UploadComplete":
             self._start_job(job.id)
-        if self._process(batch):
+        ending = self._process(batch)
+        if ending == _Ending.FINISHED:
             self._batch_finished(batch.job_id)
+
+    def _abort_by_admin(self, job_id: str) -> None:
+        """Someone else aborts the job: what was processed stays, the rest is unprocessed."""
+        with self._db.write() as conn:
+            conn.execute(
+                "UPDATE jobs SET state = 'Aborted', system_modstamp = ? "
+                "WHERE id = ? AND state IN ('UploadComplete', 'InProgress')",
+                (sf_timestamp(), job_id),
+            )
+
+    def _stuck(self, job: Job, batch: _Batch) -> bool:
+        """Hold a stuck job's batch aside until its time is up; whether it was held."""
+        if job.stuck_at_batch != batch.index:
+            return False
+        until = job.stuck_until
+        if until is None:
+            until = time.time() + self._faults.stuck_seconds
+            with self._db.write() as conn:
+                JobStore.update(conn, job.id, stuck_until=until)
+        delay = until - time.time()
+        if delay <= 0:
+            return False
+        self._start_job(job.id)
+        timer = threading.Timer(delay, self._requeue, (batch,))
+        timer.daemon = True
+        timer.start()
+        return True
+
+    def _requeue(self, batch: _Batch) -> None:
+        with self._work:
+            self._queue.append(batch)
+            self._work.notify()
 
     def _start_job(self, job_id: str) -> None:
         with self._db.write() as conn:
@@ -345,85 +474,185 @@ class Processor:
                 (time.time(), sf_timestamp(), job_id),
             )
 
-    def _lock_failures(self, prepared: PreparedBatch) -> tuple[set[str], int]:
-        """Take the parent locks; mark rows that could not get theirs. Returns (held, failures)."""
+    def _lock_failures(
+        self, prepared: PreparedBatch, automation: Automation | None
+    ) -> tuple[set[str], list[int]]:
+        """Take the parent locks; mark rows that could not get theirs. Returns (held, failed rows)."""
         errors = prepared.errors
-        failures = 0
-        for i in self._faults.locked_rows(len(errors)):
-            if errors[i] is None:
-                errors[i] = UNABLE_TO_LOCK_ROW
-                failures += 1
+        failed = [i for i in self._faults.locked_rows(len(errors)) if errors[i] is None]
+        for i in failed:
+            errors[i] = UNABLE_TO_LOCK_ROW
         wanted = {p for p, e in zip(prepared.parents, errors, strict=True) if p and e is None}
         missed = self._locks.acquire(id(prepared), wanted, self._config.lock_timeout)
         if missed:
             for i, parent in enumerate(prepared.parents):
                 if parent in missed and errors[i] is None:
                     errors[i] = UNABLE_TO_LOCK_ROW
-                    failures += 1
-        return wanted - missed, failures
+                    failed.append(i)
+        failed.sort()
+        if failed and automation is not None and automation.wraps_lock_errors:
+            failed = automation.wrap_lock_failures(errors, failed, prepared.parents)
+        return wanted - missed, failed
 
-    def _process(self, batch: _Batch) -> bool:
-        """Run one batch in ``rows / rate`` seconds at least; False if the sandbox stopped meanwhile."""
+    def _automation_for(self, spec: JobSpec) -> Automation | None:
+        automation = self._automation
+        if spec.sobject.name != OPPORTUNITY.name or (
+            automation.apex_ms_per_record == 0 and automation.lock_errors == "bare"
+        ):
+            return None
+        return Automation(automation, spec.operation)
+
+    def _process(self, batch: _Batch) -> _Ending:
+        """Run one attempt at a batch, in ``rows / rate`` seconds plus its Apex time at least."""
         started = time.monotonic()
         with self._cpu:
             prepared = prepare_batch(
                 batch.spec, batch.upload.columns, batch.frame, self._parents, batch.user_id
             )
-        lock_started = time.monotonic()
-        held, lock_failures = self._lock_failures(prepared)
-        lock_wait = time.monotonic() - lock_started
-        # The rate is the slot's whole throughput: its own parsing and writing count towards the
-        # batch's rows / rate, as an org's do, instead of adding to it.
-        duration = batch.frame.height / self._config.rate if self._config.rate > 0 else 0.0
+        automation = self._automation_for(batch.spec)
+        held: set[str] = set()
+        lock_failed: list[int] = []
+        apex_ms: list[float] = []
+        lock_wait = 0.0
+        if self._faults.in_maintenance():
+            fail_active_rows(prepared.errors, 0, prepared.count, IN_MAINTENANCE)
+        else:
+            if automation is not None:
+                apex_ms = automation.run_triggers(prepared.errors)
+            lock_started = time.monotonic()
+            held, lock_failed = self._lock_failures(prepared, automation)
+            lock_wait = time.monotonic() - lock_started
+        done, seconds = self._attempt_time(batch.frame.height, apex_ms)
+        attempt = _Attempt(
+            done=done,
+            seconds=seconds,
+            apex_ms=sum(apex_ms[: math.ceil(done / DML_CHUNK)]),
+            lock_failures=bisect.bisect_left(lock_failed, done),
+        )
         try:
-            self._commit(batch, prepared, lock_failures, started, duration)
+            rest = self._commit(batch, prepared, attempt, started)
             busy = time.monotonic() - started - lock_wait
-            # Stopped meanwhile: the batch is applied, and the restart completes its job (`_resume`).
-            return not self._stop.wait(max(0.0, duration - busy))
+            # Stopped meanwhile: what was done is applied, and the restart goes on (`_resume`).
+            if self._stop.wait(max(0.0, seconds - busy)):
+                return _Ending.STOPPED
         finally:
             self._locks.release(id(prepared), held)
+        return self._after_attempt(batch, attempt, rest)
+
+    def _attempt_time(self, count: int, apex_ms: list[float]) -> tuple[int, float]:
+        """Rows an attempt gets done within the batch time limit, and the seconds it takes.
+
+        The rate is the slot's whole throughput: its own parsing and writing count towards the
+        batch's rows / rate, as an org's do, instead of adding to it.
+        """
+        limit = self._config.batch_time_limit
+        stalled = self._faults.stalled_chunk(math.ceil(count / DML_CHUNK))
+        if stalled is not None:
+            return stalled * DML_CHUNK, limit
+        rate = self._config.rate
+        seconds = (count / rate if rate > 0 else 0.0) + sum(apex_ms) / 1000
+        if seconds <= limit:
+            return count, seconds
+        chunk_apex_ms = apex_ms or [0.0] * math.ceil(count / DML_CHUNK)
+        elapsed = 0.0
+        for chunk, start in enumerate(range(0, count, DML_CHUNK)):
+            rows = min(DML_CHUNK, count - start)
+            elapsed += (rows / rate if rate > 0 else 0.0) + chunk_apex_ms[chunk] / 1000
+            if elapsed > limit:
+                return start, limit
+        return count, seconds
+
+    def _after_attempt(self, batch: _Batch, attempt: _Attempt, rest: int | None) -> _Ending:
+        """Finish the batch, or put the rest of it (queued as batch ``rest``) back in the queue."""
+        if rest is None:
+            return _Ending.FINISHED
+        if batch.attempts >= self._config.batch_retries:
+            self.fail(batch.job_id, retries_exhausted(self._config.batch_retries))
+            return _Ending.FINISHED
+        self._requeue(batch.remainder(attempt.done, rest))
+        return _Ending.REQUEUED
 
     def _commit(
-        self,
-        batch: _Batch,
-        prepared: PreparedBatch,
-        lock_failures: int,
-        started: float,
-        duration: float,
-    ) -> None:
+        self, batch: _Batch, prepared: PreparedBatch, attempt: _Attempt, started: float
+    ) -> int | None:
+        """Write what an attempt got done; the index under which the rest is queued, if any."""
         spec = batch.spec
         job = self._jobs.get(batch.job_id)
         if job is None:
-            return
+            return None
+        done = attempt.done
+        rest: int | None = None
+        timed_out = attempt.timed_out(batch)
+        outcome: BatchOutcome | None = None
         with self._db.write(bulk=True) as conn:
-            count = batch.frame.height
-            first = self._db.allocate(conn, f"counter:{spec.sobject.key_prefix}", count)
-            outcome = commit_batch(conn, spec, prepared, first, batch.user_id, sf_timestamp())
-            conn.execute(
-                "UPDATE batches SET state = 'done', processed = ?, failed = ?, outcome = ? "
-                "WHERE job_id = ? AND idx = ?",
-                (count, outcome.failed, outcome.to_bytes(), job.id, batch.index),
-            )
-            elapsed_ms = int(max(time.monotonic() - started, duration) * 1000)
+            if done:
+                first = self._db.allocate(conn, f"counter:{spec.sobject.key_prefix}", done)
+                outcome = commit_batch(
+                    conn,
+                    spec,
+                    prepared.head(done) if timed_out else prepared,
+                    first,
+                    batch.user_id,
+                    sf_timestamp(),
+                )
+                conn.execute(
+                    "UPDATE batches SET state = 'done', row_count = ?, processed = ?, "
+                    "failed = ?, outcome = ? WHERE job_id = ? AND idx = ?",
+                    (done, done, outcome.failed, outcome.to_bytes(), job.id, batch.index),
+                )
+            if timed_out:
+                rest = self._store_remainder(conn, batch, done)
+            elapsed_ms = int(max(time.monotonic() - started, attempt.seconds) * 1000)
             conn.execute(
                 "UPDATE jobs SET number_processed = number_processed + ?, "
                 "number_failed = number_failed + ?, retries = retries + ?, "
                 "lock_failures = lock_failures + ?, api_active_ms = api_active_ms + ?, "
-                "system_modstamp = ? WHERE id = ?",
+                "apex_ms = apex_ms + ?, system_modstamp = ? WHERE id = ?",
                 (
-                    count,
-                    outcome.failed,
-                    lock_failures,
-                    lock_failures,
+                    done,
+                    0 if outcome is None else outcome.failed,
+                    attempt.lock_failures + int(timed_out),
+                    attempt.lock_failures,
                     elapsed_ms,
+                    round(attempt.apex_ms),
                     sf_timestamp(),
                     job.id,
                 ),
             )
             if spec.sobject.name == ACCOUNT.name:
                 self._parents.load(conn)
-        # Outside the write lock: the outcome is already stored with the batch.
-        self._write_results(job, batch.index, batch.frame, outcome)
+        if outcome is not None:
+            # Outside the write lock: the outcome is already stored with the batch.
+            frame = batch.frame.head(done) if timed_out else batch.frame
+            self._write_results(job, batch.index, frame, outcome)
+        return rest
+
+    @staticmethod
+    def _store_remainder(conn: sqlite3.Connection, batch: _Batch, done: int) -> int:
+        """Queue the rows an attempt did not get to, as a batch of their own if some were done."""
+        if not done:
+            conn.execute(
+                "UPDATE batches SET attempts = attempts + 1 WHERE job_id = ? AND idx = ?",
+                (batch.job_id, batch.index),
+            )
+            return batch.index
+        index = int(
+            conn.execute(
+                "SELECT MAX(idx) + 1 FROM batches WHERE job_id = ?", (batch.job_id,)
+            ).fetchone()[0]
+        )
+        conn.execute(
+            "INSERT INTO batches (job_id, idx, first_row, row_count, state, attempts) "
+            "VALUES (?, ?, ?, ?, 'queued', ?)",
+            (
+                batch.job_id,
+                index,
+                batch.first_row + done,
+                batch.frame.height - done,
+                batch.attempts + 1,
+            ),
+        )
+        return index
 
     def _write_results(
         self, job: Job, index: int, frame: pl.DataFrame, outcome: BatchOutcome

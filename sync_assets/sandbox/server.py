@@ -18,6 +18,7 @@ import threading
 import time
 import zlib
 from collections.abc import Iterator
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,10 @@ from sync_assets.sandbox.tls import ensure_certificates, server_context
 CONNECTION_FILE = "connection.json"
 _GZIP_MIN_BYTES = 1024
 _IDLE_TIMEOUT_SECONDS = 300
+# REST API status codes: 414 "The length of the URI exceeds the 16,384 byte limit", 431 "The
+# combined length of the URI and headers exceeds the 16,384 byte limit". The answers' bodies are
+# not documented (a front end's error page, probably): the standard library's HTML page stands in.
+_MAX_REQUEST_BYTES = 16_384
 log = logging.getLogger("sync_assets.sandbox")
 
 _FAULT_ANSWERS: dict[str, ApiError] = {
@@ -54,6 +59,7 @@ _FAULT_ANSWERS: dict[str, ApiError] = {
         "1234567890-12345 (-1234567890)",
     ),
     "http_503": ApiError(503, "SERVER_UNAVAILABLE", "Server temporarily unavailable"),
+    # Not what Salesforce sends for its concurrency limit (that is ``http_403_concurrent``).
     "http_429": ApiError(
         429,
         "REQUEST_LIMIT_EXCEEDED",
@@ -72,6 +78,8 @@ class SandboxConfig(BaseModel):
     slots: int = Field(default=10, ge=1)
     rate: float = Field(default=0.0, ge=0)
     lock_timeout: float = Field(default=10.0, ge=0)
+    batch_time_limit: float = Field(default=300.0, gt=0)
+    batch_retries: int = Field(default=20, ge=0)
     faults: str = ""
     seed: int = 0
     daily_records: int = Field(default=150_000_000, ge=0)
@@ -105,6 +113,20 @@ class _Handler(BaseHTTPRequestHandler):
             super().handle()
         except (ConnectionError, ssl.SSLError, TimeoutError, OSError) as error:
             log.debug("connection from %s ended: %s", self.client_address, error)
+
+    def parse_request(self) -> bool:
+        """Refuse a request line, or URI and headers, over the limit before anything handles it."""
+        if not super().parse_request():
+            return False
+        # Decoded as Latin-1 by the standard library: one character per byte.
+        if len(self.requestline) > _MAX_REQUEST_BYTES:
+            self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
+            return False
+        header_bytes = sum(len(name) + len(value) + 4 for name, value in self.headers.raw_items())
+        if len(self.path) + header_bytes > _MAX_REQUEST_BYTES:
+            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
+            return False
+        return True
 
     def do_GET(self) -> None:
         self._dispatch()
@@ -190,7 +212,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.app.count(f"fault:{name}")
         if name == "reset":
             raise _Reset
-        answer = _FAULT_ANSWERS[name]
+        if name == "http_403_concurrent":
+            message = self.server.faults.concurrency_message()
+            answer = ApiError(403, "REQUEST_LIMIT_EXCEEDED", message)
+        else:
+            answer = _FAULT_ANSWERS[name]
         self._send(json_response(answer.body(), answer.status))
 
     def _reset(self) -> None:
@@ -363,7 +389,14 @@ def serve(config: SandboxConfig) -> None:
         limits,
         faults,
         catalog,
-        ProcessingConfig(slots=config.slots, rate=config.rate, lock_timeout=config.lock_timeout),
+        ProcessingConfig(
+            slots=config.slots,
+            rate=config.rate,
+            lock_timeout=config.lock_timeout,
+            batch_time_limit=config.batch_time_limit,
+            batch_retries=config.batch_retries,
+        ),
+        org,
     )
     address: dict[str, str] = {}
     app = SandboxApp(

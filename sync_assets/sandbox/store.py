@@ -30,8 +30,9 @@ _SCHEMA = [
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     """CREATE TABLE IF NOT EXISTS tokens (
         hash TEXT PRIMARY KEY, issued REAL NOT NULL, expires REAL, user_id TEXT)""",
-    """CREATE TABLE IF NOT EXISTS counters (
-        day TEXT NOT NULL, name TEXT NOT NULL, value INTEGER NOT NULL, PRIMARY KEY (day, name))""",
+    """CREATE TABLE IF NOT EXISTS usage (
+        minute INTEGER NOT NULL, name TEXT NOT NULL, value INTEGER NOT NULL,
+        PRIMARY KEY (minute, name))""",
     """CREATE TABLE IF NOT EXISTS jobs (
         id TEXT PRIMARY KEY,
         seq INTEGER NOT NULL,
@@ -72,7 +73,15 @@ _SCHEMA = [
     ) WITHOUT ROWID""",
 ]
 # Columns added since the tables were first made: a data dir from before gets them on start.
-_ADDED_COLUMNS = [("tokens", "user_id", "TEXT"), ("jobs", "created_by", "TEXT")]
+_ADDED_COLUMNS = [
+    ("tokens", "user_id", "TEXT"),
+    ("jobs", "created_by", "TEXT"),
+    ("jobs", "abort_at_batch", "INTEGER"),
+    ("jobs", "stuck_at_batch", "INTEGER"),
+    ("jobs", "stuck_until", "REAL"),
+    ("jobs", "apex_ms", "INTEGER NOT NULL DEFAULT 0"),
+    ("batches", "attempts", "INTEGER NOT NULL DEFAULT 0"),
+]
 
 
 class WriteLock:

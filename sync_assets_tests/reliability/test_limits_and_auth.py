@@ -24,7 +24,7 @@ MAX_RECORDS = 60
 def test_a_night_the_org_cannot_take_is_refused_before_anything_is_sent(
     make_night: NightFactory,
 ) -> None:
-    night = make_night(daily_records=100)
+    night = make_night(daily_batches=0)
     night.land(DROP)
     run = night.run_partition(DROP, PARTITION)
 
@@ -33,7 +33,7 @@ def test_a_night_the_org_cannot_take_is_refused_before_anything_is_sent(
     [error] = run.errors
     to_send = night.staged(DROP, PARTITION).counts.to_send
     assert f"Refusing to load {to_send:,} records" in error
-    assert "DailyBulkApiIngestRecords: needs" in error and "Nothing was sent." in error
+    assert "DailyBulkApiBatches: needs" in error and "Nothing was sent." in error
     assert night.stats()["jobs"] == {}
     assert night.external_ids().is_empty()
     assert night.ledger_keys(PARTITION).is_empty()

@@ -44,14 +44,16 @@ def test_too_few_api_requests_refuses() -> None:
         assess_limits(org(batches=100, requests=5), jobs(100)).raise_if_short()
 
 
-def test_an_ingest_record_counter_is_checked_when_the_org_reports_one() -> None:
+def test_only_limits_a_real_org_reports_are_read() -> None:
+    """/limits has no ingested-records key (the REST API reference's Limits resource)."""
     limits = org(
         batches=100,
         requests=10_000,
         DailyBulkApiIngestRecords={"Max": 150_000_000, "Remaining": 50},
     )
-    with pytest.raises(SalesforceLimitsError, match="DailyBulkApiIngestRecords: needs 100"):
-        assess_limits(limits, jobs(100)).raise_if_short()
+    report = assess_limits(limits, jobs(100))
+    assert [need.limit for need in report.needs] == ["DailyBulkApiBatches", "DailyApiRequests"]
+    report.raise_if_short()
 
 
 def test_a_limits_answer_without_the_batch_limit_is_an_error() -> None:

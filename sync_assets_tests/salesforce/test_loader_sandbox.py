@@ -153,7 +153,7 @@ def test_changed_rows_are_updates(sandbox_dir: Path, tmp_path: Path) -> None:
 
 
 def test_refuses_a_night_the_org_cannot_take(tmp_path: Path) -> None:
-    with running_sandbox(tmp_path / "sandbox", accounts=ACCOUNTS, daily_records=1_000):
+    with running_sandbox(tmp_path / "sandbox", accounts=ACCOUNTS, daily_batches=0):
         rows = staged_partition(1_500, "3", accounts=ACCOUNTS)
         with pytest.raises(SalesforceLimitsError, match="Nothing was sent"):
             loader(tmp_path / "sandbox", tmp_path / "state").load(rows, "drop-a", "3")

@@ -64,8 +64,8 @@ class BulkClient:
             time.sleep(0.05)
         raise TimeoutError(f"job {job_id} still {info['state']} after {timeout} s")
 
-    def load(self, data: bytes | str, object: str = "Opportunity", **job: Any) -> dict[str, Any]:
-        """Create, upload, close and wait; the final JobInfo."""
+    def start(self, data: bytes | str, object: str = "Opportunity", **job: Any) -> str:
+        """Create, upload and close; the job's id."""
         created = self.create(object=object, **job)
         assert created.status_code == 200, created.text
         job_id = created.json()["id"]
@@ -73,7 +73,11 @@ class BulkClient:
         assert uploaded.status_code == 201, uploaded.text
         closed = self.patch(job_id, "UploadComplete")
         assert closed.status_code == 200, closed.text
-        return self.wait(job_id)
+        return str(job_id)
+
+    def load(self, data: bytes | str, object: str = "Opportunity", **job: Any) -> dict[str, Any]:
+        """Create, upload, close and wait; the final JobInfo."""
+        return self.wait(self.start(data, object, **job))
 
     def results_text(self, job_id: str, kind: str) -> requests.Response:
         return self.session.get(f"{self.base}/jobs/ingest/{job_id}/{kind}")

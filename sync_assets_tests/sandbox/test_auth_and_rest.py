@@ -105,8 +105,9 @@ def test_versions_and_retired_versions(bulk: BulkClient) -> None:
 def test_limits_and_usage_header(bulk: BulkClient) -> None:
     answer = bulk.session.get(f"{bulk.base}/limits/")
     limits = answer.json()
-    for name in ("DailyApiRequests", "DailyBulkApiBatches", "DailyBulkApiIngestRecords"):
+    for name in ("DailyApiRequests", "DailyBulkApiBatches", "DailyBulkV2QueryJobs"):
         assert set(limits[name]) == {"Max", "Remaining"}
+    assert "DailyBulkApiIngestRecords" not in limits, "no real org lists an ingest-record limit"
     assert limits["DailyBulkApiBatches"]["Max"] == 15_000
     used, maximum = answer.headers["Sforce-Limit-Info"].removeprefix("api-usage=").split("/")
     assert int(maximum) == limits["DailyApiRequests"]["Max"] and int(used) >= 1

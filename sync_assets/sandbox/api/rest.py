@@ -84,17 +84,7 @@ class RestResources:
         raise not_found()
 
     def _limits(self) -> Response:
-        counted = self.limits.snapshot()
-        return json_response(
-            {
-                "ConcurrentAsyncGetReportInstances": {"Max": 200, "Remaining": 200},
-                **{name: counted[name] for name in sorted(counted)},
-                "DailyBulkV2QueryFileStorageMB": {"Max": 976562, "Remaining": 976562},
-                "DailyBulkV2QueryJobs": {"Max": 10000, "Remaining": 10000},
-                "DataStorageMB": {"Max": 1024, "Remaining": 1024},
-                "FileStorageMB": {"Max": 1024, "Remaining": 1024},
-            }
-        )
+        return json_response(self.limits.report())
 
     def _sobjects(self, request: Request, parts: list[str]) -> Response:
         version = request.api_version

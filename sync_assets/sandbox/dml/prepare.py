@@ -71,6 +71,17 @@ class PreparedBatch:
     parents: list[str | None]
     derived: dict[str, list[Any]]
 
+    def head(self, rows: int) -> "PreparedBatch":
+        """The first ``rows`` rows: the part of a batch an attempt got done before its time ran out."""
+        return PreparedBatch(
+            count=rows,
+            errors=self.errors[:rows],
+            provided={name: values[:rows] for name, values in self.provided.items()},
+            keys=self.keys[:rows],
+            parents=self.parents[:rows],
+            derived={name: values[:rows] for name, values in self.derived.items()},
+        )
+
 
 def _first_errors(errors: list[str | None], new: dict[int, str]) -> None:
     for i, message in new.items():
