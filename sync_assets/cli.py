@@ -128,39 +128,54 @@ def generate(
     typer.echo(f"wrote drop {manifest.drop_id}: {manifest.row_count:,} rows in {target}")
 
 
+EXIT_CODES_HELP = (
+    "Exit codes: 0 the night passed (failed WARN checks are printed, e.g. a reject rate above 1%); "
+    "1 a run or an ERROR check failed (rows may be missing from Salesforce); 2 bad usage; "
+    "3 only WARN checks failed and --strict was given; 4 no complete drop to sync."
+)
+
+
 def _run_night(
     drop_id: str | None,
     partitions: list[str] | None,
     parallel: int,
     launched_by: str,
     rows_if_missing: int | None,
+    strict: bool,
 ) -> None:
     from sync_assets.demo import run_night, wide_console
     from sync_assets.state.layout import PARTITION_KEYS, partition_label
 
-    ok = run_night(
+    verdict = run_night(
         drop_id=drop_id,
         partitions=[partition_label(key) for key in partitions] if partitions else PARTITION_KEYS,
         parallel=parallel,
         launched_by=launched_by,
         rows_if_missing=rows_if_missing,
         console=wide_console(),
+        strict=strict,
     )
-    raise typer.Exit(0 if ok else 1)
+    raise typer.Exit(int(verdict))
 
 
-@app.command()
+StrictOption = Annotated[
+    bool, typer.Option(help="Exit 3 when only WARN checks failed (default: exit 0, printed).")
+]
+
+
+@app.command(epilog=EXIT_CODES_HELP)
 def demo(
     rows: Annotated[
         int, typer.Option(help="Rows of the demo drop, if one must be made.")
     ] = 2_000_000,
     parallel: Annotated[int, typer.Option(help="Partition runs side by side.")] = 10,
+    strict: StrictOption = False,
 ) -> None:
     """The whole nightly sync on the embedded default: demo drop, local sandbox, 10 partitions."""
-    _run_night(None, None, parallel, "sync-assets demo", rows_if_missing=rows)
+    _run_night(None, None, parallel, "sync-assets demo", rows_if_missing=rows, strict=strict)
 
 
-@app.command()
+@app.command(epilog=EXIT_CODES_HELP)
 def sync(
     drop_id: Annotated[
         str | None, typer.Option(help="Drop to sync (default: the newest complete drop).")
@@ -169,9 +184,12 @@ def sync(
         list[str] | None, typer.Option(help="Partition(s) to sync (default: all 10).")
     ] = None,
     parallel: Annotated[int, typer.Option(help="Partition runs side by side.")] = 10,
+    strict: StrictOption = False,
 ) -> None:
     """Run the nightly sync headless against the configured org (or the local sandbox)."""
-    _run_night(drop_id, partition, parallel, "sync-assets sync", rows_if_missing=None)
+    _run_night(
+        drop_id, partition, parallel, "sync-assets sync", rows_if_missing=None, strict=strict
+    )
 
 
 @app.command()

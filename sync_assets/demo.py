@@ -5,6 +5,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from enum import IntEnum
 from pathlib import Path
 
 from rich.console import Console
@@ -18,6 +19,33 @@ from sync_assets.state.progress import read_progress
 from sync_assets.storage import StateStore
 
 DEMO_BAD_FRACTION = 0.001
+
+
+class NightVerdict(IntEnum):
+    """How a night ended, as the command's exit code: what a scheduler (cron, Kubernetes) acts on."""
+
+    PASSED = 0
+    """Every run succeeded and every check passed, or only WARN checks failed (printed)."""
+    FAILED = 1
+    """A run failed or an ERROR check failed: rows may be missing from Salesforce."""
+    WARNINGS = 3
+    """Only WARN checks failed, and the command was asked to be --strict."""
+    NO_DROP = 4
+    """No complete drop to sync: the export did not land (its manifest is missing)."""
+
+
+def night_verdict(outcomes: list[RunOutcome], *, strict: bool) -> NightVerdict:
+    """FAILED on a failed run or ERROR check; WARN-only failures fail only a --strict night."""
+    failed_checks = [check for outcome in outcomes for check in outcome.checks if not check.passed]
+    if not all(outcome.success for outcome in outcomes) or any(
+        check.severity != "WARN" for check in failed_checks
+    ):
+        return NightVerdict.FAILED
+    if failed_checks and strict:
+        return NightVerdict.WARNINGS
+    return NightVerdict.PASSED
+
+
 # The reconciliation table needs ~120 columns; logs and CI are not terminals and default to 80.
 _MIN_WIDTH = 132
 
@@ -139,7 +167,11 @@ def reconciliation_table(outcomes: list[RunOutcome]) -> Table:
         count_check = next(
             (c for c in outcome.checks if c.name == "salesforce_count_matches_ledger"), None
         )
-        failed_checks = [c.name for c in outcome.checks if not c.passed]
+        failed_checks = [
+            f"[yellow]{c.name}" if c.severity == "WARN" else f"[red]{c.name}"
+            for c in outcome.checks
+            if not c.passed
+        ]
         for key in totals:
             totals[key] += int(loaded.get(key) or 0)
         table.add_row(
@@ -150,7 +182,7 @@ def reconciliation_table(outcomes: list[RunOutcome]) -> Table:
             ),
             f"{count_check.metadata.get('salesforce_count', 0):,}" if count_check else "-",
             f"{count_check.metadata.get('ledger_count', 0):,}" if count_check else "-",
-            ("[red]" + ", ".join(failed_checks))
+            ", ".join(failed_checks)
             if failed_checks
             else (
                 f"[green]{len(outcome.checks)} passed"
@@ -165,6 +197,20 @@ def reconciliation_table(outcomes: list[RunOutcome]) -> Table:
     return table
 
 
+def print_checks(outcomes: list[RunOutcome], console: Console) -> None:
+    """The night's summary checks, and every partition check that did not pass, with its reason."""
+    for outcome in outcomes:
+        for check in outcome.checks:
+            if check.passed and outcome.partition:
+                continue
+            if check.passed:
+                verdict = "[green]PASS"
+            else:
+                verdict = "[yellow]WARN" if check.severity == "WARN" else "[red]FAIL"
+            where = f" (partition {outcome.partition})" if outcome.partition else ""
+            console.print(f"{verdict}[/] {check.name}{where}: {check.description}")
+
+
 def run_night(
     *,
     drop_id: str | None,
@@ -173,8 +219,9 @@ def run_night(
     launched_by: str,
     rows_if_missing: int | None,
     console: Console,
-) -> bool:
-    """Sync one drop end to end and print the reconciliation; True if every run and check passed."""
+    strict: bool = False,
+) -> NightVerdict:
+    """Sync one drop end to end and print the reconciliation; how the night ended."""
     settings = SyncSettings()
     dagster_home = prepare_dagster_home(settings.commands_dagster_home())
     started = time.monotonic()
@@ -183,7 +230,7 @@ def run_night(
             drop_id = newest_complete_drop(StateStore(settings.landing_dir))
             if drop_id is None:
                 console.print(f"[red]No complete drop in {settings.landing_dir}.")
-                return False
+                return NightVerdict.NO_DROP
         else:
             drop_id = ensure_demo_drop(settings, rows_if_missing, console)
     generated = time.monotonic()
@@ -200,18 +247,11 @@ def run_night(
             )
     sync_seconds = time.monotonic() - synced_from
     console.print(reconciliation_table(outcomes))
-    summary = next((o for o in outcomes if not o.partition), None)
-    if summary is not None:
-        for check in summary.checks:
-            console.print(
-                f"{'[green]PASS' if check.passed else '[red]FAIL'}[/] {check.name}: {check.description}"
-            )
-    ok = all(
-        outcome.success and all(check.passed for check in outcome.checks) for outcome in outcomes
-    )
+    print_checks(outcomes, console)
+    verdict = night_verdict(outcomes, strict=strict)
     console.print(
         f"Sync of drop {drop_id}: {sync_seconds:.1f} s "
         f"(total {time.monotonic() - started:.1f} s, drop generation {generated - started:.1f} s). "
         f"Run history is in {dagster_home} (`sync-assets ui`)."
     )
-    return ok
+    return verdict

@@ -347,21 +347,19 @@ def test_an_opportunity_moving_to_another_partition_is_in_transit_not_missing(
     assert count_check_alone(old, "d2").metadata["moved_in_transit"].value == 0
 
 
-def test_sync_records_its_runs_in_the_dagster_home_the_user_set(night: Night) -> None:
-    """`DAGSTER_HOME=/x sync-assets sync` keeps its runs in /x, as every Dagster tool does."""
-    night.land("2026-11-27", rows=300)
-    home = night.root / "elsewhere"
+def sync_command(night: Night, *arguments: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`sync-assets sync …` in a fresh process, against the night's sandbox as a configured org."""
     connection = night.sandbox.connection
     command = shutil.which("sync-assets")
     assert command, "the sync-assets entry point is not installed (uv sync)"
-    completed = subprocess.run(
-        [command, "sync", "--partition", "3", "--parallel", "1"],
+    return subprocess.run(
+        [command, "sync", *arguments],
         env={
             **os.environ,
-            "DAGSTER_HOME": str(home),
             "SALESFORCE_INSTANCE_URL": connection.instance_url,
             "SALESFORCE_ACCESS_TOKEN": connection.access_token.get_secret_value(),
             "SALESFORCE_CA_BUNDLE": str(connection.ca_cert),
+            **env,
         },
         cwd=night.root,
         capture_output=True,
@@ -369,8 +367,29 @@ def test_sync_records_its_runs_in_the_dagster_home_the_user_set(night: Night) ->
         timeout=600,
         check=False,
     )
+
+
+def test_sync_records_its_runs_in_the_dagster_home_the_user_set(night: Night) -> None:
+    """`DAGSTER_HOME=/x sync-assets sync` keeps its runs in /x, as every Dagster tool does."""
+    night.land("2026-11-27", rows=300)
+    home = night.root / "elsewhere"
+    completed = sync_command(night, "--partition", "3", "--parallel", "1", DAGSTER_HOME=str(home))
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert not (night.root / ".dagster_home").exists()
     with dg.DagsterInstance.from_config(str(home)) as instance:
         runs = instance.get_runs()
     assert {run.tags.get("dagster/partition") for run in runs} == {"3"}
+
+
+def test_exit_codes_tell_a_night_with_warnings_from_a_failed_one(night: Night) -> None:
+    """0 with WARN checks printed, 3 for the same under --strict, 1 for a failed run, 4 without a drop."""
+    night.land("2026-11-27", rows=4_000, bad_fraction=0.025)
+    warned = sync_command(night, "--partition", "3", "--parallel", "1")
+    assert warned.returncode == 0, warned.stdout + warned.stderr
+    assert "WARN reject_rate_below_threshold (partition 3)" in warned.stdout
+    strict = sync_command(night, "--partition", "3", "--parallel", "1", "--strict")
+    assert strict.returncode == 3, strict.stdout + strict.stderr
+    missing = sync_command(night, "--drop-id", "2026-11-26", "--partition", "3", "--parallel", "1")
+    assert missing.returncode == 1, missing.stdout + missing.stderr
+    empty = sync_command(night, SYNC_LANDING_DIR=str(night.root / "empty"))
+    assert empty.returncode == 4, empty.stdout + empty.stderr
