@@ -135,7 +135,10 @@ class JobRequest:
     column_delimiter: str
 
 
-def _enum(body: dict[str, Any], name: str, allowed: tuple[str, ...], default: str | None) -> str:
+def enum_property(
+    body: dict[str, Any], name: str, allowed: tuple[str, ...], default: str | None
+) -> str:
+    """A create-job body property with one of ``allowed`` values (or its default)."""
     value = body.get(name, default)
     if not isinstance(value, str) or value not in allowed:
         shown = "" if value is None else value
@@ -145,22 +148,63 @@ def _enum(body: dict[str, Any], name: str, allowed: tuple[str, ...], default: st
     return value
 
 
-def parse_job_request(raw: bytes) -> JobRequest:
-    """Validate a create-job body with the errors real orgs give (reference §1.3)."""
+def json_body(raw: bytes) -> dict[str, Any]:
+    """A create-job request body: a JSON object."""
     try:
         body = json.loads(raw or b"null")
     except ValueError as error:
         raise ApiError(400, "JSON_PARSER_ERROR", f"Unexpected character: {error.msg}") from None
     if not isinstance(body, dict):
         raise ApiError(400, "JSON_PARSER_ERROR", "The request body must be a JSON object")
-    operation = _enum(body, "operation", OPERATIONS, None)
+    return body
+
+
+def requested_state(raw: bytes, allowed: tuple[str, ...]) -> str:
+    """The state a PATCH of a job asks for, one of ``allowed``."""
+    try:
+        body = json.loads(raw or b"null")
+    except ValueError:
+        raise ApiError(400, "JSON_PARSER_ERROR", "The request body is not valid JSON") from None
+    state = body.get("state") if isinstance(body, dict) else None
+    if state not in allowed:
+        raise ApiError(
+            400, "INVALIDJOBSTATE", f"Invalid state: '{state}'. Use {' or '.join(allowed)}"
+        )
+    return str(state)
+
+
+def state_conflict(verb: str, state: str) -> ApiError:
+    """A state change the job's current state does not allow (reference §1.5, query abort docs)."""
+    shown = "Completed" if state == "JobComplete" else state
+    return ApiError(400, "INVALIDJOBSTATE", f"{verb} already {shown} Job not allowed")
+
+
+def not_terminated() -> ApiError:
+    """Deleting a job that is not in a terminal state (reference §1.8)."""
+    return ApiError(
+        400,
+        "API_ERROR",
+        "Error encountered when deleting the job because the job is not terminated",
+    )
+
+
+def next_job_id(db: Database, conn: sqlite3.Connection) -> tuple[str, int]:
+    """A new job id (``750…``, ingest and query jobs alike) and its sequence number."""
+    number = db.allocate(conn, f"counter:{JOB_KEY_PREFIX}", 1)
+    return mint_ids(JOB_KEY_PREFIX, number, 1)[0], number
+
+
+def parse_job_request(raw: bytes) -> JobRequest:
+    """Validate a create-job body with the errors real orgs give (reference §1.3)."""
+    body = json_body(raw)
+    operation = enum_property(body, "operation", OPERATIONS, None)
     object_name = body.get("object")
     sobject = find_object(object_name) if isinstance(object_name, str) else None
     if sobject is None:
         raise ApiError(
             400, "INVALIDJOB", f"InvalidJob : Unable to find object: {object_name or ''}"
         )
-    _enum(body, "contentType", ("CSV",), "CSV")
+    enum_property(body, "contentType", ("CSV",), "CSV")
     external_id_field = (
         _upsert_key(sobject, body.get("externalIdFieldName")) if operation == "upsert" else None
     )
@@ -169,8 +213,8 @@ def parse_job_request(raw: bytes) -> JobRequest:
         operation=operation,
         external_id_field=external_id_field,
         assignment_rule_id=body.get("assignmentRuleId"),
-        line_ending=_enum(body, "lineEnding", tuple(LINE_ENDINGS), "LF"),
-        column_delimiter=_enum(body, "columnDelimiter", tuple(DELIMITERS), "COMMA"),
+        line_ending=enum_property(body, "lineEnding", tuple(LINE_ENDINGS), "LF"),
+        column_delimiter=enum_property(body, "columnDelimiter", tuple(DELIMITERS), "COMMA"),
     )
 
 
@@ -202,8 +246,7 @@ class JobStore:
     def create(self, request: JobRequest, api_version: str) -> Job:
         now = sf_timestamp()
         with self.db.write() as conn:
-            number = self.db.allocate(conn, f"counter:{JOB_KEY_PREFIX}", 1)
-            job_id = mint_ids(JOB_KEY_PREFIX, number, 1)[0]
+            job_id, number = next_job_id(self.db, conn)
             conn.execute(
                 "INSERT INTO jobs (id, seq, object, operation, external_id_field, "
                 "assignment_rule_id, line_ending, column_delimiter, api_version, state, "

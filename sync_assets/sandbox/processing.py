@@ -11,9 +11,12 @@ files' bookkeeping, so a restart re-runs exactly the batches that were not appli
 
 import logging
 import math
+import sqlite3
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +33,7 @@ from sync_assets.sandbox.limits import BULK_BATCHES, INGEST_RECORDS, DailyLimits
 from sync_assets.sandbox.objects import ACCOUNT, OBJECTS
 from sync_assets.sandbox.results import BatchStatus, JobFiles, UnprocessedRows
 from sync_assets.sandbox.store import Database
-from sync_assets.sandbox.upload import ParsedUpload, UploadError, parse_upload
+from sync_assets.sandbox.upload import Column, ParsedUpload, UploadError, parse_upload
 
 BATCH_SIZE = 10_000
 _HEADERS_KEPT = 100_000
@@ -86,6 +89,15 @@ class AccountLocks:
 class _Header:
     names: list[str]
     failed: bool
+
+
+@dataclass(frozen=True)
+class _Locked:
+    """A validated batch whose parents' row locks are held: rows that missed one already failed."""
+
+    prepared: PreparedBatch
+    lock_failures: int
+    lock_wait: float
 
 
 @dataclass
@@ -354,27 +366,49 @@ class Processor:
                     failures += 1
         return wanted - missed, failures
 
+    @contextmanager
+    def _locked(
+        self, spec: JobSpec, columns: list[Column], frame: pl.DataFrame, user_id: str
+    ) -> Iterator[_Locked]:
+        """Validate rows, then hold their parent Accounts' row locks until the block ends."""
+        with self._cpu:
+            prepared = prepare_batch(spec, columns, frame, self._parents, user_id)
+        lock_started = time.monotonic()
+        held, lock_failures = self._lock_failures(prepared)
+        try:
+            yield _Locked(prepared, lock_failures, time.monotonic() - lock_started)
+        finally:
+            self._locks.release(id(prepared), held)
+
+    def _apply(
+        self, conn: sqlite3.Connection, spec: JobSpec, prepared: PreparedBatch, user_id: str
+    ) -> BatchOutcome:
+        """Write the rows that passed validation, inside the caller's write transaction."""
+        first = self._db.allocate(conn, f"counter:{spec.sobject.key_prefix}", prepared.count)
+        outcome = commit_batch(conn, spec, prepared, first, user_id, sf_timestamp())
+        if spec.sobject is ACCOUNT:
+            self._parents.load(conn)
+        return outcome
+
+    def write_records(
+        self, spec: JobSpec, columns: list[Column], frame: pl.DataFrame, user_id: str
+    ) -> BatchOutcome:
+        """Apply rows outside any job (REST record calls): a batch's validation, locks and DML."""
+        with self._locked(spec, columns, frame, user_id) as locked, self._db.write() as conn:
+            return self._apply(conn, spec, locked.prepared, user_id)
+
     def _process(self, batch: _Batch) -> bool:
         """Run one batch in ``rows / rate`` seconds at least; False if the sandbox stopped meanwhile."""
         started = time.monotonic()
         user_id = self._identity.user_id
-        with self._cpu:
-            prepared = prepare_batch(
-                batch.spec, batch.upload.columns, batch.frame, self._parents, user_id
-            )
-        lock_started = time.monotonic()
-        held, lock_failures = self._lock_failures(prepared)
-        lock_wait = time.monotonic() - lock_started
-        # The rate is the slot's whole throughput: its own parsing and writing count towards the
-        # batch's rows / rate, as an org's do, instead of adding to it.
-        duration = batch.frame.height / self._config.rate if self._config.rate > 0 else 0.0
-        try:
-            self._commit(batch, prepared, lock_failures, started, duration)
-            busy = time.monotonic() - started - lock_wait
+        with self._locked(batch.spec, batch.upload.columns, batch.frame, user_id) as locked:
+            # The rate is the slot's whole throughput: its own parsing and writing count towards
+            # the batch's rows / rate, as an org's do, instead of adding to it.
+            duration = batch.frame.height / self._config.rate if self._config.rate > 0 else 0.0
+            self._commit(batch, locked.prepared, locked.lock_failures, started, duration)
+            busy = time.monotonic() - started - locked.lock_wait
             # Stopped meanwhile: the batch is applied, and the restart completes its job (`_resume`).
             return not self._stop.wait(max(0.0, duration - busy))
-        finally:
-            self._locks.release(id(prepared), held)
 
     def _commit(
         self,
@@ -390,10 +424,7 @@ class Processor:
             return
         with self._db.write(bulk=True) as conn:
             count = batch.frame.height
-            first = self._db.allocate(conn, f"counter:{spec.sobject.key_prefix}", count)
-            outcome = commit_batch(
-                conn, spec, prepared, first, self._identity.user_id, sf_timestamp()
-            )
+            outcome = self._apply(conn, spec, prepared, self._identity.user_id)
             conn.execute(
                 "UPDATE batches SET state = 'done', processed = ?, failed = ?, outcome = ? "
                 "WHERE job_id = ? AND idx = ?",
@@ -415,8 +446,6 @@ class Processor:
                     job.id,
                 ),
             )
-            if spec.sobject is ACCOUNT:
-                self._parents.load(conn)
         # Outside the write lock: the outcome is already stored with the batch.
         self._write_results(job, batch.index, batch.frame, outcome)
 
