@@ -100,6 +100,10 @@ class TokenStore:
             expires = self._expiry[digest]
         return expires is None or time.time() < expires
 
+    def user_of(self, token: str) -> str:
+        """The Id of the user a valid token was issued to: every token is the integration user's."""
+        return self._identity.user_id
+
     def grant(self, body: bytes) -> str:
         """Check a ``/services/oauth2/token`` form; the issued token, or :class:`OAuthError`."""
         form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}

@@ -34,15 +34,19 @@ class QueryService:
         self._cursors: OrderedDict[str, _Cursor] = OrderedDict()
         self._lock = threading.Lock()
 
+    def compile(self, soql: str, include_deleted: bool, rest: bool = True) -> CompiledQuery:
+        """Compile SOQL against the org's objects; Salesforce's error answer if it is not valid."""
+        try:
+            return compile_soql(soql, self._catalog, include_deleted)
+        except SoqlError as error:
+            raise ApiError(400, error.error_code, error.message, rest=rest) from None
+
     def first_page(
         self, conn: sqlite3.Connection, soql: str | None, include_deleted: bool, api_version: str
     ) -> dict[str, Any]:
         if not soql:
             raise ApiError(400, "MALFORMED_QUERY", "A query string has to be specified", rest=True)
-        try:
-            compiled = compile_soql(soql, self._catalog, include_deleted)
-        except SoqlError as error:
-            raise ApiError(400, error.error_code, error.message, rest=True) from None
+        compiled = self.compile(soql, include_deleted)
         if compiled.is_count:
             count = int(conn.execute(compiled.sql, compiled.params).fetchone()[0])
             return {"totalSize": count, "done": True, "records": []}
@@ -61,6 +65,23 @@ class QueryService:
             )
         cursor = _Cursor(cursor.compiled, cursor.shown, total)
         return self._page(cursor, rows[:PAGE_SIZE], 0, api_version, include_deleted)
+
+    def record(
+        self,
+        conn: sqlite3.Connection,
+        object_name: str,
+        record_id: str,
+        fields: list[str],
+        api_version: str,
+    ) -> dict[str, Any] | None:
+        """One live record with ``fields`` as REST returns it (``attributes`` first), or None."""
+        soql = f"SELECT {', '.join(fields)} FROM {object_name} WHERE Id = '{record_id}'"
+        compiled = self.compile(soql, include_deleted=False)
+        widened = self._with_record_ids(soql, compiled, include_deleted=False)
+        row = conn.execute(widened.sql, widened.params).fetchone()
+        if row is None:
+            return None
+        return _record(object_name, widened.columns, compiled.columns, row, api_version)
 
     def next_page(
         self, conn: sqlite3.Connection, locator: str, include_deleted: bool, api_version: str

@@ -13,6 +13,7 @@ from typing import Any
 from sync_assets.sandbox.api.ingest import IngestResources
 from sync_assets.sandbox.api.messages import Request, Response, allow, json_response
 from sync_assets.sandbox.api.oauth import OAuthResources
+from sync_assets.sandbox.api.records import RecordResources
 from sync_assets.sandbox.api.rest import NEWEST_VERSION, OLDEST_VERSION, RestResources
 from sync_assets.sandbox.auth import OAuthError, OrgIdentity, TokenStore
 from sync_assets.sandbox.errors import ApiError, not_found
@@ -45,7 +46,9 @@ class SandboxApp:
         self.limits = limits
         self.processor = processor
         self.oauth = OAuthResources(identity, tokens, instance_url)
-        self.rest = RestResources(db, identity, limits, QueryService())
+        queries = QueryService()
+        records = RecordResources(db, queries, processor, self.oauth.user_of)
+        self.rest = RestResources(db, identity, limits, queries, records)
         self.ingest = IngestResources(db, identity, jobs, processor)
         self.counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()

@@ -20,9 +20,13 @@ class OAuthResources:
         self.instance_url = instance_url
 
     def authenticate(self, request: Request) -> None:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() not in ("bearer", "oauth") or not self.tokens.valid(token.strip()):
+        token = _bearer_token(request)
+        if token is None or not self.tokens.valid(token):
             raise invalid_session()
+
+    def user_of(self, request: Request) -> str:
+        """The Id of the user whose token signed an authenticated request."""
+        return self.tokens.user_of(_bearer_token(request) or "")
 
     def token(self, request: Request) -> Response:
         token = self.tokens.grant(request.body)
@@ -66,3 +70,8 @@ class OAuthResources:
 
     def _identity_url(self) -> str:
         return f"{self.instance_url()}/id/{self.identity.org_id}/{self.identity.user_id}"
+
+
+def _bearer_token(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() in ("bearer", "oauth") else None

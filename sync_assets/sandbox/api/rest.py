@@ -1,10 +1,11 @@
 """The REST resources: API versions, a version's resource list, limits, sobjects/describe, query."""
 
 from sync_assets.sandbox.api.messages import Request, Response, allow, json_response
+from sync_assets.sandbox.api.records import RecordResources
 from sync_assets.sandbox.auth import OrgIdentity
 from sync_assets.sandbox.errors import ApiError, not_found
 from sync_assets.sandbox.limits import DailyLimits
-from sync_assets.sandbox.objects import OBJECTS, find_object
+from sync_assets.sandbox.objects import OBJECTS, ObjectDef, find_object
 from sync_assets.sandbox.query import QueryService
 from sync_assets.sandbox.store import Database
 
@@ -20,12 +21,18 @@ def release_label(version: int) -> str:
 
 class RestResources:
     def __init__(
-        self, db: Database, identity: OrgIdentity, limits: DailyLimits, queries: QueryService
+        self,
+        db: Database,
+        identity: OrgIdentity,
+        limits: DailyLimits,
+        queries: QueryService,
+        records: RecordResources,
     ) -> None:
         self.db = db
         self.identity = identity
         self.limits = limits
         self.queries = queries
+        self.records = records
 
     @staticmethod
     def versions() -> Response:
@@ -52,7 +59,6 @@ class RestResources:
             allow(request, "GET")
             return self._limits()
         if head == "sobjects":
-            allow(request, "GET")
             return self._sobjects(request, parts[1:])
         if head in ("query", "queryAll") and len(parts) <= 2:
             allow(request, "GET")
@@ -75,6 +81,7 @@ class RestResources:
     def _sobjects(self, request: Request, parts: list[str]) -> Response:
         version = request.api_version
         if not parts:
+            allow(request, "GET")
             return json_response(
                 {
                     "encoding": "UTF-8",
@@ -83,6 +90,7 @@ class RestResources:
                 }
             )
         if parts[0] == "User" and len(parts) == 2 and parts[1] == self.identity.user_id:
+            allow(request, "GET")
             return json_response(
                 {
                     "attributes": {
@@ -93,16 +101,25 @@ class RestResources:
                     "Username": self.identity.username,
                 }
             )
-        sobject = find_object(parts[0])
+        sobject = self._sobject(parts[0])
+        if parts[1:] == ["describe"]:
+            allow(request, "GET")
+            return json_response(sobject.describe(version))
+        if len(parts) > 1:
+            return self.records.handle(request, sobject, parts[1:])
+        allow(request, "HEAD", "GET", "POST")
+        if request.method == "POST":
+            return self.records.create(request, sobject)
+        return json_response({"objectDescribe": sobject.summary(version), "recentItems": []})
+
+    @staticmethod
+    def _sobject(name: str) -> ObjectDef:
+        sobject = find_object(name)
         if sobject is None:
             raise ApiError(
-                404, "NOT_FOUND", f"The requested resource does not exist: {parts[0]}", rest=True
+                404, "NOT_FOUND", f"The requested resource does not exist: {name}", rest=True
             )
-        if len(parts) == 1:
-            return json_response({"objectDescribe": sobject.summary(version), "recentItems": []})
-        if len(parts) == 2 and parts[1] == "describe":
-            return json_response(sobject.describe(version))
-        raise not_found()
+        return sobject
 
     def _query(self, request: Request, include_deleted: bool, locator: str | None) -> Response:
         conn = self.db.connection()
