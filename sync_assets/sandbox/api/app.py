@@ -13,6 +13,7 @@ from typing import Any
 from sync_assets.sandbox.api.ingest import IngestResources
 from sync_assets.sandbox.api.messages import Request, Response, allow, json_response
 from sync_assets.sandbox.api.oauth import OAuthResources
+from sync_assets.sandbox.api.query_jobs import QueryJobResources
 from sync_assets.sandbox.api.records import RecordResources
 from sync_assets.sandbox.api.rest import NEWEST_VERSION, OLDEST_VERSION, RestResources
 from sync_assets.sandbox.auth import OAuthError, OrgIdentity, TokenStore
@@ -22,9 +23,12 @@ from sync_assets.sandbox.limits import API_REQUESTS, DailyLimits
 from sync_assets.sandbox.org import OrgSpec
 from sync_assets.sandbox.processing import Processor
 from sync_assets.sandbox.query import QueryService
+from sync_assets.sandbox.query_jobs import QueryJobStore
+from sync_assets.sandbox.query_runner import QueryRunner
 from sync_assets.sandbox.store import Database
 
 FIRST_INGEST_VERSION = 41
+FIRST_QUERY_JOB_VERSION = 47
 _VERSIONED = re.compile(r"^/services/data/v(\d+)\.(\d)(/.*)?$")
 
 
@@ -50,6 +54,13 @@ class SandboxApp:
         records = RecordResources(db, queries, processor, self.oauth.user_of)
         self.rest = RestResources(db, identity, limits, queries, records)
         self.ingest = IngestResources(db, identity, jobs, processor)
+        query_jobs = QueryJobStore(db)
+        self.query_jobs = QueryJobResources(
+            query_jobs,
+            QueryRunner(db, query_jobs, queries, processor.files),
+            queries,
+            self.oauth.user_of,
+        )
         self.counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
 
@@ -109,6 +120,10 @@ class SandboxApp:
             if major < FIRST_INGEST_VERSION:
                 raise not_found()
             return self.ingest.handle(request, parts[2:])
+        if parts[:2] == ["jobs", "query"]:
+            if major < FIRST_QUERY_JOB_VERSION:
+                raise not_found()
+            return self.query_jobs.handle(request, parts[2:])
         return self.rest.handle(request, parts)
 
     def _stats(self) -> dict[str, Any]:
