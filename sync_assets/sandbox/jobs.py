@@ -2,9 +2,10 @@
 
 import json
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sync_assets.sandbox.errors import ApiError
 from sync_assets.sandbox.ids import mint_ids, to_id18
@@ -16,6 +17,7 @@ OPERATIONS = ("insert", "update", "upsert", "delete", "hardDelete")
 TERMINAL_STATES = ("JobComplete", "Failed", "Aborted")
 DELETABLE_STATES = ("UploadComplete", "JobComplete", "Aborted", "Failed")
 ABORTABLE_STATES = ("Open", "UploadComplete", "InProgress")
+StoredJob = TypeVar("StoredJob")
 
 
 def sf_timestamp(moment: datetime | None = None) -> str:
@@ -237,11 +239,49 @@ def _upsert_key(sobject: ObjectDef, name: Any) -> str:
     return found.name
 
 
-class JobStore:
-    """Jobs in SQLite. Reads use the calling thread's connection; writes take the write lock."""
+class JobTable(Generic[StoredJob]):
+    """A table of jobs: one by id, a page in creation order, those in given states.
+
+    Reads use the calling thread's connection; writes take the write lock.
+    """
+
+    def __init__(
+        self, db: Database, table: str, from_row: Callable[[sqlite3.Row], StoredJob]
+    ) -> None:
+        self.db = db
+        self._table = table
+        self._from_row = from_row
+
+    def get(self, job_id: str) -> StoredJob | None:
+        id18 = to_id18(job_id)
+        if id18 is None:
+            return None
+        row = (
+            self.db.connection()
+            .execute(f"SELECT * FROM {self._table} WHERE id = ?", (id18,))
+            .fetchone()
+        )
+        return None if row is None else self._from_row(row)
+
+    def page(self, offset: int, limit: int) -> list[StoredJob]:
+        rows = self.db.connection().execute(
+            f"SELECT * FROM {self._table} ORDER BY seq LIMIT ? OFFSET ?", (limit, offset)
+        )
+        return [self._from_row(r) for r in rows]
+
+    def in_states(self, states: tuple[str, ...]) -> list[StoredJob]:
+        marks = ", ".join("?" * len(states))
+        rows = self.db.connection().execute(
+            f"SELECT * FROM {self._table} WHERE state IN ({marks}) ORDER BY seq", states
+        )
+        return [self._from_row(r) for r in rows]
+
+
+class JobStore(JobTable[Job]):
+    """Ingest jobs in SQLite."""
 
     def __init__(self, db: Database) -> None:
-        self.db = db
+        super().__init__(db, "jobs", Job.from_row)
 
     def create(self, request: JobRequest, api_version: str) -> Job:
         now = sf_timestamp()
@@ -268,26 +308,6 @@ class JobStore:
         job = self.get(job_id)
         assert job is not None
         return job
-
-    def get(self, job_id: str) -> Job | None:
-        id18 = to_id18(job_id)
-        if id18 is None:
-            return None
-        row = self.db.connection().execute("SELECT * FROM jobs WHERE id = ?", (id18,)).fetchone()
-        return None if row is None else Job.from_row(row)
-
-    def page(self, offset: int, limit: int) -> list[Job]:
-        rows = self.db.connection().execute(
-            "SELECT * FROM jobs ORDER BY seq LIMIT ? OFFSET ?", (limit, offset)
-        )
-        return [Job.from_row(r) for r in rows]
-
-    def in_states(self, states: tuple[str, ...]) -> list[Job]:
-        marks = ", ".join("?" * len(states))
-        rows = self.db.connection().execute(
-            f"SELECT * FROM jobs WHERE state IN ({marks}) ORDER BY seq", states
-        )
-        return [Job.from_row(r) for r in rows]
 
     @staticmethod
     def update(conn: sqlite3.Connection, job_id: str, **values: Any) -> None:

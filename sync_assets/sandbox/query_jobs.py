@@ -12,8 +12,13 @@ from itertools import pairwise
 from typing import Any
 
 from sync_assets.sandbox.errors import ApiError
-from sync_assets.sandbox.ids import to_id18
-from sync_assets.sandbox.jobs import enum_property, json_body, next_job_id, sf_timestamp
+from sync_assets.sandbox.jobs import (
+    JobTable,
+    enum_property,
+    json_body,
+    next_job_id,
+    sf_timestamp,
+)
 from sync_assets.sandbox.soql.lexer import Lexer, LexError, Token
 from sync_assets.sandbox.store import Database
 from sync_assets.sandbox.upload import DELIMITERS, LINE_ENDINGS
@@ -176,11 +181,11 @@ def _tokens(soql: str) -> list[Token]:
     return tokens
 
 
-class QueryJobStore:
-    """Query jobs in SQLite, in a table of their own. Reads use the calling thread's connection."""
+class QueryJobStore(JobTable[QueryJob]):
+    """Query jobs in SQLite, in a table of their own."""
 
     def __init__(self, db: Database) -> None:
-        self.db = db
+        super().__init__(db, "query_jobs", QueryJob.from_row)
         with db.write() as conn:
             conn.execute(_DDL)
 
@@ -211,30 +216,6 @@ class QueryJobStore:
         job = self.get(job_id)
         assert job is not None
         return job
-
-    def get(self, job_id: str) -> QueryJob | None:
-        id18 = to_id18(job_id)
-        if id18 is None:
-            return None
-        row = (
-            self.db.connection()
-            .execute("SELECT * FROM query_jobs WHERE id = ?", (id18,))
-            .fetchone()
-        )
-        return None if row is None else QueryJob.from_row(row)
-
-    def page(self, offset: int, limit: int) -> list[QueryJob]:
-        rows = self.db.connection().execute(
-            "SELECT * FROM query_jobs ORDER BY seq LIMIT ? OFFSET ?", (limit, offset)
-        )
-        return [QueryJob.from_row(r) for r in rows]
-
-    def active(self) -> list[QueryJob]:
-        marks = ", ".join("?" * len(ACTIVE_STATES))
-        rows = self.db.connection().execute(
-            f"SELECT * FROM query_jobs WHERE state IN ({marks}) ORDER BY seq", ACTIVE_STATES
-        )
-        return [QueryJob.from_row(r) for r in rows]
 
     def change(self, job_id: str, allowed: tuple[str, ...], **values: Any) -> str | None:
         """Set columns of a job in one of the ``allowed`` states; the state it was in (None: none).

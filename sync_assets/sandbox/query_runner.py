@@ -20,6 +20,9 @@ from sync_assets.sandbox.store import Database
 
 FETCH_ROWS = 50_000
 _WORKERS = 2
+# A job reads its pages once, in order: a page cache bigger than a few MiB would only hold pages
+# no one reads again (and count towards the process's memory as the job goes on).
+_CACHE_KIB = 16 * 1024
 log = logging.getLogger(__name__)
 
 
@@ -38,7 +41,7 @@ class QueryRunner:
         self._queue: queue.SimpleQueue[str] = queue.SimpleQueue()
         self._workers: list[threading.Thread] = []
         self._workers_lock = threading.Lock()
-        for job in store.active():
+        for job in store.in_states(ACTIVE_STATES):
             self.submit(job.id)
 
     def results(self, job_id: str) -> QueryResults:
@@ -56,6 +59,7 @@ class QueryRunner:
         self._queue.put(job_id)
 
     def _work(self) -> None:
+        self._db.connection().execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
         while True:
             job_id = self._queue.get()
             try:
