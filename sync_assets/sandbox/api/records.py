@@ -87,25 +87,21 @@ class RecordResources:
 
     def handle(self, request: Request, sobject: ObjectDef, parts: list[str]) -> Response:
         """``/sobjects/<Object>/<id>`` and ``/sobjects/<Object>/<externalIdField>/<value>``."""
-        if len(parts) == 1:
-            allow(request, *_ROW_METHODS)
-            record_id = self._record_id(sobject, parts[0])
-            if request.method == "GET":
-                return self._get(request, sobject, record_id)
-            if request.method == "PATCH":
-                return self._update(request, sobject, record_id)
-            return self._delete(request, sobject, record_id)
+        if len(parts) not in (1, 2):
+            raise not_found()
+        allow(request, *_ROW_METHODS)
         if len(parts) == 2:
-            allow(request, *_ROW_METHODS)
-            key_field = self._key_field(sobject, parts[0])
-            value = unquote(parts[1])
+            key_field, value = self._key_field(sobject, parts[0]), unquote(parts[1])
             if request.method == "PATCH":
                 return self._upsert(request, sobject, key_field, value)
             record_id = self._matching_id(sobject, key_field, value)
-            if request.method == "GET":
-                return self._get(request, sobject, record_id)
-            return self._delete(request, sobject, record_id)
-        raise not_found()
+        else:
+            record_id = self._record_id(sobject, parts[0])
+            if request.method == "PATCH":
+                return self._update(request, sobject, record_id)
+        if request.method == "GET":
+            return self._get(request, sobject, record_id)
+        return self._delete(request, sobject, record_id)
 
     # -- reads -----------------------------------------------------------------------------
 
