@@ -2,10 +2,9 @@
 
 import json
 import sqlite3
-from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from sync_assets.sandbox.errors import ApiError
 from sync_assets.sandbox.ids import mint_ids, to_id18
@@ -13,11 +12,14 @@ from sync_assets.sandbox.objects import JOB_KEY_PREFIX, ObjectDef, find_object
 from sync_assets.sandbox.store import Database
 from sync_assets.sandbox.upload import DELIMITERS, LINE_ENDINGS
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 OPERATIONS = ("insert", "update", "upsert", "delete", "hardDelete")
 TERMINAL_STATES = ("JobComplete", "Failed", "Aborted")
 DELETABLE_STATES = ("UploadComplete", "JobComplete", "Aborted", "Failed")
 ABORTABLE_STATES = ("Open", "UploadComplete", "InProgress")
-StoredJob = TypeVar("StoredJob")
+StoredJob = TypeVar("StoredJob", bound="DataclassInstance")
 
 
 def sf_timestamp(moment: datetime | None = None) -> str:
@@ -54,10 +56,6 @@ class Job:
     api_active_ms: int
     started: float | None
     fail_at_batch: int | None
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> "Job":
-        return cls(**{f.name: row[f.name] for f in fields(cls)})
 
     @property
     def content_url(self) -> str:
@@ -155,7 +153,9 @@ def json_body(raw: bytes) -> dict[str, Any]:
     try:
         body = json.loads(raw or b"null")
     except ValueError as error:
-        raise ApiError(400, "JSON_PARSER_ERROR", f"Unexpected character: {error.msg}") from None
+        # Bytes that are not UTF-8 raise UnicodeDecodeError, which has no ``msg``.
+        detail = error.msg if isinstance(error, json.JSONDecodeError) else str(error)
+        raise ApiError(400, "JSON_PARSER_ERROR", f"Unexpected character: {detail}") from None
     if not isinstance(body, dict):
         raise ApiError(400, "JSON_PARSER_ERROR", "The request body must be a JSON object")
     return body
@@ -240,17 +240,18 @@ def _upsert_key(sobject: ObjectDef, name: Any) -> str:
 
 
 class JobTable(Generic[StoredJob]):
-    """A table of jobs: one by id, a page in creation order, those in given states.
+    """A table of jobs, one dataclass a row: by id, a page in creation order, those in states.
 
     Reads use the calling thread's connection; writes take the write lock.
     """
 
-    def __init__(
-        self, db: Database, table: str, from_row: Callable[[sqlite3.Row], StoredJob]
-    ) -> None:
+    def __init__(self, db: Database, table: str, row_type: type[StoredJob]) -> None:
         self.db = db
         self._table = table
-        self._from_row = from_row
+        self._row_type = row_type
+
+    def _from_row(self, row: sqlite3.Row) -> StoredJob:
+        return self._row_type(**{f.name: row[f.name] for f in fields(self._row_type)})
 
     def get(self, job_id: str) -> StoredJob | None:
         id18 = to_id18(job_id)
@@ -281,7 +282,7 @@ class JobStore(JobTable[Job]):
     """Ingest jobs in SQLite."""
 
     def __init__(self, db: Database) -> None:
-        super().__init__(db, "jobs", Job.from_row)
+        super().__init__(db, "jobs", Job)
 
     def create(self, request: JobRequest, api_version: str) -> Job:
         now = sf_timestamp()

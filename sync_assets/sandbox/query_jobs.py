@@ -7,7 +7,7 @@ query_get_all_jobs, query_abort_job, query_delete_job): a job starts ``UploadCom
 
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
@@ -78,10 +78,6 @@ class QueryJob:
     retries: int
     total_ms: int
     started: float | None
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> "QueryJob":
-        return cls(**{f.name: row[f.name] for f in fields(cls)})
 
     @property
     def include_deleted(self) -> bool:
@@ -185,7 +181,7 @@ class QueryJobStore(JobTable[QueryJob]):
     """Query jobs in SQLite, in a table of their own."""
 
     def __init__(self, db: Database) -> None:
-        super().__init__(db, "query_jobs", QueryJob.from_row)
+        super().__init__(db, "query_jobs", QueryJob)
         with db.write() as conn:
             conn.execute(_DDL)
 

@@ -267,9 +267,10 @@ def test_ids_that_name_nothing_are_404(sf: Salesforce, sandbox: SandboxHandle) -
 
 def test_malformed_json_and_methods(bulk: BulkClient) -> None:
     url = f"{bulk.base}/sobjects/Opportunity/"
-    broken = bulk.session.post(url, data=b'{"Name": ', headers={"Content-Type": "application/json"})
-    assert broken.status_code == 400
-    assert broken.json()[0]["errorCode"] == "JSON_PARSER_ERROR"
+    for body in (b'{"Name": ', b'{"Name": "\xff"}', b'{"Amount": NaN}', b"[]"):
+        broken = bulk.session.post(url, data=body, headers={"Content-Type": "application/json"})
+        assert broken.status_code == 400
+        assert broken.json()[0]["errorCode"] == "JSON_PARSER_ERROR"
     patch = bulk.session.patch(url, json={"Name": "x"})
     assert patch.status_code == 405
     assert patch.json() == [

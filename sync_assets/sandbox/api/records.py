@@ -222,6 +222,8 @@ class RecordResources:
             raise _json_error(
                 f"{error.msg} at [line:{error.lineno}, column:{error.colno}]"
             ) from None
+        except UnicodeDecodeError:
+            raise _json_error("Invalid UTF-8 in the request body") from None
         if not isinstance(body, dict):
             raise _json_error("Cannot deserialize instance of sObject from a non-object value")
         fields: dict[str, Any] = {}
