@@ -30,6 +30,13 @@ def row_error(code: str, message: str, fields: Sequence[str] = ()) -> str:
     return f"{code}:{message}:{tail}"
 
 
+def parse_row_error(error: str) -> tuple[str, str, list[str]]:
+    """The code, message and fields of a :func:`row_error` value (the message may hold colons)."""
+    code, _, rest = error.partition(":")
+    message, _, tail = rest.rpartition(":")
+    return code, message, tail.removesuffix("--").split()
+
+
 def _type_error(field: FieldDef, value: str) -> str:
     return row_error(
         "INVALID_TYPE_ON_FIELD_IN_RECORD",

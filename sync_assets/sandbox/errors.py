@@ -10,17 +10,30 @@ class ApiError(Exception):
     endpoints ``errorCode`` first, as captured from real orgs; parsers do not care, people do.
     """
 
-    def __init__(self, status: int, error_code: str, message: str, rest: bool = False) -> None:
+    def __init__(
+        self,
+        status: int,
+        error_code: str,
+        message: str,
+        rest: bool = False,
+        fields: list[str] | None = None,
+    ) -> None:
         super().__init__(f"{status} {error_code}: {message}")
         self.status = status
         self.error_code = error_code
         self.message = message
         self.rest = rest
+        # REST record errors name the fields at fault, as ``"fields": [...]`` (possibly empty).
+        self.fields = fields
 
     def body(self) -> list[dict[str, Any]]:
         if self.rest:
-            return [{"message": self.message, "errorCode": self.error_code}]
-        return [{"errorCode": self.error_code, "message": self.message}]
+            error: dict[str, Any] = {"message": self.message, "errorCode": self.error_code}
+        else:
+            error = {"errorCode": self.error_code, "message": self.message}
+        if self.fields is not None:
+            error["fields"] = self.fields
+        return [error]
 
 
 def not_found() -> ApiError:

@@ -5,7 +5,7 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from sync_assets.sandbox.errors import ApiError
 from sync_assets.sandbox.ids import mint_ids, to_id18
@@ -13,10 +13,14 @@ from sync_assets.sandbox.objects import JOB_KEY_PREFIX, ObjectDef, find_object
 from sync_assets.sandbox.store import Database
 from sync_assets.sandbox.upload import DELIMITERS, LINE_ENDINGS
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 OPERATIONS = ("insert", "update", "upsert", "delete", "hardDelete")
 TERMINAL_STATES = ("JobComplete", "Failed", "Aborted")
 DELETABLE_STATES = ("UploadComplete", "JobComplete", "Aborted", "Failed")
 ABORTABLE_STATES = ("Open", "UploadComplete", "InProgress")
+StoredJob = TypeVar("StoredJob", bound="DataclassInstance")
 
 
 def sf_timestamp(moment: datetime | None = None) -> str:
@@ -58,10 +62,6 @@ class Job:
     stuck_at_batch: int | None
     stuck_until: float | None
     apex_ms: int
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> "Job":
-        return cls(**{f.name: row[f.name] for f in fields(cls)})
 
     @property
     def content_url(self) -> str:
@@ -141,7 +141,10 @@ class JobRequest:
     column_delimiter: str
 
 
-def _enum(body: dict[str, Any], name: str, allowed: tuple[str, ...], default: str | None) -> str:
+def enum_property(
+    body: dict[str, Any], name: str, allowed: tuple[str, ...], default: str | None
+) -> str:
+    """A create-job body property with one of ``allowed`` values (or its default)."""
     value = body.get(name, default)
     if not isinstance(value, str) or value not in allowed:
         shown = "" if value is None else value
@@ -151,6 +154,54 @@ def _enum(body: dict[str, Any], name: str, allowed: tuple[str, ...], default: st
     return value
 
 
+def json_body(raw: bytes) -> dict[str, Any]:
+    """A create-job request body: a JSON object."""
+    try:
+        body = json.loads(raw or b"null")
+    except ValueError as error:
+        # Bytes that are not UTF-8 raise UnicodeDecodeError, which has no ``msg``.
+        detail = error.msg if isinstance(error, json.JSONDecodeError) else str(error)
+        raise ApiError(400, "JSON_PARSER_ERROR", f"Unexpected character: {detail}") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "JSON_PARSER_ERROR", "The request body must be a JSON object")
+    return body
+
+
+def requested_state(raw: bytes, allowed: tuple[str, ...]) -> str:
+    """The state a PATCH of a job asks for, one of ``allowed``."""
+    try:
+        body = json.loads(raw or b"null")
+    except ValueError:
+        raise ApiError(400, "JSON_PARSER_ERROR", "The request body is not valid JSON") from None
+    state = body.get("state") if isinstance(body, dict) else None
+    if state not in allowed:
+        raise ApiError(
+            400, "INVALIDJOBSTATE", f"Invalid state: '{state}'. Use {' or '.join(allowed)}"
+        )
+    return str(state)
+
+
+def state_conflict(verb: str, state: str) -> ApiError:
+    """A state change the job's current state does not allow (reference §1.5, query abort docs)."""
+    shown = "Completed" if state == "JobComplete" else state
+    return ApiError(400, "INVALIDJOBSTATE", f"{verb} already {shown} Job not allowed")
+
+
+def not_terminated() -> ApiError:
+    """Deleting a job that is not in a terminal state (reference §1.8)."""
+    return ApiError(
+        400,
+        "API_ERROR",
+        "Error encountered when deleting the job because the job is not terminated",
+    )
+
+
+def next_job_id(db: Database, conn: sqlite3.Connection) -> tuple[str, int]:
+    """A new job id (``750…``, ingest and query jobs alike) and its sequence number."""
+    number = db.allocate(conn, f"counter:{JOB_KEY_PREFIX}", 1)
+    return mint_ids(JOB_KEY_PREFIX, number, 1)[0], number
+
+
 def parse_job_request(
     raw: bytes, find: Callable[[str], ObjectDef | None] = find_object
 ) -> JobRequest:
@@ -158,20 +209,15 @@ def parse_job_request(
 
     ``find`` looks objects up as the creating user sees them.
     """
-    try:
-        body = json.loads(raw or b"null")
-    except ValueError as error:
-        raise ApiError(400, "JSON_PARSER_ERROR", f"Unexpected character: {error.msg}") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "JSON_PARSER_ERROR", "The request body must be a JSON object")
-    operation = _enum(body, "operation", OPERATIONS, None)
+    body = json_body(raw)
+    operation = enum_property(body, "operation", OPERATIONS, None)
     object_name = body.get("object")
     sobject = find(object_name) if isinstance(object_name, str) else None
     if sobject is None:
         raise ApiError(
             400, "INVALIDJOB", f"InvalidJob : Unable to find object: {object_name or ''}"
         )
-    _enum(body, "contentType", ("CSV",), "CSV")
+    enum_property(body, "contentType", ("CSV",), "CSV")
     external_id_field = (
         _upsert_key(sobject, body.get("externalIdFieldName")) if operation == "upsert" else None
     )
@@ -180,8 +226,8 @@ def parse_job_request(
         operation=operation,
         external_id_field=external_id_field,
         assignment_rule_id=body.get("assignmentRuleId"),
-        line_ending=_enum(body, "lineEnding", tuple(LINE_ENDINGS), "LF"),
-        column_delimiter=_enum(body, "columnDelimiter", tuple(DELIMITERS), "COMMA"),
+        line_ending=enum_property(body, "lineEnding", tuple(LINE_ENDINGS), "LF"),
+        column_delimiter=enum_property(body, "columnDelimiter", tuple(DELIMITERS), "COMMA"),
     )
 
 
@@ -204,17 +250,55 @@ def _upsert_key(sobject: ObjectDef, name: Any) -> str:
     return found.name
 
 
-class JobStore:
-    """Jobs in SQLite. Reads use the calling thread's connection; writes take the write lock."""
+class JobTable(Generic[StoredJob]):
+    """A table of jobs, one dataclass a row: by id, a page in creation order, those in states.
+
+    Reads use the calling thread's connection; writes take the write lock.
+    """
+
+    def __init__(self, db: Database, table: str, row_type: type[StoredJob]) -> None:
+        self.db = db
+        self._table = table
+        self._row_type = row_type
+
+    def _from_row(self, row: sqlite3.Row) -> StoredJob:
+        return self._row_type(**{f.name: row[f.name] for f in fields(self._row_type)})
+
+    def get(self, job_id: str) -> StoredJob | None:
+        id18 = to_id18(job_id)
+        if id18 is None:
+            return None
+        row = (
+            self.db.connection()
+            .execute(f"SELECT * FROM {self._table} WHERE id = ?", (id18,))
+            .fetchone()
+        )
+        return None if row is None else self._from_row(row)
+
+    def page(self, offset: int, limit: int) -> list[StoredJob]:
+        rows = self.db.connection().execute(
+            f"SELECT * FROM {self._table} ORDER BY seq LIMIT ? OFFSET ?", (limit, offset)
+        )
+        return [self._from_row(r) for r in rows]
+
+    def in_states(self, states: tuple[str, ...]) -> list[StoredJob]:
+        marks = ", ".join("?" * len(states))
+        rows = self.db.connection().execute(
+            f"SELECT * FROM {self._table} WHERE state IN ({marks}) ORDER BY seq", states
+        )
+        return [self._from_row(r) for r in rows]
+
+
+class JobStore(JobTable[Job]):
+    """Ingest jobs in SQLite."""
 
     def __init__(self, db: Database) -> None:
-        self.db = db
+        super().__init__(db, "jobs", Job)
 
     def create(self, request: JobRequest, api_version: str, created_by: str) -> Job:
         now = sf_timestamp()
         with self.db.write() as conn:
-            number = self.db.allocate(conn, f"counter:{JOB_KEY_PREFIX}", 1)
-            job_id = mint_ids(JOB_KEY_PREFIX, number, 1)[0]
+            job_id, number = next_job_id(self.db, conn)
             conn.execute(
                 "INSERT INTO jobs (id, seq, object, operation, external_id_field, "
                 "assignment_rule_id, line_ending, column_delimiter, api_version, state, "
@@ -239,30 +323,10 @@ class JobStore:
         assert job is not None
         return job
 
-    def get(self, job_id: str) -> Job | None:
-        id18 = to_id18(job_id)
-        if id18 is None:
-            return None
-        row = self.db.connection().execute("SELECT * FROM jobs WHERE id = ?", (id18,)).fetchone()
-        return None if row is None else Job.from_row(row)
-
-    def page(self, offset: int, limit: int) -> list[Job]:
-        rows = self.db.connection().execute(
-            "SELECT * FROM jobs ORDER BY seq LIMIT ? OFFSET ?", (limit, offset)
-        )
-        return [Job.from_row(r) for r in rows]
-
     def adopt_orphans(self, user_id: str) -> None:
         """Give jobs from before jobs had creators to ``user_id`` (the integration user)."""
         with self.db.write() as conn:
             conn.execute("UPDATE jobs SET created_by = ? WHERE created_by IS NULL", (user_id,))
-
-    def in_states(self, states: tuple[str, ...]) -> list[Job]:
-        marks = ", ".join("?" * len(states))
-        rows = self.db.connection().execute(
-            f"SELECT * FROM jobs WHERE state IN ({marks}) ORDER BY seq", states
-        )
-        return [Job.from_row(r) for r in rows]
 
     @staticmethod
     def update(conn: sqlite3.Connection, job_id: str, **values: Any) -> None:

@@ -8,6 +8,8 @@ slot's throughput). A record whose Account is held by another running batch wait
 ``lock_timeout`` and then fails with ``UNABLE_TO_LOCK_ROW`` (counted in the job's ``retries``). A
 batch is written in one SQLite transaction together with its result files' bookkeeping, so a
 restart re-runs exactly the batches that were not applied.
+REST record writes (``write_records``) take
+the same path as a batch of their own: validation, automation, row locks and DML.
 
 Each batch counts against the org's daily records and batches when it is processed: "If the limit
 is exceeded while processing your job data, the remaining data isn't processed. The ingest job is
@@ -26,6 +28,8 @@ import sqlite3
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,7 +54,7 @@ from sync_assets.sandbox.objects import ACCOUNT, OPPORTUNITY
 from sync_assets.sandbox.org import OrgSpec
 from sync_assets.sandbox.results import BatchStatus, JobFiles, UnprocessedRows
 from sync_assets.sandbox.store import Database
-from sync_assets.sandbox.upload import ParsedUpload, UploadError, parse_upload
+from sync_assets.sandbox.upload import Column, ParsedUpload, UploadError, parse_upload
 
 BATCH_SIZE = 10_000
 _HEADERS_KEPT = 100_000
@@ -132,6 +136,21 @@ class AccountLocks:
 class _Header:
     names: list[str]
     failed: bool
+
+
+@dataclass(frozen=True)
+class _Locked:
+    """Validated rows past the org's automation, their parents' row locks held.
+
+    Rows that failed (validation, the maintenance window, a trigger, a lock) carry their error.
+    ``apex_ms`` is the Apex time of each 200-row chunk, ``lock_failed`` the rows failed for a
+    lock, in order; ``lock_wait`` is the seconds spent waiting for locks.
+    """
+
+    prepared: PreparedBatch
+    apex_ms: list[float]
+    lock_failed: list[int]
+    lock_wait: float
 
 
 @dataclass
@@ -502,14 +521,17 @@ class Processor:
             return None
         return Automation(automation, spec.operation)
 
-    def _process(self, batch: _Batch) -> _Ending:
-        """Run one attempt at a batch, in ``rows / rate`` seconds plus its Apex time at least."""
-        started = time.monotonic()
+    @contextmanager
+    def _locked(
+        self, spec: JobSpec, columns: list[Column], frame: pl.DataFrame, user_id: str
+    ) -> Iterator[_Locked]:
+        """Validate rows, run the org's automation, hold the parent Accounts' locks until the end.
+
+        Bulk batches and REST record writes alike. During a maintenance window every row fails
+        and nothing runs or locks.
+        """
         with self._cpu:
-            prepared = prepare_batch(
-                batch.spec, batch.upload.columns, batch.frame, self._parents, batch.user_id
-            )
-        automation = self._automation_for(batch.spec)
+            prepared = prepare_batch(spec, columns, frame, self._parents, user_id)
         held: set[str] = set()
         lock_failed: list[int] = []
         apex_ms: list[float] = []
@@ -517,26 +539,57 @@ class Processor:
         if self._faults.in_maintenance():
             fail_active_rows(prepared.errors, 0, prepared.count, IN_MAINTENANCE)
         else:
+            automation = self._automation_for(spec)
             if automation is not None:
                 apex_ms = automation.run_triggers(prepared.errors)
             lock_started = time.monotonic()
             held, lock_failed = self._lock_failures(prepared, automation)
             lock_wait = time.monotonic() - lock_started
-        done, seconds = self._attempt_time(batch.frame.height, apex_ms)
-        attempt = _Attempt(
-            done=done,
-            seconds=seconds,
-            apex_ms=sum(apex_ms[: math.ceil(done / DML_CHUNK)]),
-            lock_failures=bisect.bisect_left(lock_failed, done),
-        )
         try:
-            rest = self._commit(batch, prepared, attempt, started)
-            busy = time.monotonic() - started - lock_wait
+            yield _Locked(prepared, apex_ms, lock_failed, lock_wait)
+        finally:
+            self._locks.release(id(prepared), held)
+
+    def _apply(
+        self, conn: sqlite3.Connection, spec: JobSpec, prepared: PreparedBatch, user_id: str
+    ) -> BatchOutcome:
+        """Write the rows that passed validation, inside the caller's write transaction."""
+        first = self._db.allocate(conn, f"counter:{spec.sobject.key_prefix}", prepared.count)
+        outcome = commit_batch(conn, spec, prepared, first, user_id, sf_timestamp())
+        if spec.sobject.name == ACCOUNT.name:
+            self._parents.load(conn)
+        return outcome
+
+    def write_records(
+        self, spec: JobSpec, columns: list[Column], frame: pl.DataFrame, user_id: str
+    ) -> BatchOutcome:
+        """Apply rows outside any job (REST record calls): a batch's validation, locks and DML.
+
+        A record's triggers run inside its transaction: it is written once their Apex time is up
+        (one 200-record chunk, so the CPU limit and wrapped lock errors apply as to a batch). No
+        Bulk rate, batch time limit or retry: those are the Bulk queue's.
+        """
+        with self._locked(spec, columns, frame, user_id) as locked:
+            self._stop.wait(sum(locked.apex_ms) / 1000)
+            with self._db.write() as conn:
+                return self._apply(conn, spec, locked.prepared, user_id)
+
+    def _process(self, batch: _Batch) -> _Ending:
+        """Run one attempt at a batch, in ``rows / rate`` seconds plus its Apex time at least."""
+        started = time.monotonic()
+        with self._locked(batch.spec, batch.upload.columns, batch.frame, batch.user_id) as locked:
+            done, seconds = self._attempt_time(batch.frame.height, locked.apex_ms)
+            attempt = _Attempt(
+                done=done,
+                seconds=seconds,
+                apex_ms=sum(locked.apex_ms[: math.ceil(done / DML_CHUNK)]),
+                lock_failures=bisect.bisect_left(locked.lock_failed, done),
+            )
+            rest = self._commit(batch, locked.prepared, attempt, started)
+            busy = time.monotonic() - started - locked.lock_wait
             # Stopped meanwhile: what was done is applied, and the restart goes on (`_resume`).
             if self._stop.wait(max(0.0, seconds - busy)):
                 return _Ending.STOPPED
-        finally:
-            self._locks.release(id(prepared), held)
         return self._after_attempt(batch, attempt, rest)
 
     def _attempt_time(self, count: int, apex_ms: list[float]) -> tuple[int, float]:
@@ -586,14 +639,8 @@ class Processor:
         outcome: BatchOutcome | None = None
         with self._db.write(bulk=True) as conn:
             if done:
-                first = self._db.allocate(conn, f"counter:{spec.sobject.key_prefix}", done)
-                outcome = commit_batch(
-                    conn,
-                    spec,
-                    prepared.head(done) if timed_out else prepared,
-                    first,
-                    batch.user_id,
-                    sf_timestamp(),
+                outcome = self._apply(
+                    conn, spec, prepared.head(done) if timed_out else prepared, batch.user_id
                 )
                 conn.execute(
                     "UPDATE batches SET state = 'done', row_count = ?, processed = ?, "
@@ -619,8 +666,6 @@ class Processor:
                     job.id,
                 ),
             )
-            if spec.sobject.name == ACCOUNT.name:
-                self._parents.load(conn)
         if outcome is not None:
             # Outside the write lock: the outcome is already stored with the batch.
             frame = batch.frame.head(done) if timed_out else batch.frame

@@ -34,6 +34,19 @@ class QueryService:
         self._cursors: OrderedDict[str, _Cursor] = OrderedDict()
         self._lock = threading.Lock()
 
+    @staticmethod
+    def compile(
+        soql: str, include_deleted: bool, catalog: Catalog, rest: bool = True
+    ) -> CompiledQuery:
+        """Compile SOQL over the objects of ``catalog`` (the querying user's view).
+
+        Salesforce's error answer if it is not valid.
+        """
+        try:
+            return compile_soql(soql, catalog.soql(), include_deleted)
+        except SoqlError as error:
+            raise ApiError(400, error.error_code, error.message, rest=rest) from None
+
     def first_page(
         self,
         conn: sqlite3.Connection,
@@ -45,10 +58,7 @@ class QueryService:
         """The first page of ``soql`` over the objects of ``catalog`` (the querying user's view)."""
         if not soql:
             raise ApiError(400, "MALFORMED_QUERY", "A query string has to be specified", rest=True)
-        try:
-            compiled = compile_soql(soql, catalog.soql(), include_deleted)
-        except SoqlError as error:
-            raise ApiError(400, error.error_code, error.message, rest=True) from None
+        compiled = self.compile(soql, include_deleted, catalog)
         if compiled.is_count:
             count = int(conn.execute(compiled.sql, compiled.params).fetchone()[0])
             return {"totalSize": count, "done": True, "records": []}
@@ -61,6 +71,27 @@ class QueryService:
             )
         cursor = _Cursor(widened, compiled.columns, total, catalog)
         return self._page(cursor, rows[:PAGE_SIZE], 0, api_version, include_deleted)
+
+    def record(
+        self,
+        conn: sqlite3.Connection,
+        object_name: str,
+        record_id: str,
+        fields: list[str],
+        api_version: str,
+        catalog: Catalog,
+    ) -> dict[str, Any] | None:
+        """One live record with ``fields`` as REST returns it (``attributes`` first), or None.
+
+        The fields are read through ``catalog``, the reading user's view.
+        """
+        soql = f"SELECT {', '.join(fields)} FROM {object_name} WHERE Id = '{record_id}'"
+        compiled = self.compile(soql, False, catalog)
+        widened = self._with_record_ids(soql, compiled, False, catalog)
+        row = conn.execute(widened.sql, widened.params).fetchone()
+        if row is None:
+            return None
+        return _record(_Cursor(widened, compiled.columns, 1, catalog), row, api_version)
 
     def next_page(
         self, conn: sqlite3.Connection, locator: str, include_deleted: bool, api_version: str

@@ -154,7 +154,7 @@ def plan_columns(sobject: ObjectDef, header: list[str]) -> list[Column]:
     columns: list[Column] = []
     seen: set[str] = set()
     for index, name in enumerate(header):
-        column = _resolve(sobject, index, name)
+        column = resolve_column(sobject, index, name)
         if column is None:
             raise UploadError(f"InvalidBatch : Field name not found : {name}")
         key = name.lower()
@@ -165,7 +165,8 @@ def plan_columns(sobject: ObjectDef, header: list[str]) -> list[Column]:
     return columns
 
 
-def _resolve(sobject: ObjectDef, index: int, name: str) -> Column | None:
+def resolve_column(sobject: ObjectDef, index: int, name: str) -> Column | None:
+    """The column a header name writes (``Field`` or ``Relationship.IndexedField``), or None."""
     relationship, dot, parent_field_name = name.partition(".")
     if not dot:
         found = sobject.field(name)

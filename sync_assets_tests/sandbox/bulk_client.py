@@ -50,15 +50,15 @@ class BulkClient:
     def patch(self, job_id: str, state: str) -> requests.Response:
         return self.session.patch(f"{self.base}/jobs/ingest/{job_id}", json={"state": state})
 
-    def info(self, job_id: str) -> dict[str, Any]:
-        response = self.session.get(f"{self.base}/jobs/ingest/{job_id}")
+    def info(self, job_id: str, kind: str = "ingest") -> dict[str, Any]:
+        response = self.session.get(f"{self.base}/jobs/{kind}/{job_id}")
         response.raise_for_status()
         return response.json()
 
-    def wait(self, job_id: str, timeout: float = 60.0) -> dict[str, Any]:
+    def wait(self, job_id: str, timeout: float = 60.0, kind: str = "ingest") -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            info = self.info(job_id)
+            info = self.info(job_id, kind)
             if info["state"] in ("JobComplete", "Failed", "Aborted"):
                 return info
             time.sleep(0.05)
@@ -78,6 +78,18 @@ class BulkClient:
     def load(self, data: bytes | str, object: str = "Opportunity", **job: Any) -> dict[str, Any]:
         """Create, upload, close and wait; the final JobInfo."""
         return self.wait(self.start(data, object, **job))
+
+    def create_query(self, **job: Any) -> requests.Response:
+        return self.session.post(f"{self.base}/jobs/query", json=job)
+
+    def run_query(self, soql: str, operation: str = "query", **job: Any) -> dict[str, Any]:
+        """Create a query job and wait for it; the final JobInfo."""
+        created = self.create_query(operation=operation, query=soql, **job)
+        assert created.status_code == 200, created.text
+        return self.wait(created.json()["id"], kind="query")
+
+    def query_results(self, job_id: str, **params: str | int) -> requests.Response:
+        return self.session.get(f"{self.base}/jobs/query/{job_id}/results", params=params)
 
     def results_text(self, job_id: str, kind: str) -> requests.Response:
         return self.session.get(f"{self.base}/jobs/ingest/{job_id}/{kind}")

@@ -4,6 +4,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from pydantic import SecretStr
 from simple_salesforce import Salesforce
 
 from sync_assets.salesforce.transport import verified_session
@@ -41,6 +42,24 @@ class AcmeSandbox:
     @property
     def connection(self) -> SandboxConnection:
         return self.handle.connection
+
+    def person(self) -> BulkClient:
+        """A client logged in as the org file's sales rep with the OAuth password grant."""
+        connection = self.connection
+        rep = self.org.document["users"]["people"][0]
+        answer = verified_session(connection.ca_cert).post(
+            connection.token_url,
+            data={
+                "grant_type": "password",
+                "client_id": connection.client_id,
+                "client_secret": connection.client_secret.get_secret_value(),
+                "username": rep["username"],
+                "password": rep["password"],
+            },
+        )
+        assert answer.status_code == 200, answer.text
+        token = SecretStr(answer.json()["access_token"])
+        return BulkClient(connection.model_copy(update={"access_token": token}))
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,7 @@ from pydantic.alias_generators import to_camel
 
 from sync_assets.salesforce.connection import DEFAULT_API_VERSION
 from sync_assets.sandbox.runner import SandboxConnection, SandboxHandle
+from sync_assets_tests.sandbox.bulk_client import BulkClient
 
 pytestmark = pytest.mark.slow
 
@@ -46,6 +47,7 @@ UNKNOWN_COLUMN = "Nonexistent__c"
 NAME_MISSING = "REQUIRED_FIELD_MISSING:Required fields are missing: [Name]:Name --"
 BAD_STAGE = re.compile(r"^INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST:.+:StageName --$")
 OPPORTUNITY_ID = re.compile(r"^006[0-9A-Za-z]{15}$")
+QUERY_RESULTS = re.compile(r"/services/data/v[\d.]+/jobs/query/(750\w{15})/results")
 
 
 class CamelModel(BaseModel):
@@ -65,6 +67,12 @@ class AbortedUploadPlan(CamelModel):
     records: list[dict[str, Any]]
 
 
+class BulkQueryPlan(CamelModel):
+    name: str
+    soql: str
+    scan_all: bool
+
+
 class CheckPlan(CamelModel):
     api_version: str
     poll_interval_ms: int
@@ -72,6 +80,7 @@ class CheckPlan(CamelModel):
     loads: list[LoadPlan]
     aborted_upload: AbortedUploadPlan
     queries: list[str]
+    bulk_queries: list[BulkQueryPlan]
 
 
 class JsforceError(CamelModel):
@@ -105,6 +114,11 @@ class QueryOutcome(CamelModel):
     error: JsforceError | None
 
 
+class BulkQueryOutcome(CamelModel):
+    records: list[dict[str, str]] = []
+    error: JsforceError | None
+
+
 class SentRequest(CamelModel):
     method: str
     path: str
@@ -121,6 +135,7 @@ class CheckSummary(CamelModel):
     loads: dict[str, LoadOutcome]
     aborted_upload: AbortedUploadOutcome
     queries: list[QueryOutcome]
+    bulk_queries: dict[str, BulkQueryOutcome]
     requests: list[SentRequest]
 
 
@@ -224,6 +239,18 @@ class Scenario(BaseModel):
                 "SELECT External_Id__c, StageName, Amount, Description FROM Opportunity "
                 f"WHERE External_Id__c IN ({_soql_strings(self.tricky_keys)})",
             ],
+            bulk_queries=[
+                BulkQueryPlan(name=name, soql=self.bulk_soql, scan_all=scan_all)
+                for name, scan_all in (("query", False), ("queryAll", True))
+            ],
+        )
+
+    @property
+    def bulk_soql(self) -> str:
+        return (
+            "SELECT External_Id__c, StageName, Amount, Description, Account.External_Id__c "
+            f"FROM Opportunity WHERE External_Id__c IN ({_soql_strings(self.tricky_keys)}) "
+            "ORDER BY External_Id__c"
         )
 
 
@@ -441,3 +468,41 @@ def test_a_job_level_failure_reaches_jsforce_with_its_error_message(summary: Che
         "Ingest job failed to complete due to: "
         f"InvalidBatch : Field name not found : {UNKNOWN_COLUMN}"
     )
+
+
+def test_bulk2_query_reads_back_the_records_as_csv_strings(
+    summary: CheckSummary, scenario: Scenario
+) -> None:
+    descriptions = scenario.upsert_descriptions()
+    expected = [
+        {
+            "External_Id__c": key,
+            "StageName": "Closed Won",
+            "Amount": "" if index == 0 else "1250.5",
+            "Description": descriptions[key],
+            "Account.External_Id__c": ACCOUNT_KEY,
+        }
+        for index, key in enumerate(scenario.tricky_keys)
+    ]
+    for name in ("query", "queryAll"):
+        outcome = summary.bulk_queries[name]
+        assert outcome.error is None, f"jsforce bulk2.query failed: {outcome.error}"
+        assert outcome.records == sorted(expected, key=lambda row: row["External_Id__c"])
+
+
+def test_bulk2_query_stops_at_the_null_locator_and_sends_the_operation(
+    summary: CheckSummary, sandbox: SandboxHandle
+) -> None:
+    """jsforce reads result pages until ``Sforce-Locator`` is the string ``null``."""
+    results = [
+        (found.group(1), request.status)
+        for request in summary.requests
+        if request.method == "GET" and (found := QUERY_RESULTS.fullmatch(request.path))
+    ]
+    assert [status for _, status in results] == [200, 200]
+    job_ids = [job_id for job_id, _ in results]
+    bulk = BulkClient(sandbox.connection)
+    assert [bulk.info(job_id, "query")["operation"] for job_id in job_ids] == [
+        "query",
+        "queryAll",
+    ]

@@ -11,9 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr
-
-from sync_assets.salesforce.transport import verified_session
 from sync_assets.sandbox.ids import mint_ids
 from sync_assets.sandbox.runner import SandboxHandle
 from sync_assets_tests.sandbox.bulk_client import BulkClient, unique_prefix
@@ -55,28 +52,6 @@ def _row(key: str, **values: str) -> dict[str, str]:
         "CloseDate": "2026-11-28",
         **values,
     }
-
-
-def _client(acme: AcmeSandbox, token: str) -> BulkClient:
-    return BulkClient(acme.connection.model_copy(update={"access_token": SecretStr(token)}))
-
-
-def _person(acme: AcmeSandbox) -> BulkClient:
-    """A client logged in as the org file's sales rep with the OAuth password grant."""
-    connection = acme.connection
-    rep = acme.org.document["users"]["people"][0]
-    answer = verified_session(connection.ca_cert).post(
-        connection.token_url,
-        data={
-            "grant_type": "password",
-            "client_id": connection.client_id,
-            "client_secret": connection.client_secret.get_secret_value(),
-            "username": rep["username"],
-            "password": rep["password"],
-        },
-    )
-    assert answer.status_code == 200, answer.text
-    return _client(acme, answer.json()["access_token"])
 
 
 def _record_type_ids(bulk: BulkClient) -> dict[str, str]:
@@ -143,7 +118,7 @@ def test_describe_follows_the_org_file(acme: AcmeSandbox) -> None:
     assert not infos["Renewal"]["defaultRecordTypeMapping"] and infos["Renewal"]["available"]
     people = {
         f["name"]: f
-        for f in _person(acme)
+        for f in acme.person()
         .session.get(f"{bulk.base}/sobjects/Opportunity/describe")
         .json()["fields"]
     }
@@ -378,7 +353,7 @@ def test_a_hidden_field_fails_the_job_and_is_unknown_to_soql(acme: AcmeSandbox) 
     )
     assert answer.status_code == 400 and answer.json()[0]["errorCode"] == "INVALID_FIELD"
     # People are not restricted.
-    person = _person(acme)
+    person = acme.person()
     assert person.load(data, **UPSERT)["numberRecordsFailed"] == 0
     assert _by_key(person, prefix, "NextStep")["0"]["NextStep"] == "Call"
 
@@ -395,12 +370,12 @@ def test_limits_are_forbidden_without_view_setup(acme: AcmeSandbox) -> None:
             "errorCode": "INSUFFICIENT_ACCESS",
         }
     ]
-    person = _person(acme)
+    person = acme.person()
     assert person.session.get(f"{bulk.base}/limits").status_code == 200
 
 
 def test_a_person_writes_as_itself(acme: AcmeSandbox) -> None:
-    person, prefix = _person(acme), unique_prefix()
+    person, prefix = acme.person(), unique_prefix()
     rep = person.session.get(f"{person.root}/services/oauth2/userinfo").json()
     assert rep["preferred_username"] == "rep@acme.example"
     info = person.load(_csv([_row(f"{prefix}0")]), **UPSERT)

@@ -51,6 +51,22 @@ def test_batches_processed_in_maintenance_fail_their_rows(fresh_sandbox) -> None
     assert bulk.count(f"External_Id__c LIKE '{prefix}%'") == 0, "reads go on, writes do not"
 
 
+def test_rest_record_writes_in_maintenance_fail_with_the_same_error(fresh_sandbox) -> None:  # type: ignore[no-untyped-def]
+    """A REST write is a batch of one: the row error of Bulk, in REST's 400 answer."""
+    bulk = BulkClient(fresh_sandbox(accounts=3, faults="maintenance=1").connection)
+    key = unique_prefix()
+    record = {"Name": key, "StageName": "Prospecting", "CloseDate": "2026-11-28"}
+    code, message, _ = IN_MAINTENANCE.split(":")
+    refused = [{"message": message, "errorCode": code, "fields": []}]
+    created = bulk.session.post(f"{bulk.base}/sobjects/Opportunity/", json=record)
+    upserted = bulk.session.patch(
+        f"{bulk.base}/sobjects/Opportunity/External_Id__c/{key}", json=record
+    )
+    for answer in (created, upserted):
+        assert (answer.status_code, answer.json()) == (400, refused)
+    assert bulk.count(f"Name = '{key}'") == 0, "reads go on, writes do not"
+
+
 def test_a_maintenance_window_from_the_start_then_writes_again(fresh_sandbox) -> None:  # type: ignore[no-untyped-def]
     """Jobs are still accepted during the window (no captured answer says otherwise)."""
     handle = fresh_sandbox(accounts=3, faults="maintenance=3s")

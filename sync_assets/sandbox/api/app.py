@@ -13,6 +13,8 @@ from typing import Any
 from sync_assets.sandbox.api.ingest import IngestResources
 from sync_assets.sandbox.api.messages import Request, Response, allow, json_response
 from sync_assets.sandbox.api.oauth import OAuthResources
+from sync_assets.sandbox.api.query_jobs import QueryJobResources
+from sync_assets.sandbox.api.records import RecordResources
 from sync_assets.sandbox.api.rest import NEWEST_VERSION, OLDEST_VERSION, RestResources
 from sync_assets.sandbox.api.soap import SoapResources
 from sync_assets.sandbox.api.uiapi import UiApiResources
@@ -26,9 +28,12 @@ from sync_assets.sandbox.metadata import Catalog
 from sync_assets.sandbox.org import OrgSpec
 from sync_assets.sandbox.processing import Processor
 from sync_assets.sandbox.query import QueryService
+from sync_assets.sandbox.query_jobs import QueryJobStore
+from sync_assets.sandbox.query_runner import QueryRunner
 from sync_assets.sandbox.store import Database
 
 FIRST_INGEST_VERSION = 41
+FIRST_QUERY_JOB_VERSION = 47
 _VERSIONED = re.compile(r"^/services/data/v(\d+)\.(\d)(/.*)?$")
 _SOAP = re.compile(r"^/services/Soap/([uc])/(\d+\.\d)$")
 
@@ -65,9 +70,15 @@ class SandboxApp:
             identity, tokens, logins, catalog.users, instance_url, login_url
         )
         self.soap = SoapResources(identity, tokens, logins, instance_url, org)
-        self.rest = RestResources(db, identity, limits, QueryService(), catalog)
+        queries = QueryService()
+        records = RecordResources(db, queries, processor, catalog)
+        self.rest = RestResources(db, identity, limits, queries, catalog, records)
         self.ingest = IngestResources(db, jobs, processor, catalog)
         self.uiapi = UiApiResources(catalog)
+        query_jobs = QueryJobStore(db)
+        self.query_jobs = QueryJobResources(
+            query_jobs, QueryRunner(db, query_jobs, catalog, processor.files), catalog
+        )
         self.counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
 
@@ -129,6 +140,10 @@ class SandboxApp:
             if major < FIRST_INGEST_VERSION:
                 raise not_found()
             return self.ingest.handle(request, parts[2:])
+        if parts[:2] == ["jobs", "query"]:
+            if major < FIRST_QUERY_JOB_VERSION:
+                raise not_found()
+            return self.query_jobs.handle(request, parts[2:])
         if parts[:1] == ["ui-api"]:
             return self.uiapi.handle(request, parts[1:])
         return self.rest.handle(request, parts)

@@ -2,9 +2,9 @@
 
 import email.parser
 import email.policy
-import json
 import threading
 
+from sync_assets.sandbox.api.listing import job_list
 from sync_assets.sandbox.api.messages import Request, Response, allow, json_response
 from sync_assets.sandbox.errors import ApiError, not_found
 from sync_assets.sandbox.jobs import (
@@ -13,7 +13,10 @@ from sync_assets.sandbox.jobs import (
     Job,
     JobRequest,
     JobStore,
+    not_terminated,
     parse_job_request,
+    requested_state,
+    state_conflict,
 )
 from sync_assets.sandbox.metadata import Catalog
 from sync_assets.sandbox.processing import Processor
@@ -22,7 +25,6 @@ from sync_assets.sandbox.store import Database
 from sync_assets.sandbox.upload import ParsedUpload
 
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024
-JOBS_PER_PAGE = 1_000
 _UPLOAD_LOCK_STRIPES = 64
 CSV = "text/csv; charset=UTF-8"
 _RESULT_KINDS = {k.lower(): k for k in (SUCCESSFUL, FAILED, UNPROCESSED)}
@@ -44,7 +46,13 @@ class IngestResources:
         if not parts:
             allow(request, "POST", "GET")
             if request.method == "GET":
-                return self._list_jobs(request)
+                return job_list(
+                    request,
+                    "ingest",
+                    "V2Ingest",
+                    self.jobs.page,
+                    lambda job: job.list_info(job.created_by),
+                )
             return self._create_job(request)
         job = self.jobs.get(parts[0])
         if job is None:
@@ -99,40 +107,8 @@ class IngestResources:
         self.processor.submit(job)
         return json_response(job.created_info(job.created_by))
 
-    def _list_jobs(self, request: Request) -> Response:
-        locator = request.query.get("queryLocator", "")
-        offset = int(locator.rpartition("-")[2]) if locator.rpartition("-")[2].isdigit() else 0
-        wanted_type = request.query.get("jobType")
-        jobs = (
-            []
-            if wanted_type not in (None, "V2Ingest")
-            else self.jobs.page(offset, JOBS_PER_PAGE + 1)
-        )
-        done = len(jobs) <= JOBS_PER_PAGE
-        next_url = None
-        if not done:
-            next_url = (
-                f"/services/data/v{request.api_version}/jobs/ingest"
-                f"?queryLocator=01gSx0000000000AAA-{offset + JOBS_PER_PAGE}"
-            )
-        return json_response(
-            {
-                "done": done,
-                "records": [j.list_info(j.created_by) for j in jobs[:JOBS_PER_PAGE]],
-                "nextRecordsUrl": next_url,
-            }
-        )
-
     def _patch_job(self, request: Request, job: Job) -> Response:
-        try:
-            body = json.loads(request.body or b"null")
-        except ValueError:
-            raise ApiError(400, "JSON_PARSER_ERROR", "The request body is not valid JSON") from None
-        state = body.get("state") if isinstance(body, dict) else None
-        if state not in ("UploadComplete", "Aborted"):
-            raise ApiError(
-                400, "INVALIDJOBSTATE", f"Invalid state: '{state}'. Use UploadComplete or Aborted"
-            )
+        state = requested_state(request.body, ("UploadComplete", "Aborted"))
         updated = self._transition(job, state)
         if state == "UploadComplete":
             if updated.uploaded:
@@ -151,8 +127,7 @@ class IngestResources:
                 raise not_found()
             if current["state"] not in allowed:
                 verb = "Closing" if state == "UploadComplete" else "Aborting"
-                shown = "Completed" if current["state"] == "JobComplete" else current["state"]
-                raise ApiError(400, "INVALIDJOBSTATE", f"{verb} already {shown} Job not allowed")
+                raise state_conflict(verb, current["state"])
             JobStore.update(conn, job.id, state=state)
         updated = self.jobs.get(job.id)
         if updated is None:
@@ -165,11 +140,7 @@ class IngestResources:
             if current is None:
                 raise not_found()
             if current["state"] not in DELETABLE_STATES:
-                raise ApiError(
-                    400,
-                    "API_ERROR",
-                    "Error encountered when deleting the job because the job is not terminated",
-                )
+                raise not_terminated()
             JobStore.delete(conn, job.id)
         self.processor.forget(job.id)
         self.processor.files(job.id).remove()

@@ -1,10 +1,12 @@
-"""The REST resources: API versions, a version's resource list, limits, sobjects/describe, query."""
+"""The REST resources: API versions, a version's resource list, limits, sobjects (describe, rows), query."""
 
 from sync_assets.sandbox.api.messages import Request, Response, allow, json_response
+from sync_assets.sandbox.api.records import RecordResources
 from sync_assets.sandbox.auth import OrgIdentity
 from sync_assets.sandbox.errors import ApiError, not_found
 from sync_assets.sandbox.limits import DailyLimits
 from sync_assets.sandbox.metadata import Catalog
+from sync_assets.sandbox.objects import ObjectDef
 from sync_assets.sandbox.query import QueryService
 from sync_assets.sandbox.store import Database
 
@@ -41,12 +43,14 @@ class RestResources:
         limits: DailyLimits,
         queries: QueryService,
         catalog: Catalog,
+        records: RecordResources,
     ) -> None:
         self.db = db
         self.identity = identity
         self.limits = limits
         self.queries = queries
         self.catalog = catalog
+        self.records = records
 
     @staticmethod
     def versions() -> Response:
@@ -76,7 +80,6 @@ class RestResources:
                 raise no_view_setup()
             return self._limits()
         if head == "sobjects":
-            allow(request, "GET")
             return self._sobjects(request, parts[1:])
         if head in ("query", "queryAll") and len(parts) <= 2:
             allow(request, "GET")
@@ -90,6 +93,7 @@ class RestResources:
         version = request.api_version
         catalog = self.catalog.for_user(request.user_id)
         if not parts:
+            allow(request, "GET")
             return json_response(
                 {
                     "encoding": "UTF-8",
@@ -99,6 +103,7 @@ class RestResources:
             )
         user = self.catalog.users.get(parts[1]) if parts[0] == "User" and len(parts) == 2 else None
         if user is not None:
+            allow(request, "GET")
             return json_response(
                 {
                     "attributes": {
@@ -109,16 +114,16 @@ class RestResources:
                     "Username": user.username,
                 }
             )
-        sobject = catalog.find(parts[0])
-        if sobject is None:
-            raise ApiError(
-                404, "NOT_FOUND", f"The requested resource does not exist: {parts[0]}", rest=True
-            )
-        if len(parts) == 1:
-            return json_response({"objectDescribe": sobject.summary(version), "recentItems": []})
-        if len(parts) == 2 and parts[1] == "describe":
+        sobject = _sobject(catalog, parts[0])
+        if parts[1:] == ["describe"]:
+            allow(request, "GET")
             return json_response(sobject.describe(version))
-        raise not_found()
+        if len(parts) > 1:
+            return self.records.handle(request, sobject, parts[1:])
+        allow(request, "HEAD", "GET", "POST")
+        if request.method == "POST":
+            return self.records.create(request, sobject)
+        return json_response({"objectDescribe": sobject.summary(version), "recentItems": []})
 
     def _query(self, request: Request, include_deleted: bool, locator: str | None) -> Response:
         conn = self.db.connection()
@@ -133,3 +138,13 @@ class RestResources:
                 self.catalog.for_user(request.user_id),
             )
         return json_response(page)
+
+
+def _sobject(catalog: Catalog, name: str) -> ObjectDef:
+    """The object ``name`` as the requesting user sees it; REST's 404 if there is none."""
+    sobject = catalog.find(name)
+    if sobject is None:
+        raise ApiError(
+            404, "NOT_FOUND", f"The requested resource does not exist: {name}", rest=True
+        )
+    return sobject

@@ -10,14 +10,16 @@
 //                { "name": "upsert", "job": { ..., "externalIdFieldName": "External_Id__c" },
 //                  "csv": "...", "streamChunkBytes": 4093 } ],
 //     "abortedUpload": { "job": {...}, "records": [...] },
-//     "queries": [ "SELECT COUNT() FROM Opportunity WHERE ...", ... ] }
+//     "queries": [ "SELECT COUNT() FROM Opportunity WHERE ...", ... ],
+//     "bulkQueries": [ { "name": "live", "soql": "SELECT ...", "scanAll": false }, ... ] }
 // A load gives jsforce either records (it serialises them to CSV) or CSV text, which is fed as a
 // stream of `streamChunkBytes`-byte buffers (cut anywhere, even inside a UTF-8 character).
 //
 // Output (JSON on stdout): jsforce and Node versions, per load the job id, jsforce's parsed
 // successful/failed/unprocessed results and the final job info (or the error jsforce raised), the
-// aborted job's unprocessed records (parsed and raw), the query results, and every HTTPS request
-// jsforce sent (method, path, status, Transfer-Encoding, Content-Length, body bytes and writes).
+// aborted job's unprocessed records (parsed and raw), the REST query results, the records of each
+// Bulk API 2.0 query job (`conn.bulk2.query`), and every HTTPS request jsforce sent (method, path,
+// status, Transfer-Encoding, Content-Length, body bytes and writes).
 
 import https from 'node:https';
 import { Readable } from 'node:stream';
@@ -145,6 +147,25 @@ async function runQuery(conn, soql) {
   }
 }
 
+async function runBulkQuery(conn, plan, { soql, scanAll }) {
+  try {
+    const recordStream = await conn.bulk2.query(soql, {
+      scanAll,
+      pollInterval: plan.pollIntervalMs,
+      pollTimeout: plan.pollTimeoutMs,
+    });
+    const records = await new Promise((resolve, reject) => {
+      const rows = [];
+      recordStream.on('record', (record) => rows.push(record));
+      recordStream.on('end', () => resolve(rows));
+      recordStream.on('error', reject);
+    });
+    return { records, error: null };
+  } catch (error) {
+    return { error: describeError(error) };
+  }
+}
+
 async function main() {
   const plan = JSON.parse(await text(process.stdin));
   const requests = [];
@@ -165,12 +186,17 @@ async function main() {
   for (const soql of plan.queries) {
     queries.push(await runQuery(conn, soql));
   }
+  const bulkQueries = {};
+  for (const query of plan.bulkQueries) {
+    bulkQueries[query.name] = await runBulkQuery(conn, plan, query);
+  }
   const summary = {
     jsforceVersion: jsforce.VERSION,
     nodeVersion: process.version,
     loads,
     abortedUpload,
     queries,
+    bulkQueries,
     requests,
   };
   process.stdout.write(`${JSON.stringify(summary)}\n`);
