@@ -12,79 +12,20 @@ app = typer.Typer(
 )
 
 
-@app.command()
-def sandbox(
-    port: Annotated[int, typer.Option(help="HTTPS port (0 picks a free one).")] = 8443,
-    data_dir: Annotated[
-        Path, typer.Option(help="SQLite, CA and connection.json live here.")
-    ] = Path("data/sandbox"),
-    accounts: Annotated[
-        int, typer.Option(help="Accounts ACC-000000… seeded on first start.")
-    ] = 20_000,
-    slots: Annotated[int, typer.Option(help="Parallel processing slots (internal batches).")] = 10,
-    rate: Annotated[
-        float, typer.Option(help="Records/second per slot; 0 = as fast as possible.")
-    ] = 0.0,
-    lock_timeout: Annotated[
-        float, typer.Option(help="Seconds a record waits for a locked parent Account.")
-    ] = 10.0,
-    batch_time_limit: Annotated[
-        float, typer.Option(help="Seconds an internal batch may run before the org retries it.")
-    ] = 300.0,
-    batch_retries: Annotated[
-        int, typer.Option(help="Retries of a batch that runs out of time before its job fails.")
-    ] = 20,
-    faults: Annotated[
-        str,
-        typer.Option(
-            help='Fault rates, e.g. "http_500=0.02,http_403_concurrent=0.01,maintenance=30s" '
-            "(see sync_assets/sandbox/faults.py)."
-        ),
-    ] = "",
-    seed: Annotated[int, typer.Option(help="Seed for fault injection and ids.")] = 0,
-    daily_records: Annotated[
-        int, typer.Option(help="Daily Bulk ingest record allowance.")
-    ] = 150_000_000,
-    token_ttl: Annotated[
-        float, typer.Option(help="Seconds an access token stays valid; 0 = forever.")
-    ] = 0.0,
-    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
-    daily_api_requests: Annotated[
-        int, typer.Option(help="Daily API request allowance (DailyApiRequests).")
-    ] = 1_000_000,
-    daily_batches: Annotated[
-        int, typer.Option(help="Daily Bulk batch allowance (DailyBulkApiBatches).")
-    ] = 15_000,
-    org: Annotated[
-        Path | None,
-        typer.Option(help="An org file (YAML) describing the org to play; none: an empty org."),
-    ] = None,
-    verbose: Annotated[bool, typer.Option(help="Log every request.")] = False,
-) -> None:
-    """Run the local Salesforce sandbox (Bulk API 2.0 over HTTPS) in the foreground."""
-    from sync_assets.sandbox.server import SandboxConfig, serve
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def sandbox(context: typer.Context) -> None:
+    """Run the local Salesforce sandbox (HTTPS on SQLite) in the foreground; --help lists its options."""
+    from sync_assets.sandbox.config import parse_command_line
+    from sync_assets.sandbox.server import serve
+    from sync_assets.settings import SyncSettings
 
-    serve(
-        SandboxConfig(
-            host=host,
-            port=port,
-            data_dir=data_dir,
-            accounts=accounts,
-            slots=slots,
-            rate=rate,
-            lock_timeout=lock_timeout,
-            batch_time_limit=batch_time_limit,
-            batch_retries=batch_retries,
-            faults=faults,
-            seed=seed,
-            daily_records=daily_records,
-            token_ttl=token_ttl,
-            org=org,
-            daily_api_requests=daily_api_requests,
-            daily_batches=daily_batches,
-            verbose=verbose,
-        )
-    )
+    arguments = list(context.args)
+    if not any(argument.split("=")[0] == "--data-dir" for argument in arguments):
+        arguments = ["--data-dir", SyncSettings().sandbox_dir, *arguments]
+    serve(parse_command_line(arguments))
 
 
 @app.command()

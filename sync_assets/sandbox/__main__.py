@@ -1,7 +1,8 @@
-"""``python -m sync_assets.sandbox [options]``: the same as ``sync-assets sandbox [options]``."""
+"""``python -m sync_assets.sandbox --data-dir D [options]``: the same as ``sync-assets sandbox [options]``."""
 
 import sys
 
-from sync_assets.cli import app
+from sync_assets.sandbox.config import parse_command_line
+from sync_assets.sandbox.server import serve
 
-app(["sandbox", *sys.argv[1:]], prog_name="sync-assets")
+serve(parse_command_line(sys.argv[1:], program="python -m sync_assets.sandbox"))

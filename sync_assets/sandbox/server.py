@@ -24,12 +24,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from pydantic import BaseModel, Field
-
 from sync_assets.sandbox.api.app import SandboxApp
 from sync_assets.sandbox.api.ingest import MAX_UPLOAD_BYTES
 from sync_assets.sandbox.api.messages import Request, Response, json_response
 from sync_assets.sandbox.auth import TokenStore
+from sync_assets.sandbox.config import SandboxConfig
 from sync_assets.sandbox.dml.prepare import ParentIndex
 from sync_assets.sandbox.errors import ApiError
 from sync_assets.sandbox.faults import FaultInjector, FaultSpec
@@ -66,28 +65,6 @@ _FAULT_ANSWERS: dict[str, ApiError] = {
         "ConcurrentRequests (Concurrent API Requests) Limit exceeded.",
     ),
 }
-
-
-class SandboxConfig(BaseModel):
-    """Options of ``sync-assets sandbox``."""
-
-    host: str = "127.0.0.1"
-    port: int = Field(default=8443, ge=0, le=65535, description="0 picks a free port")
-    data_dir: Path = Path("data/sandbox")
-    accounts: int = Field(default=20_000, ge=0)
-    slots: int = Field(default=10, ge=1)
-    rate: float = Field(default=0.0, ge=0)
-    lock_timeout: float = Field(default=10.0, ge=0)
-    batch_time_limit: float = Field(default=300.0, gt=0)
-    batch_retries: int = Field(default=20, ge=0)
-    faults: str = ""
-    seed: int = 0
-    daily_records: int = Field(default=150_000_000, ge=0)
-    daily_api_requests: int = Field(default=1_000_000, ge=0)
-    daily_batches: int = Field(default=15_000, ge=0)
-    token_ttl: float = Field(default=0.0, ge=0)
-    org: Path | None = Field(default=None, description="An org file (YAML); none: the empty org.")
-    verbose: bool = False
 
 
 class _Reset(Exception):
