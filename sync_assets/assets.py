@@ -129,6 +129,8 @@ def opportunity_batches(
             "rejects_file": dg.MetadataValue.path(state.url(staged.rejects)),
             "staged_file": dg.MetadataValue.path(state.url(staged.to_send)),
             "staged_partitions": dg.MetadataValue.text(",".join(staged_now) or "none (reused)"),
+            "extra_columns": dg.MetadataValue.json(counts.extra_columns),
+            "missing_columns": dg.MetadataValue.json(counts.missing_columns),
             "duration_seconds": dg.MetadataValue.float(round(time.monotonic() - started, 3)),
         },
         tags={DROP_TAG: drop_id},

@@ -95,7 +95,7 @@ class FieldSpec(BaseModel):
         return {
             "string": pl.String(),
             "date": pl.Date(),
-            "decimal": pl.Decimal(self.max_digits or 38, self.decimal_places or 0),
+            "decimal": pl.Decimal(38, self.decimal_places or 0),
             "integer": pl.Int64(),
             "datetime": pl.Datetime("us", "UTC"),
         }[self.kind]

@@ -59,6 +59,12 @@ class StagingCounts(BaseModel):
     moved_out: int = Field(
         default=0, ge=0, description="In this partition's ledger, now another partition's row."
     )
+    extra_columns: list[str] = Field(
+        default_factory=list, description="Columns of the drop the mapping does not read."
+    )
+    missing_columns: list[str] = Field(
+        default_factory=list, description="Optional columns the drop lacks: read as all-null."
+    )
     ledger_version: str = Field(
         default="",
         description="The version of the partition's ledger the rows were diffed against "
@@ -353,6 +359,8 @@ class _Stager:
             changed=changes["changed"],
             deleted=gone.height,
             moved_out=moved.height,
+            extra_columns=self.drop.extra_columns,
+            missing_columns=self.drop.missing_columns,
             ledger_version=version,
         )
         state.write_parquet(files.rejects, rejected)

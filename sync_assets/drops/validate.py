@@ -32,12 +32,12 @@ _KEY_HASH = "_key_hash"
 
 _SHOWN_CHARACTERS = 40
 
-# How a CSV cell must look before it is converted; polars' parsers alone are too lenient
-# ("26-1-1" would be a date in year 26, "1e3" an amount).
-_TEXT_PATTERNS = {
-    "date": r"^\d{4}-\d{2}-\d{2}$",
-    "integer": r"^[+-]?\d{1,18}$",
-}
+# How a text cell must look before it is converted; polars' parsers alone are too lenient
+# ("26-1-1" would be a date in year 26).
+_NUMBER = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
+"""Plain or scientific notation ("1.5E7", as exporters write large floats)."""
+_DATE = r"^\d{4}-\d{2}-\d{2}(?:[T ]00:00(?::00(?:\.0+)?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)?$"
+"""yyyy-MM-dd, or a timestamp at midnight (in its own zone) whose date is taken as written."""
 _TIMESTAMP_FORMATS = (
     "%Y-%m-%dT%H:%M:%S%.f%#z",
     "%Y-%m-%dT%H:%M:%S%.f",
@@ -45,11 +45,21 @@ _TIMESTAMP_FORMATS = (
     "%Y-%m-%d %H:%M:%S%.f",
 )
 _KIND_WORDS = {
-    "date": "a date (yyyy-MM-dd)",
+    "date": "a date (yyyy-MM-dd, or a timestamp at midnight)",
     "decimal": "a number",
     "integer": "an integer",
     "datetime": "a timestamp",
 }
+# Polars' decimals hold 38 digits; Salesforce's numbers at most 18 (Help 000386249).
+_DECIMAL_DIGITS = 38
+_INTEGER_DIGITS = 18
+
+Rounding = Literal["round", "reject"]
+"""What more decimal places than a field's scale do: rounded half-up by us, or a row reject.
+
+Salesforce's API stores extra places as sent and rounds only in its UI (Help 000385689,
+000387302), so the sync rounds before sending, half away from zero (Java's HALF_UP).
+"""
 
 
 class Rule(BaseModel):
@@ -62,10 +72,33 @@ class Rule(BaseModel):
     message: pl.Expr
 
 
-def _decimal_pattern(spec: FieldSpec) -> str:
-    places = spec.decimal_places or 0
-    fraction = rf"(\.\d{{1,{places}}})?" if places else ""
-    return rf"^[+-]?\d+{fraction}$"
+def integer_digits(spec: FieldSpec) -> int:
+    """Digits a number of the field may have before its decimal point."""
+    digits = spec.max_digits or _INTEGER_DIGITS
+    return digits if spec.kind == "integer" else digits - (spec.decimal_places or 0)
+
+
+def _parse_scale(spec: FieldSpec) -> int:
+    """Places a number's text is parsed to.
+
+    Every place that can decide a half-up rounding, and room for one integer digit more than the
+    field holds (so a value too large for the field is "too many digits", not "not a number").
+    """
+    return _DECIMAL_DIGITS - integer_digits(spec) - 1
+
+
+def _exact_number(text: pl.Expr, scale: int) -> pl.Expr:
+    """The decimal a number's text denotes (plain or scientific), at `scale` places.
+
+    Null if the text is not a number or the value does not fit. Places beyond `scale` are cut,
+    not rounded: a half-up rounding to fewer places depends only on the first place it drops.
+    """
+    plain = text.str.replace(r"[eE]\+", "e").str.replace(rf"^([+-]?\d*\.\d{{{scale}}})\d+$", "${1}")
+    return pl.when(text.str.contains(_NUMBER)).then(plain.str.to_decimal(scale=scale))
+
+
+def _half_up(exact: pl.Expr, places: int) -> pl.Expr:
+    return exact.round(places, mode="half_away_from_zero")
 
 
 def _shown(expr: pl.Expr) -> pl.Expr:
@@ -88,10 +121,11 @@ def _literal(value: Any, spec: FieldSpec) -> pl.Expr:
 
 
 class RowValidator:
-    """The rules of the model, bound to the raw schema of one drop (typed Parquet or CSV text)."""
+    """The rules of the model, bound to the raw schema of one drop (typed columns, or text)."""
 
-    def __init__(self, raw_schema: pl.Schema) -> None:
+    def __init__(self, raw_schema: pl.Schema, rounding: Rounding = "round") -> None:
         self._specs = field_specs()
+        self._rounding = rounding
         self._textual = {
             spec.name
             for spec in self._specs
@@ -115,8 +149,18 @@ class RowValidator:
             return column.is_null() | (column.str.len_bytes() == 0)
         return column.is_null()
 
+    def _is_number_text(self, spec: FieldSpec) -> bool:
+        return spec.kind in ("decimal", "integer") and spec.name in self._textual
+
+    def _exact(self, spec: FieldSpec) -> pl.Expr:
+        """A number column's text as an exact decimal (see `_exact_number`)."""
+        return _exact_number(self._raw(spec), _parse_scale(spec))
+
     def typed(self, spec: FieldSpec) -> pl.Expr:
-        """The value in the contract type; null where absent or (CSV) not parseable."""
+        """The value in the contract type; null where absent or (text) not parseable.
+
+        Numbers are rounded half-up to the field's scale; an integer must be integral.
+        """
         raw = self._raw(spec)
         if spec.name not in self._textual:
             return raw
@@ -128,25 +172,27 @@ class RowValidator:
                 ]
             )
         if spec.kind == "date":
-            pattern, parsed = (
-                _TEXT_PATTERNS["date"],
-                raw.str.strptime(pl.Date, "%Y-%m-%d", strict=False),
-            )
-        elif spec.kind == "decimal":
-            pattern = _decimal_pattern(spec)
-            parsed = raw.cast(pl.Decimal(38, spec.decimal_places or 0), strict=False)
-        else:
-            pattern, parsed = _TEXT_PATTERNS["integer"], raw.cast(pl.Int64, strict=False)
-        return pl.when(raw.str.contains(pattern)).then(parsed)
+            parsed = raw.str.slice(0, 10).str.strptime(pl.Date, "%Y-%m-%d", strict=False)
+            return pl.when(raw.str.contains(_DATE)).then(parsed)
+        exact = self._exact(spec)
+        if spec.kind == "integer":
+            return pl.when(_half_up(exact, 0) == exact).then(exact.cast(pl.Int64, strict=False))
+        places = spec.decimal_places or 0
+        return _half_up(exact, places).cast(pl.Decimal(_DECIMAL_DIGITS, places))
 
     def typed_columns(self, without_empty: frozenset[str] = frozenset()) -> list[pl.Expr]:
         """All columns in the contract types.
 
-        `without_empty` names string columns known to hold no empty string: they are passed
-        through as they are instead of being rebuilt (a saving on millions of rows).
+        `without_empty` names columns known to hold no empty string: string columns among them
+        are passed through as they are instead of being rebuilt (a saving on millions of rows);
+        text that holds another type is always parsed.
         """
         return [
-            (pl.col(spec.name) if spec.name in without_empty else self.typed(spec)).alias(spec.name)
+            (
+                pl.col(spec.name)
+                if spec.kind == "string" and spec.name in without_empty
+                else self.typed(spec)
+            ).alias(spec.name)
             for spec in self._specs
         ]
 
@@ -173,8 +219,10 @@ class RowValidator:
 
     def _rules_of(self, spec: FieldSpec) -> list[Rule]:
         name = spec.name
-        # Length and picklist rules read the cell as it is (an empty string breaks neither).
+        # Length and picklist rules read the cell as it is (an empty string breaks neither);
+        # messages show the cell as it came.
         column, absent, value = pl.col(name), self._absent(spec), self.typed(spec)
+        shown = _shown(column)
         rules: list[Rule] = []
         if spec.required:
             rules.append(
@@ -185,17 +233,7 @@ class RowValidator:
                 )
             )
         if name in self._textual:
-            rules.append(
-                Rule(
-                    code=f"{name}_invalid",
-                    broken=~absent & value.is_null(),
-                    message=pl.concat_str(
-                        pl.lit(f"{name} "),
-                        _shown(column),
-                        pl.lit(f" is not {_KIND_WORDS[spec.kind]}"),
-                    ),
-                )
-            )
+            rules.append(self._invalid_rule(spec, absent, value, shown))
         if spec.max_length is not None:
             length = column.str.len_chars()
             rules.append(
@@ -213,9 +251,7 @@ class RowValidator:
                     code=f"{name}_not_in_picklist",
                     broken=~absent & ~column.is_in(list(spec.allowed)),
                     message=pl.concat_str(
-                        pl.lit(f"{name} "),
-                        _shown(column),
-                        pl.lit(" is not a value of the picklist"),
+                        pl.lit(f"{name} "), shown, pl.lit(" is not a value of the picklist")
                     ),
                 )
             )
@@ -225,9 +261,7 @@ class RowValidator:
                     code=f"{name}_too_small",
                     broken=value < _literal(spec.ge, spec),
                     message=pl.concat_str(
-                        pl.lit(f"{name} "),
-                        _shown(value),
-                        pl.lit(f" is below the minimum {spec.ge}"),
+                        pl.lit(f"{name} "), shown, pl.lit(f" is below the minimum {spec.ge}")
                     ),
                 )
             )
@@ -237,22 +271,60 @@ class RowValidator:
                     code=f"{name}_too_large",
                     broken=value > _literal(spec.le, spec),
                     message=pl.concat_str(
-                        pl.lit(f"{name} "),
-                        _shown(value),
-                        pl.lit(f" is above the maximum {spec.le}"),
+                        pl.lit(f"{name} "), shown, pl.lit(f" is above the maximum {spec.le}")
                     ),
                 )
             )
-        if spec.max_digits is not None:
-            integer_digits = spec.max_digits - (spec.decimal_places or 0)
+        if spec.kind in ("decimal", "integer"):
+            rules.extend(self._digit_rules(spec, value, shown))
+        return rules
+
+    def _invalid_rule(
+        self, spec: FieldSpec, absent: pl.Expr, value: pl.Expr, shown: pl.Expr
+    ) -> Rule:
+        """A text cell that does not parse; a number too large to parse breaks the digits rule."""
+        unparsed = ~absent & value.is_null()
+        if self._is_number_text(spec):
+            unparsed = unparsed & ~self._too_large_to_parse(spec)
+        return Rule(
+            code=f"{spec.name}_invalid",
+            broken=unparsed,
+            message=pl.concat_str(
+                pl.lit(f"{spec.name} "), shown, pl.lit(f" is not {_KIND_WORDS[spec.kind]}")
+            ),
+        )
+
+    def _too_large_to_parse(self, spec: FieldSpec) -> pl.Expr:
+        return self._raw(spec).str.contains(_NUMBER) & self._exact(spec).is_null()
+
+    def _digit_rules(self, spec: FieldSpec, value: pl.Expr, shown: pl.Expr) -> list[Rule]:
+        """Too many digits before the point, and more places than the scale if rounding is refused.
+
+        Salesforce fails a value with too many integer digits (NUMBER_OUTSIDE_VALID_RANGE).
+        """
+        name, digits, places = spec.name, integer_digits(spec), spec.decimal_places or 0
+        too_large = value.abs() >= _literal(10**digits, spec)
+        if self._is_number_text(spec):
+            too_large = too_large | self._too_large_to_parse(spec)
+        rules = [
+            Rule(
+                code=f"{name}_too_many_digits",
+                broken=too_large,
+                message=pl.concat_str(
+                    pl.lit(f"{name} "),
+                    shown,
+                    pl.lit(f" has more than {digits} digits before the decimal point"),
+                ),
+            )
+        ]
+        if self._rounding == "reject" and spec.kind == "decimal" and self._is_number_text(spec):
+            exact = self._exact(spec)
             rules.append(
                 Rule(
-                    code=f"{name}_too_many_digits",
-                    broken=value.abs() >= _literal(10**integer_digits, spec),
+                    code=f"{name}_too_many_decimals",
+                    broken=exact != _half_up(exact, places),
                     message=pl.concat_str(
-                        pl.lit(f"{name} "),
-                        _shown(value),
-                        pl.lit(f" has more than {integer_digits} digits before the decimal point"),
+                        pl.lit(f"{name} "), shown, pl.lit(f" has more than {places} decimal places")
                     ),
                 )
             )
