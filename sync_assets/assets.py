@@ -14,6 +14,7 @@ from sync_assets.drop_runs import (
     exclusive_staging,
     last_staged_drop,
     latest_partition_syncs,
+    night_contract,
 )
 from sync_assets.drops.reader import DropError
 from sync_assets.drops.staging import (
@@ -99,8 +100,9 @@ def opportunity_batches(
             exclusive_partition(context, state, partition),
             exclusive_staging(context, state, drop_id),
         ):
+            contract = night_contract(storage, drop_id)
             staged, staged_now = stage_partition_of_night(
-                storage.landing(), state, drop_id, partition
+                storage.landing(), state, drop_id, partition, contract
             )
     except (DropError, PartitionBusyError) as error:
         # A malformed drop is not a transient problem: retrying cannot fix the file. A partition

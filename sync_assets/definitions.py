@@ -33,7 +33,11 @@ def build_defs() -> dg.Definitions:
         schedules=[nightly_opportunity_sync(settings)],
         sensors=[opportunity_drop_sensor, opportunity_summary_sensor, sync_run_failure_alert],
         resources={
-            "storage": SyncStorage(landing_dir=settings.landing_dir, state_dir=settings.state_dir),
+            "storage": SyncStorage(
+                landing_dir=settings.landing_dir,
+                state_dir=settings.state_dir,
+                mapping_file=settings.mapping_file or "",
+            ),
             "salesforce": salesforce_resource_from_env(settings),
             "bulk_load": BulkLoadResource(),
             "alerts": AlertResource(**webhook),

@@ -5,7 +5,10 @@ from contextlib import AbstractContextManager
 
 import dagster as dg
 
+from sync_assets.drops.contract import ContractError, DropContract, build_contract
+from sync_assets.drops.mapping import MappingError
 from sync_assets.drops.reader import newest_complete_drop
+from sync_assets.drops.standard_org import standard_org
 from sync_assets.partitions import opportunity_partitions
 from sync_assets.resources import SyncStorage
 from sync_assets.state.locks import drop_staging_lock, partition_lock
@@ -102,3 +105,15 @@ def latest_partition_syncs(
                 key: value.value for key, value in records[0].asset_materialization.metadata.items()
             }
     return latest
+
+
+def night_contract(storage: SyncStorage, drop_id: str) -> DropContract:
+    """The contract a drop is staged and checked under: the mapping file in the org's metadata.
+
+    A mapping that cannot be read or does not fit the org refuses the night (no retry: only a
+    person can fix the file or the org).
+    """
+    try:
+        return build_contract(storage.mapping(), standard_org())
+    except (MappingError, ContractError) as error:
+        raise dg.Failure(description=f"Drop {drop_id}: {error}", allow_retries=False) from error

@@ -5,6 +5,7 @@ from typing import Any
 import dagster as dg
 from pydantic import PrivateAttr
 
+from sync_assets.drops.mapping import Mapping, load_mapping
 from sync_assets.salesforce.bulk_api import BulkApi
 from sync_assets.salesforce.connection import (
     DEFAULT_API_VERSION,
@@ -120,10 +121,18 @@ class BulkLoadResource(dg.ConfigurableResource):
 
 
 class SyncStorage(dg.ConfigurableResource):
-    """Where drops land and where the sync keeps its state (local paths or object-store URLs)."""
+    """Where drops land and where the sync keeps its state (local paths or object-store URLs).
+
+    Also the mapping file, which says how a drop's columns become Opportunity fields.
+    """
 
     landing_dir: str = SyncSettings.model_fields["landing_dir"].default
     state_dir: str = SyncSettings.model_fields["state_dir"].default
+    mapping_file: str = ""
+
+    def mapping(self) -> Mapping:
+        """The mapping file's mapping, or the built-in one when none is set."""
+        return load_mapping(self.mapping_file or None)
 
     def landing(self) -> StateStore:
         return StateStore(self.landing_dir)

@@ -10,7 +10,8 @@ import polars as pl
 import pyarrow.parquet as pq
 from pydantic import ValidationError
 
-from sync_assets.drops.model import FieldSpec, Manifest, field_specs
+from sync_assets.drops.contract import DropContract, default_contract
+from sync_assets.drops.model import FieldSpec, Manifest
 from sync_assets.storage import StateStore
 
 MANIFEST_NAME = "_manifest.json"
@@ -91,7 +92,9 @@ def _mode(spec: FieldSpec, dtype: pl.DataType) -> ColumnMode | None:
         return "typed" if dtype == pl.Date else "text" if isinstance(dtype, pl.Datetime) else None
     if spec.kind == "datetime":
         return "typed" if isinstance(dtype, pl.Datetime) else None
-    if not (dtype.is_numeric()):
+    if spec.kind == "boolean":
+        return "typed" if dtype == pl.Boolean else None
+    if not dtype.is_numeric():
         return None
     if spec.kind == "integer":
         # Floats and decimals are integers only when their value is integral; UInt64 may not fit.
@@ -129,6 +132,7 @@ def _expected_type(spec: FieldSpec) -> str:
         "decimal": "a number (integer, float or decimal)",
         "integer": "an integer, or a float or decimal holding one",
         "datetime": "a timestamp",
+        "boolean": "a boolean",
     }[spec.kind]
 
 
@@ -331,8 +335,12 @@ def _csv_file(
     return DropFile(frame.height, scan)
 
 
-def open_drop(landing: StateStore, drop_id: str, csv_delimiter: str = ",") -> Drop:
-    """Check a whole drop and return it; raise DropError if any part of it is unusable."""
+def open_drop(landing: StateStore, drop_id: str, contract: DropContract | None = None) -> Drop:
+    """Check a whole drop against the contract's columns; raise DropError if it is unusable.
+
+    Without a contract: the built-in mapping in an org as Salesforce ships it.
+    """
+    contract = contract or default_contract()
     manifest = read_manifest(landing, drop_id)
     if manifest.row_count == 0 or not manifest.files:
         raise DropError(drop_id, "the drop is empty (no rows): refusing to treat it as a night")
@@ -340,12 +348,13 @@ def open_drop(landing: StateStore, drop_id: str, csv_delimiter: str = ",") -> Dr
     for name in manifest.files:
         if not landing.exists(f"{drop_id}/{name}"):
             raise DropError(drop_id, "listed in the manifest but missing", file=name)
-    specs, seen = field_specs(), DropColumns()
+    specs, seen = contract.specs, DropColumns()
     if file_format == "parquet":
         files = _parquet_files(landing, drop_id, manifest.files, specs, seen)
     else:
         files = [
-            _csv_file(landing, drop_id, name, specs, seen, csv_delimiter) for name in manifest.files
+            _csv_file(landing, drop_id, name, specs, seen, contract.csv_delimiter)
+            for name in manifest.files
         ]
     total = sum(part.rows for part in files)
     if total != manifest.row_count:

@@ -1,11 +1,12 @@
-"""Row validation generated from the SourceRecord model: valid rows, and rejects with reasons.
+"""Row validation generated from the night's source record model: valid rows, and rejects with reasons.
 
 Every rule is a vectorised polars expression built from the model's field metadata (required,
-lengths, picklist, ge/le, digits). A row that breaks several rules keeps them all in `reason`
+lengths, picklists and each record type's stages, inactive values, ge/le, digits, places); the
+model is generated from the mapping and the org's describe (`drops/contract.py`). A row that breaks several rules keeps them all in `reason`
 (messages joined by "; "), and its `reason_code` is the first broken rule in the model's field
 order, so every rejected row counts under exactly one code.
 
-Duplicates of `opportunity_key` are resolved over the whole drop, before any other rule: the row
+Duplicates of the key column (`opportunity_key`) are resolved over the whole drop, before any other rule: the row
 with the latest `updated_at` wins (on a tie, the row that comes later in the drop), the others
 are rejected as `duplicate_key`. The winner is then validated like any row; if it is invalid it is
 rejected for its own reason and no older version is sent in its place.
@@ -19,7 +20,8 @@ import polars as pl
 import polars_hash  # noqa: F401  (registers the `nchash` expression namespace)
 from pydantic import BaseModel, ConfigDict
 
-from sync_assets.drops.model import OPPORTUNITY_KEY, UPDATED_AT, FieldSpec, field_specs
+from sync_assets.drops.contract import DropContract, default_contract
+from sync_assets.drops.model import NO_RECORD_TYPE, FieldSpec
 
 Engine = Literal["auto", "in-memory", "streaming"]
 """Which polars engine collects a query (`LazyFrame.collect(engine=…)`)."""
@@ -49,17 +51,15 @@ _KIND_WORDS = {
     "decimal": "a number",
     "integer": "an integer",
     "datetime": "a timestamp",
+    "boolean": "true or false",
 }
+_BOOLEANS = {"true": True, "false": False, "1": True, "0": False}
 # Polars' decimals hold 38 digits; Salesforce's numbers at most 18 (Help 000386249).
 _DECIMAL_DIGITS = 38
 _INTEGER_DIGITS = 18
 
-Rounding = Literal["round", "reject"]
-"""What more decimal places than a field's scale do: rounded half-up by us, or a row reject.
-
-Salesforce's API stores extra places as sent and rounds only in its UI (Help 000385689,
-000387302), so the sync rounds before sending, half away from zero (Java's HALF_UP).
-"""
+_PAIR = "\x1f"
+"""Joins a record type and a stage into one value (a character no name holds)."""
 
 
 class Rule(BaseModel):
@@ -123,9 +123,9 @@ def _literal(value: Any, spec: FieldSpec) -> pl.Expr:
 class RowValidator:
     """The rules of the model, bound to the raw schema of one drop (typed columns, or text)."""
 
-    def __init__(self, raw_schema: pl.Schema, rounding: Rounding = "round") -> None:
-        self._specs = field_specs()
-        self._rounding = rounding
+    def __init__(self, raw_schema: pl.Schema, contract: DropContract | None = None) -> None:
+        self.contract = contract or default_contract()
+        self._specs = self.contract.specs
         self._textual = {
             spec.name
             for spec in self._specs
@@ -174,6 +174,10 @@ class RowValidator:
         if spec.kind == "date":
             parsed = raw.str.slice(0, 10).str.strptime(pl.Date, "%Y-%m-%d", strict=False)
             return pl.when(raw.str.contains(_DATE)).then(parsed)
+        if spec.kind == "boolean":
+            return raw.str.to_lowercase().replace_strict(
+                _BOOLEANS, default=None, return_dtype=pl.Boolean
+            )
         exact = self._exact(spec)
         if spec.kind == "integer":
             return pl.when(_half_up(exact, 0) == exact).then(exact.cast(pl.Int64, strict=False))
@@ -209,8 +213,8 @@ class RowValidator:
                 code=DUPLICATE_KEY,
                 broken=pl.col(ROW_INDEX).is_in(duplicate_rows.implode()),
                 message=pl.concat_str(
-                    pl.lit("opportunity_key "),
-                    _shown(pl.col(OPPORTUNITY_KEY)),
+                    pl.lit(f"{self.contract.key_column} "),
+                    _shown(pl.col(self.contract.key_column)),
                     pl.lit(" appears again with a later updated_at, which wins"),
                 ),
             )
@@ -246,15 +250,7 @@ class RowValidator:
                 )
             )
         if spec.allowed is not None:
-            rules.append(
-                Rule(
-                    code=f"{name}_not_in_picklist",
-                    broken=~absent & ~column.is_in(list(spec.allowed)),
-                    message=pl.concat_str(
-                        pl.lit(f"{name} "), shown, pl.lit(" is not a value of the picklist")
-                    ),
-                )
-            )
+            rules.extend(self._picklist_rules(spec, absent, shown))
         if spec.ge is not None:
             rules.append(
                 Rule(
@@ -278,6 +274,60 @@ class RowValidator:
         if spec.kind in ("decimal", "integer"):
             rules.extend(self._digit_rules(spec, value, shown))
         return rules
+
+    def _picklist_rules(self, spec: FieldSpec, absent: pl.Expr, shown: pl.Expr) -> list[Rule]:
+        """A value the org does not offer: inactive, unknown, or not its record type's stage."""
+        name, column = spec.name, pl.col(spec.name)
+        inactive = list(spec.target.inactive)
+        rules = []
+        if inactive:
+            rules.append(
+                Rule(
+                    code=f"{name}_inactive",
+                    broken=column.is_in(inactive),
+                    message=pl.concat_str(
+                        pl.lit(f"{name} "), shown, pl.lit(" is inactive in the org")
+                    ),
+                )
+            )
+        unknown = ~absent & ~column.is_in(list(spec.allowed or ())) & ~column.is_in(inactive)
+        rules.append(
+            Rule(
+                code=f"{name}_not_in_picklist",
+                broken=unknown,
+                message=pl.concat_str(
+                    pl.lit(f"{name} "), shown, pl.lit(" is not a value of the picklist")
+                ),
+            )
+        )
+        if spec.target.stages is not None and spec.target.record_type_column is not None:
+            rules.append(self._stage_rule(spec, absent, shown))
+        return rules
+
+    def _stage_rule(self, spec: FieldSpec, absent: pl.Expr, shown: pl.Expr) -> Rule:
+        """A stage of the org that the row's record type (its sales process) does not offer.
+
+        The same code as a value outside the picklist; a row whose record type is unknown breaks
+        that column's own rule instead.
+        """
+        stages = spec.target.stages or {}
+        record_type = self._raw(self.contract.spec(str(spec.target.record_type_column)))
+        named = record_type.fill_null(pl.lit(NO_RECORD_TYPE))
+        pairs = [f"{kind}{_PAIR}{stage}" for kind, values in stages.items() for stage in values]
+        pair = pl.concat_str(named, pl.lit(_PAIR), pl.col(spec.name))
+        return Rule(
+            code=f"{spec.name}_not_in_picklist",
+            broken=~absent
+            & pl.col(spec.name).is_in(list(spec.allowed or ()))
+            & named.is_in(list(stages))
+            & ~pair.is_in(pairs),
+            message=pl.concat_str(
+                pl.lit(f"{spec.name} "),
+                shown,
+                pl.lit(" is not a stage of record type "),
+                pl.when(record_type.is_null()).then(pl.lit("(the default)")).otherwise(record_type),
+            ),
+        )
 
     def _invalid_rule(
         self, spec: FieldSpec, absent: pl.Expr, value: pl.Expr, shown: pl.Expr
@@ -317,7 +367,11 @@ class RowValidator:
                 ),
             )
         ]
-        if self._rounding == "reject" and spec.kind == "decimal" and self._is_number_text(spec):
+        if (
+            spec.target.rounding == "reject"
+            and spec.kind == "decimal"
+            and self._is_number_text(spec)
+        ):
             exact = self._exact(spec)
             rules.append(
                 Rule(
@@ -372,12 +426,13 @@ class RowValidator:
 
     def duplicate_rows(self, frame: pl.LazyFrame, engine: Engine = "auto") -> pl.Series:
         """ROW_INDEX of every row that loses to a later version of its opportunity_key."""
-        key_spec, order_spec = self._spec(OPPORTUNITY_KEY), self._spec(UPDATED_AT)
+        key, order = self.contract.key_column, self.contract.order_column
+        key_spec, order_spec = self.contract.spec(key), self.contract.spec(order)
         # A first pass holds only a 64-bit hash per key (the whole drop's keys would not fit a
         # streamed pass's memory); the exact check runs on the few rows whose hash repeats.
         hashes = (
             frame.filter(~self._absent(key_spec))
-            .select(ROW_INDEX, pl.col(OPPORTUNITY_KEY).nchash.xxh3_64().alias(_KEY_HASH))
+            .select(ROW_INDEX, pl.col(key).nchash.xxh3_64().alias(_KEY_HASH))
             .collect(engine=engine)
         )
         # Equal neighbours once sorted: a fraction of the memory of `is_duplicated`'s hash table.
@@ -394,22 +449,19 @@ class RowValidator:
             frame.filter(pl.col(ROW_INDEX).is_in(candidates.implode()))
             .select(
                 pl.col(ROW_INDEX),
-                pl.col(OPPORTUNITY_KEY),
-                self.typed(order_spec).alias(UPDATED_AT),
+                pl.col(key),
+                self.typed(order_spec).alias(order),
             )
-            .filter(pl.col(OPPORTUNITY_KEY).is_duplicated())
+            .filter(pl.col(key).is_duplicated())
         )
         # A row with no valid updated_at is the oldest version of its key.
         winners = (
-            keyed.sort([UPDATED_AT, ROW_INDEX], nulls_last=False)
-            .group_by(OPPORTUNITY_KEY)
+            keyed.sort([order, ROW_INDEX], nulls_last=False)
+            .group_by(key)
             .agg(pl.col(ROW_INDEX).last())
         )
         losers = keyed.join(winners, on=ROW_INDEX, how="anti").select(ROW_INDEX)
         return losers.collect(engine=engine).to_series()
-
-    def _spec(self, name: str) -> FieldSpec:
-        return next(spec for spec in self._specs if spec.name == name)
 
     def rejects(self, coded: pl.LazyFrame, duplicate_rows: pl.Series) -> pl.LazyFrame:
         """Rows with a reason code: every source column as text (as it came), code and reason."""

@@ -13,9 +13,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from sync_assets.drops.contract import DropContract, build_contract, default_contract
+from sync_assets.drops.mapping import CsvOptions, load_mapping
 from sync_assets.drops.reader import DropError, open_drop
 from sync_assets.drops.staging import stage_drop
-from sync_assets.drops.validate import REASON_CODE, ROW_INDEX, Rounding, RowValidator
+from sync_assets.drops.standard_org import standard_org
+from sync_assets.drops.validate import REASON_CODE, ROW_INDEX, RowValidator
 from sync_assets.storage import StateStore
 from sync_assets_tests.drops.helpers import as_text, valid_rows, write_files
 
@@ -36,14 +39,20 @@ def parquet(frame: pl.DataFrame | pa.Table) -> bytes:
     return buffer.getvalue()
 
 
+def built_in_mapping_with(**changes: object) -> DropContract:
+    """The built-in mapping with some settings changed, in an org as Salesforce ships it."""
+    return build_contract(load_mapping().model_copy(update=changes), standard_org())
+
+
 def read_back(
-    landing: StateStore, files: dict[str, bytes], rounding: Rounding = "round", **options: str
+    landing: StateStore, files: dict[str, bytes], contract: DropContract | None = None
 ) -> pl.DataFrame:
     """The rows of a one-off drop in the contract types, with each row's reason code."""
+    contract = contract or default_contract()
     drop_id = f"d{len(landing.list_names())}"
-    write_files(landing, drop_id, files, _row_count(files, options.get("csv_delimiter", ",")))
-    scanned = open_drop(landing, drop_id, **options).scan(ROW_INDEX)
-    validator = RowValidator(scanned.collect_schema(), rounding)
+    write_files(landing, drop_id, files, _row_count(files, contract.csv_delimiter))
+    scanned = open_drop(landing, drop_id, contract).scan(ROW_INDEX)
+    validator = RowValidator(scanned.collect_schema(), contract)
     return scanned.select(
         *validator.typed_columns(), validator.reason_code(pl.Series(ROW_INDEX, [], pl.UInt32))
     ).collect()
@@ -147,7 +156,9 @@ def test_integers_of_any_width_are_amounts_and_probabilities(
 def test_rounding_can_be_refused(landing: StateStore) -> None:
     amounts = pl.Series([0.1, 2.675, 1234.5], dtype=pl.Float64)
     result = read_back(
-        landing, {"p.parquet": parquet(with_column("amount", amounts))}, rounding="reject"
+        landing,
+        {"p.parquet": parquet(with_column("amount", amounts))},
+        built_in_mapping_with(rounding="reject"),
     )
     assert result[REASON_CODE].to_list() == [None, "amount_too_many_decimals", None]
 
@@ -283,7 +294,8 @@ def test_csv_with_bom_crlf_and_quoted_newlines(landing: StateStore) -> None:
 
 def test_csv_with_another_delimiter(landing: StateStore) -> None:
     rows = valid_rows(3)
-    result = read_back(landing, {"p.csv": csv_text(rows, ";").encode()}, csv_delimiter=";")
+    semicolons = built_in_mapping_with(csv=CsvOptions(delimiter=";"))
+    result = read_back(landing, {"p.csv": csv_text(rows, ";").encode()}, semicolons)
     assert result.drop(REASON_CODE).equals(rows)
 
 

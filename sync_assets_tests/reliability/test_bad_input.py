@@ -40,7 +40,7 @@ def good_rows(scratch: StateStore, rows: int = 600) -> pl.DataFrame:
     """Valid rows, typed as a Parquet drop holds them, of accounts in partition 0 only."""
     generate_drop(scratch, GenerateOptions(drop_id="base", rows=rows, accounts=ACCOUNTS))
     frame = open_drop(scratch, "base").scan().collect()
-    return frame.filter(shard_expr() == int(PARTITION))
+    return frame.filter(shard_expr("account_key") == int(PARTITION))
 
 
 def parquet_bytes(frame: pl.DataFrame) -> bytes:
