@@ -84,11 +84,12 @@ def staging_metadata(counts: StagingCounts) -> dict[str, Any]:
     tags={"sync/stage": "stage"},
 )
 def opportunity_batches(
-    context: dg.AssetExecutionContext, storage: SyncStorage
+    context: dg.AssetExecutionContext, storage: SyncStorage, salesforce: SalesforceResource
 ) -> dg.MaterializeResult:
     """Validate one partition (one shard of parent Accounts) of the drop and stage what changed.
 
-    Rows that break the contract are quarantined with their reason; rows Salesforce already holds
+    The rules come from the mapping file and the org's own metadata (read once a night). Rows
+    that break them are quarantined with their reason; rows Salesforce already holds
     unchanged (per the ledger) are skipped; only new and changed rows are staged to be sent.
     """
     partition = context.partition_key
@@ -100,7 +101,7 @@ def opportunity_batches(
             exclusive_partition(context, state, partition),
             exclusive_staging(context, state, drop_id),
         ):
-            contract = night_contract(storage, drop_id)
+            contract = night_contract(storage, drop_id, salesforce)
             staged, staged_now = stage_partition_of_night(
                 storage.landing(), state, drop_id, partition, contract
             )

@@ -102,12 +102,15 @@ def _staging(state: StateStore, drop_id: str, partition: str) -> StagedPartition
     description="Every source row of the partition is staged, unchanged or rejected: none lost.",
 )
 def rows_accounted_for(
-    context: dg.AssetCheckExecutionContext, storage: SyncStorage, alerts: AlertResource
+    context: dg.AssetCheckExecutionContext,
+    storage: SyncStorage,
+    salesforce: SalesforceResource,
+    alerts: AlertResource,
 ) -> dg.AssetCheckResult:
     """Recount the partition's rows in the drop and compare with the staged and rejected files."""
     state = storage.state()
     drop_id = _staged_drop(context)
-    contract = night_contract(storage, drop_id)
+    contract = night_contract(storage, drop_id, salesforce)
     in_drop = (
         open_drop(storage.landing(), drop_id, contract)
         .scan()

@@ -14,6 +14,7 @@ from sync_assets.salesforce.connection import (
     SalesforceCredentials,
 )
 from sync_assets.salesforce.loader import BulkLoader, JobEventHook, LoaderSettings, ProgressCallback
+from sync_assets.salesforce.metadata import read_org_metadata
 from sync_assets.salesforce.planning import PlanLimits
 from sync_assets.salesforce.queries import (
     count_partition,
@@ -21,6 +22,7 @@ from sync_assets.salesforce.queries import (
     keys_tagged_with_partition,
 )
 from sync_assets.settings import SyncSettings
+from sync_assets.state.org_metadata import OrgMetadata
 from sync_assets.storage import StateStore
 
 
@@ -77,6 +79,10 @@ class SalesforceResource(dg.ConfigurableResource):
 
     def limits(self) -> dict[str, Any]:
         return BulkApi(self.connection()).limits()
+
+    def org_metadata(self, sobject: str, relationships: list[str]) -> OrgMetadata:
+        """The object's describe, record types, stages and currencies, as the org says now."""
+        return read_org_metadata(self.connection(), sobject, relationships)
 
 
 def salesforce_resource_from_env(settings: SyncSettings) -> SalesforceResource:

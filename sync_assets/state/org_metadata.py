@@ -7,9 +7,13 @@ keeping only what the sync's rules read.
 """
 
 import datetime as dt
+from collections.abc import Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
+
+from sync_assets.state.layout import org_metadata_path
+from sync_assets.storage import StateStore
 
 MASTER_RECORD_TYPE_ID = "012000000000000AAA"
 """Every object's master record type (LWC docs: the default when an org defines none)."""
@@ -136,3 +140,24 @@ class OrgMetadata(_Described):
             return self.stages[record_type_id]
         stage = self.sobject.field("StageName")
         return stage.active_values if stage is not None else []
+
+
+def stored_metadata(state: StateStore, drop_id: str) -> OrgMetadata | None:
+    """The org's metadata read for the drop, if a night of it has read it yet."""
+    path = org_metadata_path(drop_id)
+    return state.read_json(path, OrgMetadata) if state.exists(path) else None
+
+
+def metadata_for_drop(
+    state: StateStore, drop_id: str, read: Callable[[], OrgMetadata]
+) -> OrgMetadata:
+    """The org's metadata for the drop: read (`read()`) and kept the first time, then reused.
+
+    The caller holds the drop's staging lock, so the ten partition runs of a night read it once.
+    """
+    stored = stored_metadata(state, drop_id)
+    if stored is not None:
+        return stored
+    metadata = read()
+    state.write_json(org_metadata_path(drop_id), metadata)
+    return metadata

@@ -16,25 +16,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from sync_assets.drops.shards import shard_of
-from sync_assets_tests.drops.helpers import as_text, valid_rows, write_files
-from sync_assets_tests.reliability.harness import ACCOUNTS, Night, NightFactory
+from sync_assets_tests.drops.helpers import as_text, write_files
+from sync_assets_tests.reliability.harness import Night, NightFactory, rows_of_partition
 
 pytestmark = pytest.mark.slow
 
 PARTITION = "0"
-ACCOUNTS_OF_PARTITION = [
-    key for key in (f"ACC-{n:06d}" for n in range(ACCOUNTS)) if shard_of(key) == PARTITION
-]
-
-
-def rows_of_partition(prefix: str, amounts: list[object]) -> pl.DataFrame:
-    """Valid rows (keys `<prefix>-<n>`), all of accounts in partition 0, one per amount."""
-    n = len(amounts)
-    return valid_rows(n).with_columns(
-        pl.Series("opportunity_key", [f"{prefix}-{i}" for i in range(n)]),
-        pl.Series("account_key", [ACCOUNTS_OF_PARTITION[i % 5] for i in range(n)]),
-    )
 
 
 def synced(night: Night, drop_id: str, files: dict[str, bytes], rows: int, prefix: str) -> dict:
@@ -59,7 +46,7 @@ def amounts_of(records: dict, prefix: str) -> list[Decimal | None]:
 def test_float64_amounts_written_by_polars(make_night: NightFactory) -> None:
     night = make_night()
     floats = [0.1, 2.675, 1234.5, 0.005, 1.5e7, 19.99, None]
-    frame = rows_of_partition("F64", floats).with_columns(
+    frame = rows_of_partition(PARTITION, "F64", len(floats)).with_columns(
         pl.Series("amount", floats, dtype=pl.Float64)
     )
     buffer = io.BytesIO()
@@ -81,7 +68,7 @@ def test_high_scale_decimals_and_float_probabilities_written_by_pyarrow(
         Decimal("0.000000000000000001"),
         Decimal("987654321098.125"),
     ]
-    table = rows_of_partition("D38", amounts).to_arrow()
+    table = rows_of_partition(PARTITION, "D38", len(amounts)).to_arrow()
     for name, array in {
         "amount": pa.array(amounts, type=pa.decimal128(38, 18)),
         "probability": pa.array([10.0, 50.0, 100.0, None], type=pa.float64()),
@@ -102,7 +89,7 @@ def test_high_scale_decimals_and_float_probabilities_written_by_pyarrow(
 def test_csv_with_bom_and_crlf(make_night: NightFactory) -> None:
     night = make_night()
     texts = ["1.5E7", "12.345", "0.1", "", "7"]
-    frame = as_text(rows_of_partition("CSV", texts)).with_columns(
+    frame = as_text(rows_of_partition(PARTITION, "CSV", len(texts))).with_columns(
         pl.Series("amount", texts),
         pl.Series("description", ["line one\r\nline two", "x", "", "é", '"q"']),
     )
