@@ -11,6 +11,7 @@ refuses the night before anything is read or sent (`ContractError`).
 
 import datetime as dt
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from functools import cache
@@ -30,7 +31,13 @@ from sync_assets.drops.model import (
     field_specs,
 )
 from sync_assets.drops.standard_org import standard_org
-from sync_assets.state.org_metadata import FieldMetadata, OrgMetadata
+from sync_assets.state.org_metadata import (
+    FieldMetadata,
+    OrgMetadata,
+    metadata_for_drop,
+    stored_metadata,
+)
+from sync_assets.storage import StateStore
 
 _STRING_TYPES = frozenset(
     {"string", "textarea", "picklist", "combobox", "email", "phone", "url", "id", "reference"}
@@ -502,3 +509,22 @@ def relationships(mapping: Mapping) -> list[str]:
 def default_contract() -> DropContract:
     """The built-in mapping in an org as Salesforce ships it (for drops staged without an org)."""
     return build_contract(load_mapping(), standard_org())
+
+
+def contract_for_drop(
+    state: StateStore,
+    drop_id: str,
+    mapping: Mapping,
+    read: Callable[[], OrgMetadata],
+    keep: bool = True,
+) -> DropContract:
+    """The contract a drop is validated under: the mapping in the org's metadata for the drop.
+
+    A night reads the metadata once and keeps it (`keep`), so all its partitions share it; a
+    plan uses the kept one if there is one (the night's), else reads it now, and keeps nothing.
+    """
+    if keep:
+        org = metadata_for_drop(state, drop_id, read)
+    else:
+        org = stored_metadata(state, drop_id) or read()
+    return build_contract(mapping, org)

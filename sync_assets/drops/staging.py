@@ -125,10 +125,12 @@ class _Stager:
         self.source = drop.scan(ROW_INDEX)
         self.validator = RowValidator(self.source.collect_schema(), contract)
 
-    def stage(self, state: StateStore, partitions: list[str]) -> dict[str, StagedPartition]:
-        """Stage the rows of `partitions` and write each partition's files.
+    def stage(
+        self, state: StateStore, partitions: list[str], output: StateStore | None = None
+    ) -> dict[str, StagedPartition]:
+        """Stage the rows of `partitions` and write each partition's files into `output`.
 
-        With all partitions the drop is read once into memory; with fewer it is streamed and
+        `output` is by default the state whose ledgers the rows are diffed against. With all partitions the drop is read once into memory; with fewer it is streamed and
         filtered, and the checks that span the whole drop (duplicates, deletions) stream its key
         columns. Large frames are dropped as soon as they are used: peak memory is time too.
         """
@@ -199,7 +201,7 @@ class _Stager:
             futures = {
                 key: pool.submit(
                     self._write_partition,
-                    state,
+                    output or state,
                     key,
                     source_counts[int(key)],
                     placed,
@@ -450,6 +452,26 @@ def stage_partition_of_night(
     return staged[key], sorted(batch)
 
 
+def stage_partitions(
+    landing: StateStore,
+    state: StateStore,
+    drop_id: str,
+    partitions: list[str],
+    contract: DropContract | None = None,
+    output: StateStore | None = None,
+) -> dict[str, StagedPartition]:
+    """Stage some partitions of a drop, diffed against the state's ledgers.
+
+    All ten read the drop once into memory; fewer stream it, filtered to their rows (duplicates
+    and deletions judged against the whole drop, from its key columns only). The rows are diffed against `state`'s ledgers and the files written into `output`: the state
+    itself by default; a plan's scratch space, which leaves the state as it was.
+    """
+    keys = sorted(partition_label(partition) for partition in partitions)
+    contract = contract or default_contract()
+    stager = _Stager(open_drop(landing, drop_id, contract), contract)
+    return stager.stage(state, keys, output)
+
+
 def stage_partition(
     landing: StateStore,
     state: StateStore,
@@ -457,14 +479,9 @@ def stage_partition(
     partition: str,
     contract: DropContract | None = None,
 ) -> StagedPartition:
-    """Stage one partition of a drop: a lazy scan of the drop, filtered to the partition's rows.
-
-    Duplicates and deletions are judged against the whole drop (from its key columns only).
-    """
+    """Stage one partition of a drop (see `stage_partitions`)."""
     key = partition_label(partition)
-    contract = contract or default_contract()
-    stager = _Stager(open_drop(landing, drop_id, contract), contract)
-    return stager.stage(state, [key])[key]
+    return stage_partitions(landing, state, drop_id, [key], contract)[key]
 
 
 def stage_drop(
@@ -474,6 +491,4 @@ def stage_drop(
     contract: DropContract | None = None,
 ) -> dict[str, StagedPartition]:
     """Stage all ten partitions of a drop, reading and validating the drop once."""
-    contract = contract or default_contract()
-    stager = _Stager(open_drop(landing, drop_id, contract), contract)
-    return stager.stage(state, PARTITION_KEYS)
+    return stage_partitions(landing, state, drop_id, PARTITION_KEYS, contract)

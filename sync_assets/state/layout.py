@@ -54,6 +54,11 @@ def org_metadata_path(drop_id: str) -> str:
     return f"org/{drop_id}/metadata.json"
 
 
+def plan_path(drop_id: str) -> str:
+    """The last plan made of a drop (`sync-assets plan`), as JSON."""
+    return f"plans/{drop_id}.json"
+
+
 class StagingFiles(BaseModel):
     """The files of one staged partition of a drop, relative to the state dir."""
 

@@ -31,6 +31,7 @@ from sync_assets.sandbox.store import Database
 FIRST_INGEST_VERSION = 41
 _VERSIONED = re.compile(r"^/services/data/v(\d+)\.(\d)(/.*)?$")
 _SOAP = re.compile(r"^/services/Soap/([uc])/(\d+\.\d)$")
+_READS = frozenset({"GET", "HEAD"})
 
 
 class SandboxApp:
@@ -116,6 +117,9 @@ class SandboxApp:
         if major > NEWEST_VERSION or matched.group(2) != "0":
             raise not_found()
         self.oauth.authenticate(request)
+        if request.method not in _READS:
+            # Any call of the data API but a read may change data (job creation included).
+            self.count("write_requests")
         if not self.limits.try_consume(API_REQUESTS):
             raise ApiError(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
         response = self._versioned(request, major, matched.group(3) or "")
