@@ -18,7 +18,13 @@ from sync_assets.state.ledger import advance_ledger
 from sync_assets.state.org_metadata import FieldMetadata, ObjectMetadata
 from sync_assets.storage import StateStore
 from sync_assets_tests.drops.helpers import valid_rows, write_drop
-from sync_assets_tests.drops.orgs import NEW_BUSINESS, RENEWAL, acme_like_org, acme_mapping
+from sync_assets_tests.drops.orgs import (
+    ACME_STAGES,
+    NEW_BUSINESS,
+    RENEWAL,
+    acme_like_org,
+    acme_mapping,
+)
 
 
 def mapping_with(fields: list[dict[str, object]], **settings: object) -> Mapping:
@@ -107,14 +113,7 @@ def test_the_contract_takes_types_and_values_from_the_org() -> None:
         "Renewal": RENEWAL,
     }
     stage = specs["stage"]
-    assert stage.allowed == (
-        "Discovery",
-        "Qualification",
-        "Proposal",
-        "Renewal Open",
-        "Closed Won",
-        "Closed Lost",
-    )
+    assert stage.allowed == tuple(ACME_STAGES)
     assert stage.target.stages == {
         "": ("Discovery", "Qualification", "Proposal", "Closed Won", "Closed Lost"),
         "New_Business": ("Discovery", "Qualification", "Proposal", "Closed Won", "Closed Lost"),

@@ -55,10 +55,16 @@ def acme_night(make_night: NightFactory, root: Path) -> Night:
     return make_night(org=str(org.path))
 
 
-def use_acme_mapping(monkeypatch: pytest.MonkeyPatch, root: Path) -> None:
+def acme_night_with_its_mapping(
+    make_night: NightFactory, monkeypatch: pytest.MonkeyPatch, root: Path, drop_id: str
+) -> Night:
+    """The acme night, a mapping file fit for acme (SYNC_MAPPING_FILE), and a drop landed."""
+    night = acme_night(make_night, root)
     path = root / "acme-mapping.yaml"
     path.write_text(yaml.safe_dump(acme_mapping().model_dump(mode="json", exclude_none=True)))
     monkeypatch.setenv("SYNC_MAPPING_FILE", str(path))
+    acme_drop(night, drop_id)
+    return night
 
 
 def acme_drop(night: Night, drop_id: str) -> None:
@@ -77,9 +83,7 @@ def acme_drop(night: Night, drop_id: str) -> None:
 def test_rows_valid_for_the_org_land_and_invalid_ones_are_rejected_before_sending(
     make_night: NightFactory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    night = acme_night(make_night, tmp_path)
-    use_acme_mapping(monkeypatch, tmp_path)
-    acme_drop(night, "acme-1")
+    night = acme_night_with_its_mapping(make_night, monkeypatch, tmp_path, "acme-1")
 
     run = night.run_partition("acme-1", PARTITION)
 
@@ -125,9 +129,7 @@ def test_rows_valid_for_the_org_land_and_invalid_ones_are_rejected_before_sendin
 def test_the_org_is_read_once_for_every_partition_of_a_drop(
     make_night: NightFactory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    night = acme_night(make_night, tmp_path)
-    use_acme_mapping(monkeypatch, tmp_path)
-    acme_drop(night, "acme-2")
+    night = acme_night_with_its_mapping(make_night, monkeypatch, tmp_path, "acme-2")
     first = night.run_partition("acme-2", PARTITION)
     snapshot = night.state.read_json(org_metadata_path("acme-2"), OrgMetadata)
     other = night.run_partition("acme-2", "1")
