@@ -290,7 +290,9 @@ class RowValidator:
                     ),
                 )
             )
-        unknown = ~absent & ~column.is_in(list(spec.allowed or ())) & ~column.is_in(inactive)
+        unknown = ~absent & ~column.is_in(list(spec.allowed or ()))
+        if inactive:
+            unknown = unknown & ~column.is_in(inactive)
         rules.append(
             Rule(
                 code=f"{name}_not_in_picklist",
