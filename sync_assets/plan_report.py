@@ -56,13 +56,10 @@ def _credentials(settings: SyncSettings) -> SalesforceCredentials:
 
 
 def make_plan(
-    drop_id: str | None, partitions: list[str], settings: SyncSettings, console: Console
+    drop_id: str, partitions: list[str], settings: SyncSettings, console: Console
 ) -> NightPlan:
-    """The plan of a drop (the newest complete one by default) against the configured org."""
+    """The plan of a drop against the configured org (or the local sandbox)."""
     landing, state = StateStore(settings.landing_dir), StateStore(settings.state_dir)
-    drop_id = drop_id or newest_complete_drop(landing)
-    if drop_id is None:
-        raise DropError("-", f"no complete drop in {settings.landing_dir}")
     mapping = load_mapping(settings.mapping_file)
     with salesforce_for_commands(settings, console) as target:
         console.print(f"Planning drop {drop_id} against {target}…")
@@ -90,6 +87,10 @@ def run_plan(
 ) -> bool:
     """Print the plan's table and write its JSON; False (and why) if no plan could be made."""
     settings = SyncSettings()
+    drop_id = drop_id or newest_complete_drop(StateStore(settings.landing_dir))
+    if drop_id is None:
+        console.print(f"[red]No complete drop in {settings.landing_dir}.")
+        return False
     try:
         plan = make_plan(drop_id, partitions, settings, console)
     except (DropError, MappingError, ContractError) as error:

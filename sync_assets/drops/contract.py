@@ -223,7 +223,7 @@ class _Builder:
         )
         annotation = self._annotation(column, meta, kind, required, target, entry)
         if annotation is not None:
-            self._add(column, annotation, required)
+            self.add(column, annotation, required)
 
     def _empty(
         self, entry: FieldMap | None, meta: FieldMetadata, header: str, required: bool
@@ -292,7 +292,7 @@ class _Builder:
                 )
                 return None
             return Annotated[Literal[tuple(ids)], replace(target, record_type_ids=ids)]
-        values = self._picklist(meta)
+        values = self.picklist(meta)
         if meta.name == STAGE_FIELD:
             return self._stage(column, meta, target)
         if values is not None:
@@ -301,7 +301,7 @@ class _Builder:
         length = StringConstraints(min_length=1 if required else 0, max_length=meta.length or None)
         return Annotated[str, length, target]
 
-    def _picklist(self, meta: FieldMetadata) -> list[str] | None:
+    def picklist(self, meta: FieldMetadata) -> list[str] | None:
         """The values a field may hold, if the org restricts them."""
         if meta.name == STAGE_FIELD:
             return self.org.stages_of(self.sobject.default_record_type.record_type_id)
@@ -352,7 +352,7 @@ class _Builder:
             if info.active and info.available and not info.master
         }
 
-    def _add(self, column: str, annotation: Any, required: bool) -> None:
+    def add(self, column: str, annotation: Any, required: bool) -> None:
         # Columns may be named anything; the model's own field names are identifiers.
         name = self.names[column] = f"column_{len(self.fields)}"
         if required:
@@ -396,7 +396,7 @@ def _constant_text(meta: FieldMetadata, value: Constant | None, builder: _Builde
     if kind == "date":
         return dt.date.fromisoformat(str(value)).isoformat()
     text = str(value)
-    allowed = builder._picklist(meta)
+    allowed = builder.picklist(meta)
     if allowed is not None and text not in allowed:
         raise ValueError("is not a value of the picklist")
     if meta.length and len(text) > meta.length:
@@ -438,7 +438,7 @@ def build_contract(mapping: Mapping, org: OrgMetadata) -> DropContract:
             builder.add_constant(header, meta, entry)
         else:
             builder.add_column(entry.column, meta, header, entry)
-    builder._add(mapping.updated_at, Annotated[dt.datetime, Target(field=None)], required=True)
+    builder.add(mapping.updated_at, Annotated[dt.datetime, Target(field=None)], required=True)
     builder.writable(mapping.partition_field)
     _required_fields_sent(builder)
     builder.problems.raise_if_any()
@@ -454,16 +454,14 @@ def build_contract(mapping: Mapping, org: OrgMetadata) -> DropContract:
 
 
 def _required_fields_sent(builder: _Builder) -> None:
-    sent = {builder.mapping.key.field.lower(), builder.mapping.parent.field.lower()}
-    sent |= {entry.field.lower() for entry in builder.mapping.fields}
-    # A parent given by external id fills its lookup field.
-    sent |= {
-        str(lookup.name).lower()
-        for header in sent
-        if "." in header
-        for lookup in [builder.sobject.relationship(header.partition(".")[0])]
-        if lookup is not None
-    }
+    headers = [builder.mapping.key.field, builder.mapping.parent.field]
+    headers += [entry.field for entry in builder.mapping.fields]
+    sent = {header.lower() for header in headers}
+    for relationship in relationships(builder.mapping):
+        # A parent given by external id fills its lookup field.
+        lookup = builder.sobject.relationship(relationship)
+        if lookup is not None:
+            sent.add(lookup.name.lower())
     missing = [
         meta.name
         for meta in builder.sobject.fields
