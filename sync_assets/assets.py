@@ -1,11 +1,13 @@
 """The nightly sync as assets: stage a partition of the drop, upsert it into Salesforce, sum up the night."""
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
 import polars as pl
 import requests
+from pydantic import Field
 
 from sync_assets.drop_runs import (
     DROP_TAG,
@@ -14,6 +16,7 @@ from sync_assets.drop_runs import (
     exclusive_staging,
     last_staged_drop,
     latest_partition_syncs,
+    night_contract,
 )
 from sync_assets.drops.reader import DropError
 from sync_assets.drops.staging import (
@@ -22,6 +25,7 @@ from sync_assets.drops.staging import (
     load_staged,
     stage_partition_of_night,
 )
+from sync_assets.night_plan import NightPlan, plan_night
 from sync_assets.partition_load import PartitionLoader
 from sync_assets.partitions import opportunity_partitions
 from sync_assets.resources import BulkLoadResource, SalesforceResource, SyncStorage
@@ -75,23 +79,107 @@ def staging_metadata(counts: StagingCounts) -> dict[str, Any]:
     }
 
 
+class StagingConfig(dg.Config):
+    """How a partition run of the sync stages its rows."""
+
+    dry_run: bool = Field(
+        default=False,
+        description="Only plan: what the partition would create, update, leave and reject, and "
+        "the Bulk jobs and API calls it would use; nothing is staged or sent, no ledger moves.",
+    )
+
+
+def plan_metadata(plan: NightPlan) -> dict[str, Any]:
+    """A dry run's plan of one partition as metadata (the whole plan as JSON too)."""
+    [part] = plan.partitions
+    return {
+        "drop_id": plan.drop_id,
+        "dry_run": True,
+        **{
+            name: dg.MetadataValue.int(getattr(part, name))
+            for name in ("source", "create", "update", "unchanged", "rejected", "absent")
+        },
+        "jobs": dg.MetadataValue.int(part.jobs),
+        "api_calls": dg.MetadataValue.int(part.api_calls),
+        "records": dg.MetadataValue.int(part.records),
+        "top_reject_reasons": reasons_table(part.top_reasons, "rejected rows"),
+        "fields": dg.MetadataValue.json(plan.fields),
+        "limits_fit": dg.MetadataValue.bool(bool(plan.fits))
+        if plan.fits is not None
+        else dg.MetadataValue.text(f"unknown: {plan.limits_unavailable}"),
+        "plan": dg.MetadataValue.json(plan.model_dump(mode="json")),
+    }
+
+
+def plan_partition(
+    context: dg.AssetExecutionContext,
+    storage: SyncStorage,
+    salesforce: SalesforceResource,
+    bulk_load: BulkLoadResource,
+    drop_id: str,
+) -> None:
+    """Plan the partition and record the plan as an observation; nothing is staged or sent."""
+    partition = context.partition_key
+    contract = night_contract(storage, drop_id, salesforce, keep=False)
+    try:
+        plan = plan_night(
+            storage.landing(),
+            storage.state(),
+            drop_id,
+            contract,
+            [partition],
+            bulk_load.loader_settings().plan,
+            salesforce.limits,
+        )
+    except DropError as error:
+        raise dg.Failure(description=str(error), allow_retries=False) from error
+    [part] = plan.partitions
+    context.log.info(
+        "Plan of drop %s partition %s: %d to create, %d to update, %d unchanged, %d rejected, "
+        "%d Bulk jobs; nothing was sent",
+        drop_id,
+        partition,
+        part.create,
+        part.update,
+        part.unchanged,
+        part.rejected,
+        part.jobs,
+    )
+    context.log_event(
+        dg.AssetObservation(
+            asset_key=context.asset_key, partition=partition, metadata=plan_metadata(plan)
+        )
+    )
+
+
 @dg.asset(
     partitions_def=opportunity_partitions,
     group_name=GROUP,
     kinds={"polars", "parquet"},
     owners=["team:data-engineering"],
     tags={"sync/stage": "stage"},
+    # A dry run materializes nothing, so the load and the checks after it are skipped.
+    output_required=False,
 )
 def opportunity_batches(
-    context: dg.AssetExecutionContext, storage: SyncStorage
-) -> dg.MaterializeResult:
+    context: dg.AssetExecutionContext,
+    config: StagingConfig,
+    storage: SyncStorage,
+    salesforce: SalesforceResource,
+    bulk_load: BulkLoadResource,
+) -> Iterator[dg.MaterializeResult]:
     """Validate one partition (one shard of parent Accounts) of the drop and stage what changed.
 
-    Rows that break the contract are quarantined with their reason; rows Salesforce already holds
+    The rules come from the mapping file and the org's own metadata (read once a night). Rows
+    that break them are quarantined with their reason; rows Salesforce already holds
     unchanged (per the ledger) are skipped; only new and changed rows are staged to be sent.
+    With `dry_run`, only the partition's plan is made (an observation; see `night_plan.py`).
     """
     partition = context.partition_key
     drop_id = drop_to_stage(context.run.tags, storage)
+    if config.dry_run:
+        plan_partition(context, storage, salesforce, bulk_load, drop_id)
+        return
     started = time.monotonic()
     state = storage.state()
     try:
@@ -99,8 +187,9 @@ def opportunity_batches(
             exclusive_partition(context, state, partition),
             exclusive_staging(context, state, drop_id),
         ):
+            contract = night_contract(storage, drop_id, salesforce)
             staged, staged_now = stage_partition_of_night(
-                storage.landing(), state, drop_id, partition
+                storage.landing(), state, drop_id, partition, contract
             )
     except (DropError, PartitionBusyError) as error:
         # A malformed drop is not a transient problem: retrying cannot fix the file. A partition
@@ -121,7 +210,7 @@ def opportunity_batches(
         counts.new,
         counts.changed,
     )
-    return dg.MaterializeResult(
+    yield dg.MaterializeResult(
         metadata={
             **staging_metadata(counts),
             "dagster/partition_row_count": dg.MetadataValue.int(counts.source),
@@ -129,6 +218,8 @@ def opportunity_batches(
             "rejects_file": dg.MetadataValue.path(state.url(staged.rejects)),
             "staged_file": dg.MetadataValue.path(state.url(staged.to_send)),
             "staged_partitions": dg.MetadataValue.text(",".join(staged_now) or "none (reused)"),
+            "extra_columns": dg.MetadataValue.json(counts.extra_columns),
+            "missing_columns": dg.MetadataValue.json(counts.missing_columns),
             "duration_seconds": dg.MetadataValue.float(round(time.monotonic() - started, 3)),
         },
         tags={DROP_TAG: drop_id},

@@ -29,6 +29,21 @@ opportunity_sync_job = dg.define_asset_job(
     tags={"sync/target": "salesforce"},
 )
 
+DRY_RUN_CONFIG = {
+    "ops": {opportunity_batches.key.to_python_identifier(): {"config": {"dry_run": True}}}
+}
+
+opportunity_plan_job = dg.define_asset_job(
+    "opportunity_plan_job",
+    selection=dg.AssetSelection.assets(opportunity_batches).without_checks(),
+    partitions_def=opportunity_partitions,
+    description="Plan one partition of a drop (opportunity_batches with dry_run): what it would "
+    "create, update, leave and reject, the Bulk jobs and API calls it would use. Nothing is "
+    "staged or sent and no ledger moves; the plan is an observation of opportunity_batches.",
+    config=DRY_RUN_CONFIG,
+    executor_def=dg.in_process_executor,
+)
+
 opportunity_summary_job = dg.define_asset_job(
     "opportunity_summary_job",
     selection=dg.AssetSelection.assets(opportunity_sync_summary),
@@ -37,15 +52,22 @@ opportunity_summary_job = dg.define_asset_job(
 )
 
 
+def is_dry_run(run: dg.DagsterRun) -> bool:
+    """A run of the sync job launched with `dry_run` config: it planned, it did not sync."""
+    ops = run.run_config.get("ops", {}) if isinstance(run.run_config, dict) else {}
+    staging = ops.get(opportunity_batches.key.to_python_identifier(), {})
+    return bool(staging.get("config", {}).get("dry_run"))
+
+
 def partitions_with_runs(instance: dg.DagsterInstance, drop_id: str) -> set[str]:
-    """Partitions that already have a run (in any state) for this drop."""
+    """Partitions that already have a run (in any state, dry runs aside) for this drop."""
     runs = instance.get_run_records(
         filters=dg.RunsFilter(job_name=opportunity_sync_job.name, tags={DROP_TAG: drop_id})
     )
     return {
         record.dagster_run.tags[PARTITION_TAG]
         for record in runs
-        if PARTITION_TAG in record.dagster_run.tags
+        if PARTITION_TAG in record.dagster_run.tags and not is_dry_run(record.dagster_run)
     }
 
 

@@ -21,6 +21,7 @@ from sync_assets.drop_runs import (
     exclusive_partition,
     exclusive_staging,
     last_staged_drop,
+    night_contract,
 )
 from sync_assets.drops.reader import open_drop
 from sync_assets.drops.shards import shard_expr
@@ -101,15 +102,19 @@ def _staging(state: StateStore, drop_id: str, partition: str) -> StagedPartition
     description="Every source row of the partition is staged, unchanged or rejected: none lost.",
 )
 def rows_accounted_for(
-    context: dg.AssetCheckExecutionContext, storage: SyncStorage, alerts: AlertResource
+    context: dg.AssetCheckExecutionContext,
+    storage: SyncStorage,
+    salesforce: SalesforceResource,
+    alerts: AlertResource,
 ) -> dg.AssetCheckResult:
     """Recount the partition's rows in the drop and compare with the staged and rejected files."""
     state = storage.state()
     drop_id = _staged_drop(context)
+    contract = night_contract(storage, drop_id, salesforce)
     in_drop = (
-        open_drop(storage.landing(), drop_id)
+        open_drop(storage.landing(), drop_id, contract)
         .scan()
-        .filter(shard_expr() == int(context.partition_key))
+        .filter(shard_expr(contract.parent_column) == int(context.partition_key))
         .select(pl.len())
         .collect()
         .item()

@@ -1,4 +1,4 @@
-"""The `sync-assets` command line: demo, sandbox, generate, sync and ui."""
+"""The `sync-assets` command line: demo, sandbox, generate, plan, sync and ui."""
 
 from pathlib import Path
 from typing import Annotated
@@ -131,6 +131,36 @@ def sync(
     _run_night(
         drop_id, partition, parallel, "sync-assets sync", rows_if_missing=None, strict=strict
     )
+
+
+@app.command()
+def plan(
+    drop_id: Annotated[
+        str | None, typer.Option(help="Drop to plan (default: the newest complete drop).")
+    ] = None,
+    partition: Annotated[
+        list[str] | None, typer.Option(help="Partition(s) to plan (default: all 10).")
+    ] = None,
+    json_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--json", help="Write the plan here (default: plans/<drop>.json in the state)."
+        ),
+    ] = None,
+) -> None:
+    """Plan the next night without sending anything: rows to create, update, leave and reject.
+
+    Exit codes: 0 planned, 1 the drop or the mapping was refused (printed), 4 no complete drop.
+
+    Per partition, with the Bulk jobs and API calls it would use against the org's /limits and
+    the fields it would write; printed as a table and written as JSON.
+    """
+    from sync_assets.demo import wide_console
+    from sync_assets.plan_report import run_plan
+    from sync_assets.state.layout import PARTITION_KEYS, partition_label
+
+    keys = [partition_label(key) for key in partition] if partition else PARTITION_KEYS
+    raise typer.Exit(int(run_plan(drop_id, keys, json_file, wide_console())))
 
 
 @app.command()

@@ -7,6 +7,7 @@ from sync_assets.alerts import AlertResource
 from sync_assets.automation import (
     nightly_opportunity_sync,
     opportunity_drop_sensor,
+    opportunity_plan_job,
     opportunity_summary_job,
     opportunity_summary_sensor,
     opportunity_sync_job,
@@ -29,11 +30,15 @@ def build_defs() -> dg.Definitions:
     return dg.Definitions(
         assets=dg.load_assets_from_modules([assets]),
         asset_checks=dg.load_asset_checks_from_modules([checks]),
-        jobs=[opportunity_sync_job, opportunity_summary_job],
+        jobs=[opportunity_sync_job, opportunity_summary_job, opportunity_plan_job],
         schedules=[nightly_opportunity_sync(settings)],
         sensors=[opportunity_drop_sensor, opportunity_summary_sensor, sync_run_failure_alert],
         resources={
-            "storage": SyncStorage(landing_dir=settings.landing_dir, state_dir=settings.state_dir),
+            "storage": SyncStorage(
+                landing_dir=settings.landing_dir,
+                state_dir=settings.state_dir,
+                mapping_file=settings.mapping_file or "",
+            ),
             "salesforce": salesforce_resource_from_env(settings),
             "bulk_load": BulkLoadResource(),
             "alerts": AlertResource(**webhook),

@@ -5,9 +5,16 @@ from contextlib import AbstractContextManager
 
 import dagster as dg
 
+from sync_assets.drops.contract import (
+    ContractError,
+    DropContract,
+    contract_for_drop,
+    relationships,
+)
+from sync_assets.drops.mapping import MappingError
 from sync_assets.drops.reader import newest_complete_drop
 from sync_assets.partitions import opportunity_partitions
-from sync_assets.resources import SyncStorage
+from sync_assets.resources import SalesforceResource, SyncStorage
 from sync_assets.state.locks import drop_staging_lock, partition_lock
 from sync_assets.storage import StateStore
 
@@ -102,3 +109,26 @@ def latest_partition_syncs(
                 key: value.value for key, value in records[0].asset_materialization.metadata.items()
             }
     return latest
+
+
+def night_contract(
+    storage: SyncStorage, drop_id: str, salesforce: SalesforceResource, keep: bool = True
+) -> DropContract:
+    """The contract a drop is staged and checked under: the mapping file in the org's metadata.
+
+    The metadata is read from the org the first time a run of the drop needs it and kept in the
+    state (unless `keep` is false: a dry run), so every partition of the drop is validated
+    against the same snapshot. A mapping that cannot be read or does not fit the org refuses
+    the night before anything is sent (no retry: only a person can fix the file or the org).
+    """
+    try:
+        mapping = storage.mapping()
+        return contract_for_drop(
+            storage.state(),
+            drop_id,
+            mapping,
+            lambda: salesforce.org_metadata(mapping.object, relationships(mapping)),
+            keep,
+        )
+    except (MappingError, ContractError) as error:
+        raise dg.Failure(description=f"Drop {drop_id}: {error}", allow_retries=False) from error

@@ -5,6 +5,7 @@ from typing import Any
 import dagster as dg
 from pydantic import PrivateAttr
 
+from sync_assets.drops.mapping import Mapping, load_mapping
 from sync_assets.salesforce.bulk_api import BulkApi
 from sync_assets.salesforce.connection import (
     DEFAULT_API_VERSION,
@@ -13,6 +14,7 @@ from sync_assets.salesforce.connection import (
     SalesforceCredentials,
 )
 from sync_assets.salesforce.loader import BulkLoader, JobEventHook, LoaderSettings, ProgressCallback
+from sync_assets.salesforce.metadata import read_org_metadata
 from sync_assets.salesforce.planning import PlanLimits
 from sync_assets.salesforce.queries import (
     count_partition,
@@ -20,6 +22,7 @@ from sync_assets.salesforce.queries import (
     keys_tagged_with_partition,
 )
 from sync_assets.settings import SyncSettings
+from sync_assets.state.org_metadata import OrgMetadata
 from sync_assets.storage import StateStore
 
 
@@ -77,6 +80,10 @@ class SalesforceResource(dg.ConfigurableResource):
     def limits(self) -> dict[str, Any]:
         return BulkApi(self.connection()).limits()
 
+    def org_metadata(self, sobject: str, relationships: list[str]) -> OrgMetadata:
+        """The object's describe, record types, stages and currencies, as the org says now."""
+        return read_org_metadata(self.connection(), sobject, relationships)
+
 
 def salesforce_resource_from_env(settings: SyncSettings) -> SalesforceResource:
     """The resource with every ``SALESFORCE_*`` variable set at load time bound as an ``EnvVar``.
@@ -120,10 +127,18 @@ class BulkLoadResource(dg.ConfigurableResource):
 
 
 class SyncStorage(dg.ConfigurableResource):
-    """Where drops land and where the sync keeps its state (local paths or object-store URLs)."""
+    """Where drops land and where the sync keeps its state (local paths or object-store URLs).
+
+    Also the mapping file, which says how a drop's columns become Opportunity fields.
+    """
 
     landing_dir: str = SyncSettings.model_fields["landing_dir"].default
     state_dir: str = SyncSettings.model_fields["state_dir"].default
+    mapping_file: str = ""
+
+    def mapping(self) -> Mapping:
+        """The mapping file's mapping, or the built-in one when none is set."""
+        return load_mapping(self.mapping_file or None)
 
     def landing(self) -> StateStore:
         return StateStore(self.landing_dir)

@@ -40,6 +40,10 @@ class SyncSettings(BaseSettings):
         default="./data/sandbox",
         description="The local sandbox's data (SQLite, CA, connection.json).",
     )
+    mapping_file: str | None = Field(
+        default=None,
+        description="The mapping file (YAML); unset: the built-in sync_assets/mapping.yaml.",
+    )
     alert_webhook_url: str | None = Field(
         default=None, description="Failed checks and runs are POSTed here (may embed a token)."
     )

@@ -10,8 +10,9 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, Field
 
-from sync_assets.drops.model import STAGES, Manifest
+from sync_assets.drops.model import Manifest
 from sync_assets.drops.reader import MANIFEST_NAME, open_drop
+from sync_assets.drops.standard_org import STANDARD_STAGES as STAGES
 from sync_assets.drops.validate import RowValidator
 from sync_assets.storage import StateStore
 

@@ -1,85 +1,64 @@
-"""The drop contract (docs/ARCHITECTURE.md, "The drop"): the source record model, its mapping, the manifest."""
+"""The drop contract (docs/ARCHITECTURE.md, "The drop"): the source record model's rules, the manifest.
+
+The source record model is generated for each night from the mapping and the org's describe
+(`drops/contract.py`); every validation rule of the pipeline is read from it here, as
+`FieldSpec`s. What pydantic's own constraints cannot say (the Salesforce field a column writes,
+what an empty value does, rounding, record-type stage lists) travels in the model's field
+metadata as a `Target`.
+"""
 
 import datetime as dt
 import types
 import typing
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any, Literal, Union
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, Field, field_validator
+from pydantic.fields import FieldInfo
 
-from sync_assets.state.columns import ACCOUNT_EXTERNAL_ID_FIELD, EXTERNAL_ID_FIELD, PARTITION_FIELD
-
-StageName = Literal[
-    "Prospecting",
-    "Qualification",
-    "Needs Analysis",
-    "Value Proposition",
-    "Id. Decision Makers",
-    "Perception Analysis",
-    "Proposal/Price Quote",
-    "Negotiation/Review",
-    "Closed Won",
-    "Closed Lost",
-]
-"""The standard Opportunity stage picklist of a Salesforce org."""
-
-STAGES: tuple[str, ...] = typing.get_args(StageName)
-
-OPPORTUNITY_KEY = "opportunity_key"
-"""The source column that identifies an opportunity (unique within a drop)."""
-ACCOUNT_KEY = "account_key"
-"""The source column naming the parent Account: it decides the partition."""
-UPDATED_AT = "updated_at"
-"""The source column that decides which of two rows of one opportunity wins (the latest)."""
+from sync_assets.drops.mapping import EmptyValue, Rounding
 
 # Salesforce accepts dates from 1700-01-01 to 4000-12-31.
 EARLIEST_DATE = dt.date(1700, 1, 1)
 LATEST_DATE = dt.date(4000, 12, 31)
 
+Kind = Literal["string", "date", "decimal", "integer", "datetime", "boolean"]
 
-def _text(max_length: int, *, required: bool) -> Any:
-    return Annotated[str, StringConstraints(min_length=1 if required else 0, max_length=max_length)]
+NO_RECORD_TYPE = ""
+"""The record type key of rows that name none: they get the default record type's stages."""
 
 
-class SourceRecord(BaseModel):
-    """One row of a drop. Every validation rule of the pipeline is generated from these fields.
+@dataclass(frozen=True, eq=False)
+class Target:
+    """Where a source column goes in Salesforce and how, beyond pydantic's constraints.
 
-    Required fields must be present and non-empty; an optional string that is empty counts as
-    absent (it clears the field in Salesforce). `updated_at` is not sent: among rows with the
-    same `opportunity_key` the latest wins.
+    A plain dataclass: pydantic keeps it in a field's metadata without acting on it (hashed by
+    identity, as type annotations need).
     """
 
-    model_config = ConfigDict(frozen=True)
-
-    opportunity_key: _text(64, required=True) = Field(
-        description="Unique id of the opportunity in the source; Salesforce External_Id__c."
-    )
-    account_key: _text(64, required=True) = Field(
-        description="External id of the parent Account; decides the partition."
-    )
-    name: _text(120, required=True) = Field(description="Opportunity name.")
-    stage: StageName = Field(description="One of the org's stage picklist values.")
-    close_date: dt.date = Field(ge=EARLIEST_DATE, le=LATEST_DATE, description="yyyy-MM-dd.")
-    amount: Decimal | None = Field(
-        default=None, ge=0, max_digits=18, decimal_places=2, description="Currency, 2 decimals."
-    )
-    probability: int | None = Field(default=None, ge=0, le=100, description="Percent, 0–100.")
-    lead_source: _text(255, required=False) | None = Field(default=None)
-    type: _text(255, required=False) | None = Field(default=None)
-    next_step: _text(255, required=False) | None = Field(default=None)
-    description: _text(32_000, required=False) | None = Field(
-        default=None, description="Any Unicode, commas, quotes, newlines."
-    )
-    updated_at: dt.datetime = Field(description="Last change in the source; the latest wins.")
+    field: str | None
+    """The Bulk CSV header it is sent as; None: not sent."""
+    empty: EmptyValue = "clear"
+    rounding: Rounding = "round"
+    integer_digits: int | None = None
+    """Digits before the point (precision − scale)."""
+    record_type_ids: dict[str, str] | None = None
+    """RecordTypeId by DeveloperName: name → Id."""
+    stages: dict[str, tuple[str, ...]] | None = None
+    """StageName by record type: DeveloperName (or NO_RECORD_TYPE) → stages."""
+    record_type_column: str | None = None
+    """The column naming each row's record type, for `stages`."""
+    inactive: tuple[str, ...] = ()
+    """Values the org knows but has deactivated (currencies)."""
 
 
 class FieldSpec(BaseModel):
     """What the model says about one source column, in the form the validators need."""
 
     name: str
-    kind: Literal["string", "date", "decimal", "integer", "datetime"]
+    kind: Kind
     required: bool
     min_length: int | None = None
     max_length: int | None = None
@@ -88,6 +67,7 @@ class FieldSpec(BaseModel):
     allowed: tuple[str, ...] | None = None
     max_digits: int | None = None
     decimal_places: int | None = None
+    target: Target = Field(default_factory=lambda: Target(field=None))
 
     @property
     def dtype(self) -> pl.DataType:
@@ -95,18 +75,20 @@ class FieldSpec(BaseModel):
         return {
             "string": pl.String(),
             "date": pl.Date(),
-            "decimal": pl.Decimal(self.max_digits or 38, self.decimal_places or 0),
+            "decimal": pl.Decimal(38, self.decimal_places or 0),
             "integer": pl.Int64(),
             "datetime": pl.Datetime("us", "UTC"),
+            "boolean": pl.Boolean(),
         }[self.kind]
 
 
-_KINDS: dict[type, str] = {
+_KINDS: dict[type, Kind] = {
     str: "string",
     dt.datetime: "datetime",
     dt.date: "date",
-    Decimal: "decimal",
+    bool: "boolean",
     int: "integer",
+    Decimal: "decimal",
 }
 
 
@@ -121,18 +103,23 @@ def _strip_optional(annotation: Any) -> Any:
 def _spec_of(name: str, info: Any) -> FieldSpec:
     annotation = _strip_optional(info.annotation)
     metadata = list(info.metadata)
+    if typing.get_origin(annotation) is Annotated:
+        annotation, *extra = typing.get_args(annotation)
+        metadata.extend(extra)
     allowed: tuple[str, ...] | None = None
     if typing.get_origin(annotation) is Literal:
         allowed = typing.get_args(annotation)
-        kind = "string"
+        kind: Kind = "string"
     else:
-        if typing.get_origin(annotation) is Annotated:
-            base, *extra = typing.get_args(annotation)
-            metadata.extend(extra)
-            annotation = base
         kind = _KINDS[annotation]
     spec: dict[str, Any] = {"name": name, "kind": kind, "required": info.is_required()}
+    # A Field(...) inside Annotated keeps its constraints in its own metadata.
+    metadata += [part for item in metadata if isinstance(item, FieldInfo) for part in item.metadata]
     for item in metadata:
+        if isinstance(item, Target):
+            spec["target"] = item
+            if item.integer_digits is not None and kind == "integer":
+                spec["max_digits"] = item.integer_digits
         for attribute in ("min_length", "max_length", "ge", "le", "max_digits", "decimal_places"):
             value = getattr(item, attribute, None)
             if value is not None:
@@ -140,59 +127,9 @@ def _spec_of(name: str, info: Any) -> FieldSpec:
     return FieldSpec(**spec, allowed=allowed)
 
 
-def field_specs() -> list[FieldSpec]:
+def field_specs(model: type[BaseModel]) -> list[FieldSpec]:
     """The source columns in contract order, with the constraints the model declares."""
-    return [_spec_of(name, info) for name, info in SourceRecord.model_fields.items()]
-
-
-SOURCE_COLUMNS: tuple[str, ...] = tuple(SourceRecord.model_fields)
-
-DEFAULT_COLUMNS: dict[str, str] = {
-    OPPORTUNITY_KEY: EXTERNAL_ID_FIELD,
-    ACCOUNT_KEY: ACCOUNT_EXTERNAL_ID_FIELD,
-    "name": "Name",
-    "stage": "StageName",
-    "close_date": "CloseDate",
-    "amount": "Amount",
-    "probability": "Probability",
-    "lead_source": "LeadSource",
-    "type": "Type",
-    "next_step": "NextStep",
-    "description": "Description",
-}
-
-
-class FieldMapping(BaseModel):
-    """Source column → Salesforce Opportunity field; configuration, defaults per docs/ARCHITECTURE.md."""
-
-    model_config = ConfigDict(frozen=True)
-
-    columns: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_COLUMNS))
-    partition_field: str = Field(
-        default=PARTITION_FIELD, description="Text field the loader fills with the partition."
-    )
-
-    @field_validator("columns")
-    @classmethod
-    def _known_columns_and_unique_targets(cls, columns: dict[str, str]) -> dict[str, str]:
-        unknown = sorted(set(columns) - set(SOURCE_COLUMNS))
-        if unknown:
-            raise ValueError(f"unknown source columns in the mapping: {unknown}")
-        for key in (OPPORTUNITY_KEY, ACCOUNT_KEY):
-            if key not in columns:
-                raise ValueError(f"the mapping must send {key}")
-        if len(set(columns.values())) != len(columns):
-            raise ValueError("two source columns map to the same Salesforce field")
-        return columns
-
-    @property
-    def external_id_field(self) -> str:
-        return self.columns[OPPORTUNITY_KEY]
-
-    @property
-    def salesforce_fields(self) -> list[str]:
-        """The columns of a staged file that Salesforce receives, in order."""
-        return [*self.columns.values(), self.partition_field]
+    return [_spec_of(info.alias or name, info) for name, info in model.model_fields.items()]
 
 
 class Manifest(BaseModel):

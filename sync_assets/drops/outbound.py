@@ -4,32 +4,43 @@ import numpy as np
 import polars as pl
 import polars_hash  # noqa: F401  (registers the `nchash` expression namespace)
 
-from sync_assets.drops.model import FieldMapping, FieldSpec, field_specs
+from sync_assets.drops.contract import DropContract
+from sync_assets.drops.model import FieldSpec
 from sync_assets.state.columns import ROW_HASH
 
 NULL_VALUE = "#N/A"
 """Bulk API 2.0 sets a field to null for `#N/A`; an empty cell would leave it unchanged."""
 
 
-def _bulk_text(spec: FieldSpec) -> pl.Expr:
+def _text(spec: FieldSpec) -> pl.Expr:
+    """A typed value as Bulk API 2.0 CSV reads it (Developer Guide, "Valid Date Format")."""
     column = pl.col(spec.name)
-    if spec.kind == "date":
-        # ISO text of a Date is yyyy-MM-dd for the years the model allows (1700–4000).
-        text = column.cast(pl.String)
-    elif spec.kind == "decimal":
-        text = column.cast(pl.Decimal(38, spec.decimal_places or 0)).cast(pl.String)
-    else:
-        text = column.cast(pl.String)
-    return text if spec.required else text.fill_null(NULL_VALUE)
+    if spec.target.record_type_ids:
+        return column.replace_strict(spec.target.record_type_ids, default=None)
+    if spec.kind == "decimal":
+        return column.cast(pl.Decimal(38, spec.decimal_places or 0)).cast(pl.String)
+    if spec.kind == "datetime":
+        return column.dt.to_string("%Y-%m-%dT%H:%M:%S%.3fZ")
+    if spec.kind == "boolean":
+        return pl.when(column).then(pl.lit("true")).when(~column).then(pl.lit("false"))
+    # ISO text of a Date is yyyy-MM-dd for the years the model allows (1700–4000).
+    return column.cast(pl.String)
 
 
-def salesforce_columns(mapping: FieldMapping, partition: pl.Expr) -> list[pl.Expr]:
-    """The mapped fields of valid, typed rows, every value a string; plus the partition field."""
-    specs = {spec.name: spec for spec in field_specs()}
-    columns = [
-        _bulk_text(specs[source]).alias(target) for source, target in mapping.columns.items()
-    ]
-    return [*columns, partition.cast(pl.String).alias(mapping.partition_field)]
+def _bulk_text(spec: FieldSpec) -> pl.Expr:
+    """The value sent; an empty optional value clears the field (`#N/A`) or keeps it (empty)."""
+    text = _text(spec)
+    return text if spec.required or spec.target.empty == "keep" else text.fill_null(NULL_VALUE)
+
+
+def salesforce_columns(contract: DropContract, partition: pl.Expr) -> list[pl.Expr]:
+    """The sent fields of valid, typed rows, the contract's constants, and the partition field.
+
+    Every value is a string, or null where the cell is left empty.
+    """
+    columns = [_bulk_text(spec).alias(str(spec.target.field)) for spec in contract.sent_specs]
+    constants = [pl.lit(value).alias(field) for field, value in contract.constants.items()]
+    return [*columns, *constants, partition.cast(pl.String).alias(contract.partition_field)]
 
 
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
@@ -52,11 +63,15 @@ def row_hash(outbound: pl.DataFrame, fields: list[str]) -> pl.Series:
     """
     names = sorted(fields)
     field_hashes = outbound.select(
-        pl.col(name).nchash.xxh3_64(seed=field_seed(name)).fill_null(0).alias(name)
-        for name in names
+        pl.col(name).nchash.xxh3_64(seed=field_seed(name)).alias(name) for name in names
     )
     folded = np.full(outbound.height, _FNV_OFFSET, dtype=np.uint64)
     for name in names:
-        folded ^= field_hashes.get_column(name).to_numpy()
-        folded *= _FNV_PRIME
+        hashes = field_hashes.get_column(name)
+        if hashes.null_count() == 0:
+            folded ^= hashes.to_numpy()
+            folded *= _FNV_PRIME
+        else:
+            stepped = (folded ^ hashes.fill_null(0).to_numpy()) * _FNV_PRIME
+            folded = np.where(hashes.is_not_null().to_numpy(), stepped, folded)
     return pl.Series(ROW_HASH, folded, dtype=pl.UInt64)

@@ -4,9 +4,10 @@ import zlib
 
 import polars as pl
 
-from sync_assets.drops.model import ACCOUNT_KEY
 from sync_assets.state.layout import PARTITION_COUNT
 
+ACCOUNT = "account_key"
+"""The account key column of `account_order`'s frame."""
 UNSHARDABLE_PARTITION = "0"
 """Where a rejected row without a usable account key is counted (it is never sent)."""
 
@@ -30,7 +31,7 @@ def _shard_series(account_keys: pl.Series) -> pl.Series:
     return mapped.fill_null(int(UNSHARDABLE_PARTITION))
 
 
-def shard_expr(account_key: str | pl.Expr = ACCOUNT_KEY) -> pl.Expr:
+def shard_expr(account_key: str | pl.Expr) -> pl.Expr:
     """The partition number (UInt8 0–9) of each row; a null account key goes to partition 0."""
     column = pl.col(account_key) if isinstance(account_key, str) else account_key
     return column.map_batches(_shard_series, return_dtype=pl.UInt8)
@@ -42,9 +43,9 @@ def account_order(account_keys: pl.Series) -> pl.DataFrame:
     Ranks follow (partition, account_key), so sorting rows by rank groups them by partition,
     then by account: the order a partition's rows are sent in.
     """
-    accounts = account_keys.drop_nulls().unique().to_frame(ACCOUNT_KEY)
+    accounts = account_keys.drop_nulls().unique().to_frame(ACCOUNT)
     return (
-        accounts.with_columns(shard_expr(ACCOUNT_KEY).alias("partition"))
-        .sort(["partition", ACCOUNT_KEY])
+        accounts.with_columns(shard_expr(ACCOUNT).alias("partition"))
+        .sort(["partition", ACCOUNT])
         .with_row_index("order")
     )

@@ -21,10 +21,10 @@ from itertools import accumulate
 import polars as pl
 from pydantic import BaseModel, Field, model_validator
 
-from sync_assets.drops.model import ACCOUNT_KEY, OPPORTUNITY_KEY, FieldMapping
+from sync_assets.drops.contract import DropContract, default_contract
 from sync_assets.drops.outbound import row_hash, salesforce_columns
 from sync_assets.drops.reader import Drop, open_drop
-from sync_assets.drops.shards import UNSHARDABLE_PARTITION, account_order
+from sync_assets.drops.shards import ACCOUNT, UNSHARDABLE_PARTITION, account_order
 from sync_assets.drops.validate import (
     REASON_CODE,
     ROW_INDEX,
@@ -58,6 +58,17 @@ class StagingCounts(BaseModel):
     deleted: int = Field(ge=0, description="In the ledger, absent from the drop; not deleted.")
     moved_out: int = Field(
         default=0, ge=0, description="In this partition's ledger, now another partition's row."
+    )
+    extra_columns: list[str] = Field(
+        default_factory=list, description="Columns of the drop the mapping does not read."
+    )
+    missing_columns: list[str] = Field(
+        default_factory=list, description="Optional columns the drop lacks: read as all-null."
+    )
+    contract_version: str = Field(
+        default="",
+        description="The contract (mapping and org metadata) the rows were staged under "
+        "(`DropContract.fingerprint`); under another, the staging is stale.",
     )
     ledger_version: str = Field(
         default="",
@@ -108,16 +119,18 @@ LEDGER_HASH = "_ledger_hash"
 class _Stager:
     """Stages rows of one drop: validation, placement in partitions, diff against the ledger."""
 
-    def __init__(self, drop: Drop, mapping: FieldMapping) -> None:
+    def __init__(self, drop: Drop, contract: DropContract) -> None:
         self.drop = drop
-        self.mapping = mapping
+        self.contract = contract
         self.source = drop.scan(ROW_INDEX)
-        self.validator = RowValidator(self.source.collect_schema())
+        self.validator = RowValidator(self.source.collect_schema(), contract)
 
-    def stage(self, state: StateStore, partitions: list[str]) -> dict[str, StagedPartition]:
-        """Stage the rows of `partitions` and write each partition's files.
+    def stage(
+        self, state: StateStore, partitions: list[str], output: StateStore | None = None
+    ) -> dict[str, StagedPartition]:
+        """Stage the rows of `partitions` and write each partition's files into `output`.
 
-        With all partitions the drop is read once into memory; with fewer it is streamed and
+        `output` is by default the state whose ledgers the rows are diffed against. With all partitions the drop is read once into memory; with fewer it is streamed and
         filtered, and the checks that span the whole drop (duplicates, deletions) stream its key
         columns. Large frames are dropped as soon as they are used: peak memory is time too.
         """
@@ -138,7 +151,7 @@ class _Stager:
         # The ledger's opportunities that are still in the drop (anywhere): at most the ledger's
         # size, however large the drop.
         in_drop = (
-            everything.select(pl.col(OPPORTUNITY_KEY).alias("external_id"))
+            everything.select(pl.col(self.contract.key_column).alias("external_id"))
             .filter(pl.col("external_id").is_in(ledgers.get_column("external_id").implode()))
             .unique()
             .collect(engine=engine)
@@ -148,7 +161,9 @@ class _Stager:
         # (needed only to tell which ledger rows moved to another partition).
         homes = (
             coded.lazy()
-            .select(ROW_INDEX, pl.col(OPPORTUNITY_KEY).alias("external_id"), pl.col(PARTITION))
+            .select(
+                ROW_INDEX, pl.col(self.contract.key_column).alias("external_id"), pl.col(PARTITION)
+            )
             .filter(~pl.col(ROW_INDEX).is_in(duplicate_rows.implode()))
             .select("external_id", pl.col(PARTITION).cast(pl.UInt8))
             .collect()
@@ -186,7 +201,7 @@ class _Stager:
             futures = {
                 key: pool.submit(
                     self._write_partition,
-                    state,
+                    output or state,
                     key,
                     source_counts[int(key)],
                     placed,
@@ -212,7 +227,9 @@ class _Stager:
 
         def placed_and_coded() -> pl.DataFrame:
             accounts = account_order(
-                rows.select(pl.col(ACCOUNT_KEY).unique()).collect(engine=engine).to_series()
+                rows.select(pl.col(self.contract.parent_column).unique())
+                .collect(engine=engine)
+                .to_series()
             )
             return self._coded(rows, accounts, partitions, engine)
 
@@ -231,14 +248,14 @@ class _Stager:
         engine: Engine,
     ) -> pl.DataFrame:
         """Rows with their reason code (null if valid or a duplicate), account rank and partition."""
-        account = pl.col(ACCOUNT_KEY)
+        account = pl.col(self.contract.parent_column)
         if len(partitions) < len(PARTITION_KEYS):
             # Filtered first, on a plain membership test: polars streams that, but would hold
             # the whole drop to place every row before filtering.
-            rows = rows.filter(_of_partitions(accounts, partitions))
+            rows = rows.filter(_of_partitions(account, accounts, partitions))
         placed = rows.with_columns(
             account.replace_strict(
-                accounts[ACCOUNT_KEY], accounts["order"], default=None, return_dtype=pl.UInt32
+                accounts[ACCOUNT], accounts["order"], default=None, return_dtype=pl.UInt32
             ).alias(ORDER)
         ).with_columns(
             pl.lit(accounts["partition"])
@@ -276,14 +293,14 @@ class _Stager:
         outbound = (
             valid.lazy()
             .select(*self.validator.typed_columns(without_empty), PARTITION)
-            .select(*salesforce_columns(self.mapping, pl.col(PARTITION)), PARTITION)
+            .select(*salesforce_columns(self.contract, pl.col(PARTITION)), PARTITION)
             .collect()
         )
-        return outbound.with_columns(row_hash(outbound, self.mapping.salesforce_fields))
+        return outbound.with_columns(row_hash(outbound, self.contract.salesforce_fields))
 
     def _changes(self, outbound: pl.DataFrame, ledger: pl.DataFrame) -> pl.Series:
         """Per row: "new" (not in the ledger), "changed" (another hash) or null (unchanged)."""
-        external_id = self.mapping.external_id_field
+        external_id = self.contract.key_field
         if ledger.is_empty():
             return pl.repeat("new", outbound.height, eager=True).alias(CHANGE)
         known = ledger.select(
@@ -353,6 +370,9 @@ class _Stager:
             changed=changes["changed"],
             deleted=gone.height,
             moved_out=moved.height,
+            extra_columns=self.drop.extra_columns,
+            missing_columns=self.drop.missing_columns,
+            contract_version=self.contract.fingerprint,
             ledger_version=version,
         )
         state.write_parquet(files.rejects, rejected)
@@ -362,13 +382,13 @@ class _Stager:
         return StagedPartition(counts=counts, **files.model_dump())
 
 
-def _of_partitions(accounts: pl.DataFrame, partitions: list[str]) -> pl.Expr:
+def _of_partitions(account: pl.Expr, accounts: pl.DataFrame, partitions: list[str]) -> pl.Expr:
     """True for the rows of `partitions`; a row without an account key is the unshardable one's."""
     numbers = [int(key) for key in partitions]
-    keys = accounts.filter(pl.col("partition").is_in(numbers)).get_column(ACCOUNT_KEY)
-    member = pl.col(ACCOUNT_KEY).is_in(keys.implode())
+    keys = accounts.filter(pl.col("partition").is_in(numbers)).get_column(ACCOUNT)
+    member = account.is_in(keys.implode())
     if UNSHARDABLE_PARTITION in partitions:
-        return member | pl.col(ACCOUNT_KEY).is_null()
+        return member | account.is_null()
     return member
 
 
@@ -388,12 +408,21 @@ ROWS_PER_PASS = 2_500_000
 """How many drop rows one staging pass holds in memory at most (whole partitions, at least one)."""
 
 
+def _still_valid(state: StateStore, staged: StagedPartition, contract: DropContract) -> bool:
+    """A staging is used while its ledger and its contract are the ones it was made with."""
+    counts = staged.counts
+    return (
+        counts.ledger_version == ledger_version(state, counts.partition)
+        and counts.contract_version == contract.fingerprint
+    )
+
+
 def stage_partition_of_night(
     landing: StateStore,
     state: StateStore,
     drop_id: str,
     partition: str,
-    mapping: FieldMapping | None = None,
+    contract: DropContract | None = None,
 ) -> tuple[StagedPartition, list[str]]:
     """The partition's staging for the drop, staged now only if there is none or it is stale.
 
@@ -401,15 +430,17 @@ def stage_partition_of_night(
     partition must be staged, every other partition of the drop nobody staged yet is staged in
     the same pass (up to `ROWS_PER_PASS` rows): the night's first run reads and validates the
     drop once for all ten, and the others find their rows ready. A partition staged by another
-    run is used only while its ledger is the one it was diffed against; staging another run's
+    run is used only while its ledger is the one it was diffed against and the contract the one it
+    was staged under (a changed mapping restages); staging another run's
     partition never replaces a staging that exists. Returns the staging and the partitions
     staged now (empty when reused).
     """
     key = partition_label(partition)
+    contract = contract or default_contract()
     current = load_staged(state, drop_id, key)
-    if current is not None and current.counts.ledger_version == ledger_version(state, key):
+    if current is not None and _still_valid(state, current, contract):
         return current, []
-    drop = open_drop(landing, drop_id)
+    drop = open_drop(landing, drop_id, contract)
     per_pass = max(1, ROWS_PER_PASS * len(PARTITION_KEYS) // max(drop.manifest.row_count, 1))
     unstaged = [
         other
@@ -417,8 +448,28 @@ def stage_partition_of_night(
         if other != key and load_staged(state, drop_id, other) is None
     ]
     batch = [key, *unstaged[: per_pass - 1]]
-    staged = _Stager(drop, mapping or FieldMapping()).stage(state, sorted(batch))
+    staged = _Stager(drop, contract).stage(state, sorted(batch))
     return staged[key], sorted(batch)
+
+
+def stage_partitions(
+    landing: StateStore,
+    state: StateStore,
+    drop_id: str,
+    partitions: list[str],
+    contract: DropContract | None = None,
+    output: StateStore | None = None,
+) -> dict[str, StagedPartition]:
+    """Stage some partitions of a drop, diffed against the state's ledgers.
+
+    All ten read the drop once into memory; fewer stream it, filtered to their rows (duplicates
+    and deletions judged against the whole drop, from its key columns only). The rows are diffed against `state`'s ledgers and the files written into `output`: the state
+    itself by default; a plan's scratch space, which leaves the state as it was.
+    """
+    keys = sorted(partition_label(partition) for partition in partitions)
+    contract = contract or default_contract()
+    stager = _Stager(open_drop(landing, drop_id, contract), contract)
+    return stager.stage(state, keys, output)
 
 
 def stage_partition(
@@ -426,23 +477,18 @@ def stage_partition(
     state: StateStore,
     drop_id: str,
     partition: str,
-    mapping: FieldMapping | None = None,
+    contract: DropContract | None = None,
 ) -> StagedPartition:
-    """Stage one partition of a drop: a lazy scan of the drop, filtered to the partition's rows.
-
-    Duplicates and deletions are judged against the whole drop (from its key columns only).
-    """
+    """Stage one partition of a drop (see `stage_partitions`)."""
     key = partition_label(partition)
-    stager = _Stager(open_drop(landing, drop_id), mapping or FieldMapping())
-    return stager.stage(state, [key])[key]
+    return stage_partitions(landing, state, drop_id, [key], contract)[key]
 
 
 def stage_drop(
     landing: StateStore,
     state: StateStore,
     drop_id: str,
-    mapping: FieldMapping | None = None,
+    contract: DropContract | None = None,
 ) -> dict[str, StagedPartition]:
     """Stage all ten partitions of a drop, reading and validating the drop once."""
-    stager = _Stager(open_drop(landing, drop_id), mapping or FieldMapping())
-    return stager.stage(state, PARTITION_KEYS)
+    return stage_partitions(landing, state, drop_id, PARTITION_KEYS, contract)

@@ -1,11 +1,12 @@
-"""Row validation generated from the SourceRecord model: valid rows, and rejects with reasons.
+"""Row validation generated from the night's source record model: valid rows, and rejects with reasons.
 
 Every rule is a vectorised polars expression built from the model's field metadata (required,
-lengths, picklist, ge/le, digits). A row that breaks several rules keeps them all in `reason`
+lengths, picklists and each record type's stages, inactive values, ge/le, digits, places); the
+model is generated from the mapping and the org's describe (`drops/contract.py`). A row that breaks several rules keeps them all in `reason`
 (messages joined by "; "), and its `reason_code` is the first broken rule in the model's field
 order, so every rejected row counts under exactly one code.
 
-Duplicates of `opportunity_key` are resolved over the whole drop, before any other rule: the row
+Duplicates of the key column (`opportunity_key`) are resolved over the whole drop, before any other rule: the row
 with the latest `updated_at` wins (on a tie, the row that comes later in the drop), the others
 are rejected as `duplicate_key`. The winner is then validated like any row; if it is invalid it is
 rejected for its own reason and no older version is sent in its place.
@@ -19,7 +20,8 @@ import polars as pl
 import polars_hash  # noqa: F401  (registers the `nchash` expression namespace)
 from pydantic import BaseModel, ConfigDict
 
-from sync_assets.drops.model import OPPORTUNITY_KEY, UPDATED_AT, FieldSpec, field_specs
+from sync_assets.drops.contract import DropContract, default_contract
+from sync_assets.drops.model import NO_RECORD_TYPE, FieldSpec
 
 Engine = Literal["auto", "in-memory", "streaming"]
 """Which polars engine collects a query (`LazyFrame.collect(engine=…)`)."""
@@ -32,12 +34,12 @@ _KEY_HASH = "_key_hash"
 
 _SHOWN_CHARACTERS = 40
 
-# How a CSV cell must look before it is converted; polars' parsers alone are too lenient
-# ("26-1-1" would be a date in year 26, "1e3" an amount).
-_TEXT_PATTERNS = {
-    "date": r"^\d{4}-\d{2}-\d{2}$",
-    "integer": r"^[+-]?\d{1,18}$",
-}
+# How a text cell must look before it is converted; polars' parsers alone are too lenient
+# ("26-1-1" would be a date in year 26).
+_NUMBER = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
+"""Plain or scientific notation ("1.5E7", as exporters write large floats)."""
+_DATE = r"^\d{4}-\d{2}-\d{2}(?:[T ]00:00(?::00(?:\.0+)?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)?$"
+"""yyyy-MM-dd, or a timestamp at midnight (in its own zone) whose date is taken as written."""
 _TIMESTAMP_FORMATS = (
     "%Y-%m-%dT%H:%M:%S%.f%#z",
     "%Y-%m-%dT%H:%M:%S%.f",
@@ -45,11 +47,19 @@ _TIMESTAMP_FORMATS = (
     "%Y-%m-%d %H:%M:%S%.f",
 )
 _KIND_WORDS = {
-    "date": "a date (yyyy-MM-dd)",
+    "date": "a date (yyyy-MM-dd, or a timestamp at midnight)",
     "decimal": "a number",
     "integer": "an integer",
     "datetime": "a timestamp",
+    "boolean": "true or false",
 }
+_BOOLEANS = {"true": True, "false": False, "1": True, "0": False}
+# Polars' decimals hold 38 digits; Salesforce's numbers at most 18 (Help 000386249).
+_DECIMAL_DIGITS = 38
+_INTEGER_DIGITS = 18
+
+_PAIR = "\x1f"
+"""Joins a record type and a stage into one value (a character no name holds)."""
 
 
 class Rule(BaseModel):
@@ -62,10 +72,33 @@ class Rule(BaseModel):
     message: pl.Expr
 
 
-def _decimal_pattern(spec: FieldSpec) -> str:
-    places = spec.decimal_places or 0
-    fraction = rf"(\.\d{{1,{places}}})?" if places else ""
-    return rf"^[+-]?\d+{fraction}$"
+def integer_digits(spec: FieldSpec) -> int:
+    """Digits a number of the field may have before its decimal point."""
+    digits = spec.max_digits or _INTEGER_DIGITS
+    return digits if spec.kind == "integer" else digits - (spec.decimal_places or 0)
+
+
+def _parse_scale(spec: FieldSpec) -> int:
+    """Places a number's text is parsed to.
+
+    Every place that can decide a half-up rounding, and room for one integer digit more than the
+    field holds (so a value too large for the field is "too many digits", not "not a number").
+    """
+    return _DECIMAL_DIGITS - integer_digits(spec) - 1
+
+
+def _exact_number(text: pl.Expr, scale: int) -> pl.Expr:
+    """The decimal a number's text denotes (plain or scientific), at `scale` places.
+
+    Null if the text is not a number or the value does not fit. Places beyond `scale` are cut,
+    not rounded: a half-up rounding to fewer places depends only on the first place it drops.
+    """
+    plain = text.str.replace(r"[eE]\+", "e").str.replace(rf"^([+-]?\d*\.\d{{{scale}}})\d+$", "${1}")
+    return pl.when(text.str.contains(_NUMBER)).then(plain.str.to_decimal(scale=scale))
+
+
+def _half_up(exact: pl.Expr, places: int) -> pl.Expr:
+    return exact.round(places, mode="half_away_from_zero")
 
 
 def _shown(expr: pl.Expr) -> pl.Expr:
@@ -88,10 +121,11 @@ def _literal(value: Any, spec: FieldSpec) -> pl.Expr:
 
 
 class RowValidator:
-    """The rules of the model, bound to the raw schema of one drop (typed Parquet or CSV text)."""
+    """The rules of the model, bound to the raw schema of one drop (typed columns, or text)."""
 
-    def __init__(self, raw_schema: pl.Schema) -> None:
-        self._specs = field_specs()
+    def __init__(self, raw_schema: pl.Schema, contract: DropContract | None = None) -> None:
+        self.contract = contract or default_contract()
+        self._specs = self.contract.specs
         self._textual = {
             spec.name
             for spec in self._specs
@@ -115,8 +149,18 @@ class RowValidator:
             return column.is_null() | (column.str.len_bytes() == 0)
         return column.is_null()
 
+    def _is_number_text(self, spec: FieldSpec) -> bool:
+        return spec.kind in ("decimal", "integer") and spec.name in self._textual
+
+    def _exact(self, spec: FieldSpec) -> pl.Expr:
+        """A number column's text as an exact decimal (see `_exact_number`)."""
+        return _exact_number(self._raw(spec), _parse_scale(spec))
+
     def typed(self, spec: FieldSpec) -> pl.Expr:
-        """The value in the contract type; null where absent or (CSV) not parseable."""
+        """The value in the contract type; null where absent or (text) not parseable.
+
+        Numbers are rounded half-up to the field's scale; an integer must be integral.
+        """
         raw = self._raw(spec)
         if spec.name not in self._textual:
             return raw
@@ -128,25 +172,31 @@ class RowValidator:
                 ]
             )
         if spec.kind == "date":
-            pattern, parsed = (
-                _TEXT_PATTERNS["date"],
-                raw.str.strptime(pl.Date, "%Y-%m-%d", strict=False),
+            parsed = raw.str.slice(0, 10).str.strptime(pl.Date, "%Y-%m-%d", strict=False)
+            return pl.when(raw.str.contains(_DATE)).then(parsed)
+        if spec.kind == "boolean":
+            return raw.str.to_lowercase().replace_strict(
+                _BOOLEANS, default=None, return_dtype=pl.Boolean
             )
-        elif spec.kind == "decimal":
-            pattern = _decimal_pattern(spec)
-            parsed = raw.cast(pl.Decimal(38, spec.decimal_places or 0), strict=False)
-        else:
-            pattern, parsed = _TEXT_PATTERNS["integer"], raw.cast(pl.Int64, strict=False)
-        return pl.when(raw.str.contains(pattern)).then(parsed)
+        exact = self._exact(spec)
+        if spec.kind == "integer":
+            return pl.when(_half_up(exact, 0) == exact).then(exact.cast(pl.Int64, strict=False))
+        places = spec.decimal_places or 0
+        return _half_up(exact, places).cast(pl.Decimal(_DECIMAL_DIGITS, places))
 
     def typed_columns(self, without_empty: frozenset[str] = frozenset()) -> list[pl.Expr]:
         """All columns in the contract types.
 
-        `without_empty` names string columns known to hold no empty string: they are passed
-        through as they are instead of being rebuilt (a saving on millions of rows).
+        `without_empty` names columns known to hold no empty string: string columns among them
+        are passed through as they are instead of being rebuilt (a saving on millions of rows);
+        text that holds another type is always parsed.
         """
         return [
-            (pl.col(spec.name) if spec.name in without_empty else self.typed(spec)).alias(spec.name)
+            (
+                pl.col(spec.name)
+                if spec.kind == "string" and spec.name in without_empty
+                else self.typed(spec)
+            ).alias(spec.name)
             for spec in self._specs
         ]
 
@@ -163,8 +213,8 @@ class RowValidator:
                 code=DUPLICATE_KEY,
                 broken=pl.col(ROW_INDEX).is_in(duplicate_rows.implode()),
                 message=pl.concat_str(
-                    pl.lit("opportunity_key "),
-                    _shown(pl.col(OPPORTUNITY_KEY)),
+                    pl.lit(f"{self.contract.key_column} "),
+                    _shown(pl.col(self.contract.key_column)),
                     pl.lit(" appears again with a later updated_at, which wins"),
                 ),
             )
@@ -173,8 +223,10 @@ class RowValidator:
 
     def _rules_of(self, spec: FieldSpec) -> list[Rule]:
         name = spec.name
-        # Length and picklist rules read the cell as it is (an empty string breaks neither).
+        # Length and picklist rules read the cell as it is (an empty string breaks neither);
+        # messages show the cell as it came.
         column, absent, value = pl.col(name), self._absent(spec), self.typed(spec)
+        shown = _shown(column)
         rules: list[Rule] = []
         if spec.required:
             rules.append(
@@ -185,17 +237,7 @@ class RowValidator:
                 )
             )
         if name in self._textual:
-            rules.append(
-                Rule(
-                    code=f"{name}_invalid",
-                    broken=~absent & value.is_null(),
-                    message=pl.concat_str(
-                        pl.lit(f"{name} "),
-                        _shown(column),
-                        pl.lit(f" is not {_KIND_WORDS[spec.kind]}"),
-                    ),
-                )
-            )
+            rules.append(self._invalid_rule(spec, absent, value, shown))
         if spec.max_length is not None:
             length = column.str.len_chars()
             rules.append(
@@ -208,26 +250,14 @@ class RowValidator:
                 )
             )
         if spec.allowed is not None:
-            rules.append(
-                Rule(
-                    code=f"{name}_not_in_picklist",
-                    broken=~absent & ~column.is_in(list(spec.allowed)),
-                    message=pl.concat_str(
-                        pl.lit(f"{name} "),
-                        _shown(column),
-                        pl.lit(" is not a value of the picklist"),
-                    ),
-                )
-            )
+            rules.extend(self._picklist_rules(spec, absent, shown))
         if spec.ge is not None:
             rules.append(
                 Rule(
                     code=f"{name}_too_small",
                     broken=value < _literal(spec.ge, spec),
                     message=pl.concat_str(
-                        pl.lit(f"{name} "),
-                        _shown(value),
-                        pl.lit(f" is below the minimum {spec.ge}"),
+                        pl.lit(f"{name} "), shown, pl.lit(f" is below the minimum {spec.ge}")
                     ),
                 )
             )
@@ -237,22 +267,120 @@ class RowValidator:
                     code=f"{name}_too_large",
                     broken=value > _literal(spec.le, spec),
                     message=pl.concat_str(
-                        pl.lit(f"{name} "),
-                        _shown(value),
-                        pl.lit(f" is above the maximum {spec.le}"),
+                        pl.lit(f"{name} "), shown, pl.lit(f" is above the maximum {spec.le}")
                     ),
                 )
             )
-        if spec.max_digits is not None:
-            integer_digits = spec.max_digits - (spec.decimal_places or 0)
+        if spec.kind in ("decimal", "integer"):
+            rules.extend(self._digit_rules(spec, value, shown))
+        return rules
+
+    def _picklist_rules(self, spec: FieldSpec, absent: pl.Expr, shown: pl.Expr) -> list[Rule]:
+        """A value the org does not offer: inactive, unknown, or not its record type's stage."""
+        name, column = spec.name, pl.col(spec.name)
+        inactive = list(spec.target.inactive)
+        rules = []
+        if inactive:
             rules.append(
                 Rule(
-                    code=f"{name}_too_many_digits",
-                    broken=value.abs() >= _literal(10**integer_digits, spec),
+                    code=f"{name}_inactive",
+                    broken=column.is_in(inactive),
                     message=pl.concat_str(
-                        pl.lit(f"{name} "),
-                        _shown(value),
-                        pl.lit(f" has more than {integer_digits} digits before the decimal point"),
+                        pl.lit(f"{name} "), shown, pl.lit(" is inactive in the org")
+                    ),
+                )
+            )
+        unknown = ~absent & ~column.is_in(list(spec.allowed or ()))
+        if inactive:
+            unknown = unknown & ~column.is_in(inactive)
+        rules.append(
+            Rule(
+                code=f"{name}_not_in_picklist",
+                broken=unknown,
+                message=pl.concat_str(
+                    pl.lit(f"{name} "), shown, pl.lit(" is not a value of the picklist")
+                ),
+            )
+        )
+        if spec.target.stages is not None and spec.target.record_type_column is not None:
+            rules.append(self._stage_rule(spec, absent, shown))
+        return rules
+
+    def _stage_rule(self, spec: FieldSpec, absent: pl.Expr, shown: pl.Expr) -> Rule:
+        """A stage of the org that the row's record type (its sales process) does not offer.
+
+        The same code as a value outside the picklist; a row whose record type is unknown breaks
+        that column's own rule instead.
+        """
+        stages = spec.target.stages or {}
+        record_type = self._raw(self.contract.spec(str(spec.target.record_type_column)))
+        named = record_type.fill_null(pl.lit(NO_RECORD_TYPE))
+        pairs = [f"{kind}{_PAIR}{stage}" for kind, values in stages.items() for stage in values]
+        pair = pl.concat_str(named, pl.lit(_PAIR), pl.col(spec.name))
+        return Rule(
+            code=f"{spec.name}_not_in_picklist",
+            broken=~absent
+            & pl.col(spec.name).is_in(list(spec.allowed or ()))
+            & named.is_in(list(stages))
+            & ~pair.is_in(pairs),
+            message=pl.concat_str(
+                pl.lit(f"{spec.name} "),
+                shown,
+                pl.lit(" is not a stage of record type "),
+                pl.when(record_type.is_null()).then(pl.lit("(the default)")).otherwise(record_type),
+            ),
+        )
+
+    def _invalid_rule(
+        self, spec: FieldSpec, absent: pl.Expr, value: pl.Expr, shown: pl.Expr
+    ) -> Rule:
+        """A text cell that does not parse; a number too large to parse breaks the digits rule."""
+        unparsed = ~absent & value.is_null()
+        if self._is_number_text(spec):
+            unparsed = unparsed & ~self._too_large_to_parse(spec)
+        return Rule(
+            code=f"{spec.name}_invalid",
+            broken=unparsed,
+            message=pl.concat_str(
+                pl.lit(f"{spec.name} "), shown, pl.lit(f" is not {_KIND_WORDS[spec.kind]}")
+            ),
+        )
+
+    def _too_large_to_parse(self, spec: FieldSpec) -> pl.Expr:
+        return self._raw(spec).str.contains(_NUMBER) & self._exact(spec).is_null()
+
+    def _digit_rules(self, spec: FieldSpec, value: pl.Expr, shown: pl.Expr) -> list[Rule]:
+        """Too many digits before the point, and more places than the scale if rounding is refused.
+
+        Salesforce fails a value with too many integer digits (NUMBER_OUTSIDE_VALID_RANGE).
+        """
+        name, digits, places = spec.name, integer_digits(spec), spec.decimal_places or 0
+        too_large = value.abs() >= _literal(10**digits, spec)
+        if self._is_number_text(spec):
+            too_large = too_large | self._too_large_to_parse(spec)
+        rules = [
+            Rule(
+                code=f"{name}_too_many_digits",
+                broken=too_large,
+                message=pl.concat_str(
+                    pl.lit(f"{name} "),
+                    shown,
+                    pl.lit(f" has more than {digits} digits before the decimal point"),
+                ),
+            )
+        ]
+        if (
+            spec.target.rounding == "reject"
+            and spec.kind == "decimal"
+            and self._is_number_text(spec)
+        ):
+            exact = self._exact(spec)
+            rules.append(
+                Rule(
+                    code=f"{name}_too_many_decimals",
+                    broken=exact != _half_up(exact, places),
+                    message=pl.concat_str(
+                        pl.lit(f"{name} "), shown, pl.lit(f" has more than {places} decimal places")
                     ),
                 )
             )
@@ -300,12 +428,13 @@ class RowValidator:
 
     def duplicate_rows(self, frame: pl.LazyFrame, engine: Engine = "auto") -> pl.Series:
         """ROW_INDEX of every row that loses to a later version of its opportunity_key."""
-        key_spec, order_spec = self._spec(OPPORTUNITY_KEY), self._spec(UPDATED_AT)
+        key, order = self.contract.key_column, self.contract.order_column
+        key_spec, order_spec = self.contract.spec(key), self.contract.spec(order)
         # A first pass holds only a 64-bit hash per key (the whole drop's keys would not fit a
         # streamed pass's memory); the exact check runs on the few rows whose hash repeats.
         hashes = (
             frame.filter(~self._absent(key_spec))
-            .select(ROW_INDEX, pl.col(OPPORTUNITY_KEY).nchash.xxh3_64().alias(_KEY_HASH))
+            .select(ROW_INDEX, pl.col(key).nchash.xxh3_64().alias(_KEY_HASH))
             .collect(engine=engine)
         )
         # Equal neighbours once sorted: a fraction of the memory of `is_duplicated`'s hash table.
@@ -322,22 +451,19 @@ class RowValidator:
             frame.filter(pl.col(ROW_INDEX).is_in(candidates.implode()))
             .select(
                 pl.col(ROW_INDEX),
-                pl.col(OPPORTUNITY_KEY),
-                self.typed(order_spec).alias(UPDATED_AT),
+                pl.col(key),
+                self.typed(order_spec).alias(order),
             )
-            .filter(pl.col(OPPORTUNITY_KEY).is_duplicated())
+            .filter(pl.col(key).is_duplicated())
         )
         # A row with no valid updated_at is the oldest version of its key.
         winners = (
-            keyed.sort([UPDATED_AT, ROW_INDEX], nulls_last=False)
-            .group_by(OPPORTUNITY_KEY)
+            keyed.sort([order, ROW_INDEX], nulls_last=False)
+            .group_by(key)
             .agg(pl.col(ROW_INDEX).last())
         )
         losers = keyed.join(winners, on=ROW_INDEX, how="anti").select(ROW_INDEX)
         return losers.collect(engine=engine).to_series()
-
-    def _spec(self, name: str) -> FieldSpec:
-        return next(spec for spec in self._specs if spec.name == name)
 
     def rejects(self, coded: pl.LazyFrame, duplicate_rows: pl.Series) -> pl.LazyFrame:
         """Rows with a reason code: every source column as text (as it came), code and reason."""

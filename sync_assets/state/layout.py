@@ -49,6 +49,16 @@ def progress_path(drop_id: str, partition: str | int) -> str:
     return f"progress/{drop_id}/partition={partition_label(partition)}.json"
 
 
+def org_metadata_path(drop_id: str) -> str:
+    """The org's metadata read for a drop: every partition of the drop is validated against it."""
+    return f"org/{drop_id}/metadata.json"
+
+
+def plan_path(drop_id: str) -> str:
+    """The last plan made of a drop (`sync-assets plan`), as JSON."""
+    return f"plans/{drop_id}.json"
+
+
 class StagingFiles(BaseModel):
     """The files of one staged partition of a drop, relative to the state dir."""
 

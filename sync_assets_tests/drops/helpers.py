@@ -48,3 +48,28 @@ def write_drop(
         created_at=dt.datetime(2026, 11, 28, tzinfo=dt.UTC),
     )
     landing.write_json(f"{drop_id}/{MANIFEST_NAME}", manifest)
+
+
+def write_files(
+    landing: StateStore,
+    drop_id: str,
+    files: dict[str, bytes],
+    row_count: int,
+    manifest: bytes | None = None,
+) -> None:
+    """Part files as given (any writer's bytes), then the manifest (the given bytes; none if b"")."""
+    for name, data in files.items():
+        landing.write_bytes(f"{drop_id}/{name}", data)
+    if manifest is None:
+        manifest = (
+            Manifest(
+                drop_id=drop_id,
+                row_count=row_count,
+                files=list(files),
+                created_at=dt.datetime(2026, 11, 28, tzinfo=dt.UTC),
+            )
+            .model_dump_json()
+            .encode()
+        )
+    if manifest:
+        landing.write_bytes(f"{drop_id}/{MANIFEST_NAME}", manifest)

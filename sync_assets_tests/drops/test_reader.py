@@ -128,10 +128,10 @@ def test_missing_column(landing: StateStore) -> None:
 @pytest.mark.parametrize(
     ("column", "wrong"),
     [
-        ("amount", pl.Float64),
         ("amount", pl.String),
+        ("amount", pl.Boolean),
         ("close_date", pl.String),
-        ("probability", pl.Float64),
+        ("probability", pl.String),
         ("name", pl.Int64),
         ("updated_at", pl.Date),
     ],

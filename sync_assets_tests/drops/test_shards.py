@@ -40,7 +40,9 @@ def test_crc32_check_value() -> None:
 
 def test_vectorised_shard_equals_scalar_shard() -> None:
     keys = [*VECTORS, *(f"ACC-{i:06d}" for i in range(0, 20_000, 7)), None]
-    frame = pl.DataFrame({"account_key": keys}).with_columns(shard_expr().alias("shard"))
+    frame = pl.DataFrame({"account_key": keys}).with_columns(
+        shard_expr("account_key").alias("shard")
+    )
     expected = [0 if key is None else int(shard_of(key)) for key in keys]
     assert frame["shard"].to_list() == expected
 

@@ -4,8 +4,8 @@ import polars as pl
 import pytest
 
 from sync_assets.drops import staging
+from sync_assets.drops.contract import default_contract
 from sync_assets.drops.generate import GenerateOptions, generate_drop
-from sync_assets.drops.model import FieldMapping
 from sync_assets.drops.outbound import NULL_VALUE
 from sync_assets.drops.reader import open_drop
 from sync_assets.drops.shards import shard_of
@@ -114,7 +114,7 @@ def test_counts_refuse_to_lose_a_row() -> None:
 
 def test_rows_to_send_are_bulk_csv_ready(landing: StateStore, state: StateStore) -> None:
     staged = stage_drop(landing, state, "n1")
-    mapping = FieldMapping()
+    fields = default_contract().salesforce_fields
     source_positions = (
         open_drop(landing, "n1")
         .scan()
@@ -125,8 +125,8 @@ def test_rows_to_send_are_bulk_csv_ready(landing: StateStore, state: StateStore)
     )
     for key, part in staged.items():
         rows = state.read_parquet(part.to_send)
-        assert rows.columns == [*mapping.salesforce_fields, "_row_hash", "_change"]
-        assert all(rows.schema[name] == pl.String for name in mapping.salesforce_fields)
+        assert rows.columns == [*fields, "_row_hash", "_change"]
+        assert all(rows.schema[name] == pl.String for name in fields)
         assert (rows["Sync_Partition__c"] == key).all()
         accounts = rows["Account.External_Id__c"].unique().to_list()
         assert {shard_of(account) for account in accounts} <= {key}

@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 
 from sync_assets.drop_runs import DROP_TAG
 from sync_assets.drops.generate import GenerateOptions, generate_drop
+from sync_assets.drops.shards import shard_of
 from sync_assets.drops.staging import StagedPartition, load_staged
 from sync_assets.resources import BulkLoadResource
 from sync_assets.salesforce.connection import (
@@ -33,12 +34,24 @@ from sync_assets.sandbox.runner import SandboxConnection, SandboxHandle
 from sync_assets.state.layout import failed_rows_path
 from sync_assets.state.ledger import load_ledger
 from sync_assets.storage import StateStore
+from sync_assets_tests.drops.helpers import valid_rows
 
 if TYPE_CHECKING:
     from sync_assets_tests.reliability.partition_worker import Worker
 
 ACCOUNTS = 300
 SYNC_JOB = "opportunity_sync_job"
+
+
+def rows_of_partition(partition: str, prefix: str, n: int) -> pl.DataFrame:
+    """`n` valid rows (keys `<prefix>-<i>`) of a few sandbox Accounts that shard to `partition`."""
+    accounts = [
+        key for key in (f"ACC-{i:06d}" for i in range(ACCOUNTS)) if shard_of(key) == partition
+    ]
+    return valid_rows(n).with_columns(
+        pl.Series("opportunity_key", [f"{prefix}-{i}" for i in range(n)]),
+        pl.Series("account_key", [accounts[i % 5] for i in range(n)]),
+    )
 
 
 class PartitionRun(BaseModel):

@@ -77,3 +77,21 @@ def test_stats_need_the_bearer_token(bulk: BulkClient) -> None:
         .status_code
         == 401
     )
+
+
+def test_stats_count_the_requests_that_may_change_data(fresh_sandbox) -> None:  # type: ignore[no-untyped-def]
+    bulk = BulkClient(fresh_sandbox(accounts=3).connection)
+
+    def writes() -> int:
+        return int(
+            bulk.session.get(f"{bulk.root}/__sandbox/stats")
+            .json()["totals"]
+            .get("write_requests", 0)
+        )
+
+    bulk.session.get(f"{bulk.base}/limits")
+    bulk.session.get(f"{bulk.base}/sobjects/Opportunity/describe")
+    bulk.records("SELECT Id FROM Opportunity")
+    assert writes() == 0
+    bulk.load(opportunity_csv(unique_prefix(), 3), operation="insert")  # create, upload, close
+    assert writes() == 3

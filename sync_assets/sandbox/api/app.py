@@ -36,6 +36,7 @@ FIRST_INGEST_VERSION = 41
 FIRST_QUERY_JOB_VERSION = 47
 _VERSIONED = re.compile(r"^/services/data/v(\d+)\.(\d)(/.*)?$")
 _SOAP = re.compile(r"^/services/Soap/([uc])/(\d+\.\d)$")
+_READS = frozenset({"GET", "HEAD"})
 
 
 class SandboxApp:
@@ -127,6 +128,9 @@ class SandboxApp:
         if major > NEWEST_VERSION or matched.group(2) != "0":
             raise not_found()
         self.oauth.authenticate(request)
+        if request.method not in _READS:
+            # Any call of the data API but a read may change data (job creation included).
+            self.count("write_requests")
         if not self.limits.try_consume(API_REQUESTS):
             raise ApiError(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
         response = self._versioned(request, major, matched.group(3) or "")
