@@ -11,6 +11,7 @@ import polars as pl
 
 from sync_assets.drops.staging import StagedPartition
 from sync_assets.salesforce.checkpoint import CheckpointStore
+from sync_assets.salesforce.errors import LoadStoppedError
 from sync_assets.salesforce.loader import BulkLoader, LoadOutcome, LoadResult
 from sync_assets.state.columns import EXTERNAL_ID_FIELD, ROW_HASH
 from sync_assets.state.layout import StagingFiles, failed_rows_path
@@ -36,17 +37,26 @@ class PartitionLoader:
     def load(self, rows: pl.DataFrame | pl.LazyFrame, drop_id: str, partition: str) -> LoadResult:
         """Send ``rows`` (Salesforce columns plus ``_row_hash``, sorted by account); record it."""
         checkpoint = CheckpointStore(self.state, drop_id, partition)
-        return self._record(self.loader.load(rows.lazy(), checkpoint))
+        try:
+            outcome = self.loader.load(rows.lazy(), checkpoint)
+        except LoadStoppedError as stopped:
+            # A daily limit or the API budget: what Salesforce confirmed is kept, so the next
+            # night does not send it again; nothing is recorded as failed.
+            if stopped.confirmed is not None:
+                self._advance(partition, stopped.confirmed, drop_id)
+            raise
+        return self._record(outcome)
 
     def _record(self, outcome: LoadOutcome) -> LoadResult:
         result = outcome.result
         path = failed_rows_path(result.drop_id, result.partition)
         self.state.write_parquet(path, outcome.failed)
-        confirmed = outcome.confirmed.rename(
-            {EXTERNAL_ID_FIELD: "external_id", ROW_HASH: "row_hash"}
-        )
-        advance_ledger(self.state, result.partition, confirmed, result.drop_id)
+        self._advance(result.partition, outcome.confirmed, result.drop_id)
         return result.model_copy(update={"failed_file": self.state.url(path)})
+
+    def _advance(self, partition: str, confirmed: pl.DataFrame, drop_id: str) -> None:
+        renamed = confirmed.rename({EXTERNAL_ID_FIELD: "external_id", ROW_HASH: "row_hash"})
+        advance_ledger(self.state, partition, renamed, drop_id)
 
     def forget_moved_rows(
         self, staged: StagedPartition, still_tagged: StillTagged

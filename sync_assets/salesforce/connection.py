@@ -14,9 +14,12 @@ from simple_salesforce import Salesforce, SalesforceLogin
 from simple_salesforce.exceptions import SalesforceAuthenticationFailed
 
 from sync_assets.salesforce.errors import (
+    REQUEST_LIMIT_EXCEEDED,
     RETRYABLE_HTTP_STATUSES,
+    ErrorClass,
     SalesforceAuthError,
     SalesforceConfigError,
+    request_limit_class,
 )
 from sync_assets.salesforce.retry import RetryPolicy
 from sync_assets.salesforce.transport import verified_session
@@ -212,11 +215,28 @@ def _post_with_retries(
             # The exception text carries only the URL and the socket error, never the form body.
             problem = str(error)
             continue
-        if response.status_code not in RETRYABLE_HTTP_STATUSES:
+        if response.status_code not in RETRYABLE_HTTP_STATUSES and not _concurrency_limited(
+            response
+        ):
             return response
         problem = f"HTTP {response.status_code}"
     raise SalesforceAuthError(
         f"OAuth {flow} login at {token_url} failed after {policy.max_attempts} tries: {problem}"
+    )
+
+
+def _concurrency_limited(response: requests.Response) -> bool:
+    """A 403 for the org's concurrent-request limit, which passes (salesforce-facts §3)."""
+    if response.status_code != 403:
+        return False
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    first = body[0] if isinstance(body, list) and body and isinstance(body[0], dict) else {}
+    return (
+        first.get("errorCode") == REQUEST_LIMIT_EXCEEDED
+        and request_limit_class(str(first.get("message", ""))) is ErrorClass.TRANSIENT
     )
 
 

@@ -1,6 +1,7 @@
 """The Bulk API 2.0 loader: rows to send → upsert jobs in flight → what Salesforce confirmed and what failed."""
 
 import logging
+import random
 import tempfile
 import threading
 import time
@@ -20,7 +21,15 @@ from sync_assets.salesforce.checkpoint import (
     RowStatus,
 )
 from sync_assets.salesforce.connection import SalesforceConnection
-from sync_assets.salesforce.errors import BulkApiError, LoadInvariantError, SalesforceError
+from sync_assets.salesforce.errors import (
+    BulkApiError,
+    DailyApiLimitError,
+    ErrorClass,
+    LoadInvariantError,
+    LoadStoppedError,
+    SalesforceError,
+    job_failure_class,
+)
 from sync_assets.salesforce.limits import assess_limits
 from sync_assets.salesforce.planning import (
     JobSlice,
@@ -66,7 +75,11 @@ class LoaderSettings(BaseModel):
     # one job sends its jobs one after another, each through the org's queue.
     jobs_in_flight: int = Field(default=4, ge=1, le=50)
     max_resend_rounds: int = Field(default=3, ge=0, description="Resends of transient failures.")
-    resend_pause: float = Field(default=1.0, ge=0, description="Seconds before a resend round.")
+    resend_pause: float = Field(
+        default=1.0,
+        ge=0,
+        description="Seconds before the first resend round; doubled (jittered) for each later one.",
+    )
     job_timeout: float = Field(default=3600.0, gt=0, description="Longest wait for one job.")
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     poll: PollSchedule = Field(default_factory=PollSchedule)
@@ -149,6 +162,8 @@ class BulkLoader:
         self._uploaded = 0
         self._total = 0
         self._budget_from = 0
+        self._stop_reason = ""
+        self._jitter = random.Random()
 
     def load(self, rows: pl.LazyFrame, checkpoint: CheckpointStore) -> LoadOutcome:
         """Send ``rows`` (Salesforce columns plus ``_row_hash``, sorted by account).
@@ -159,6 +174,7 @@ class BulkLoader:
         started = time.monotonic()
         calls_before = (self.api.api_calls, self.api.http_retries, self.connection.logins)
         self._stop.clear()
+        self._stop_reason = ""
         staged = StagedRows(rows, self.settings.account_column)
         keys = staged.keys
         self._total = keys.height
@@ -167,24 +183,12 @@ class BulkLoader:
         # since ended) must not stop this run from sending those rows again.
         self._budget_from = checkpoint.next_sequence
 
-        resumed = self._collect_unfinished(checkpoint)
-        # Each row's latest status (rows × every recorded outcome): once per round, not per use.
-        latest = self._latest(keys, checkpoint.outcomes())
-        self._confirmed = int(latest["status"].is_in(SUCCESS_STATUSES).sum())
-        self._report_progress()
-        # The first round's plan is also what the limits are checked against: planned once.
-        todo = self._still_to_send(keys, latest)
-        plan = self._plan(todo, staged.header_bytes)
-        if self.settings.check_limits:
-            assess_limits(self.api.limits(), plan).raise_if_short()
-
-        for round_number in range(self.settings.max_resend_rounds + 2):
-            if round_number:
-                todo, plan = self._resend_plan(staged, latest)
-            if todo.is_empty():
-                break
-            self._send_round(staged, todo, plan, checkpoint)
-            latest = self._latest(keys, checkpoint.outcomes())
+        try:
+            resumed, latest = self._send_rounds(staged, checkpoint)
+        except DailyApiLimitError as error:
+            raise self._stopped(str(error), keys, checkpoint) from error
+        if self._stop_reason:
+            raise self._stopped(self._stop_reason, keys, checkpoint)
 
         final = self._final_statuses(latest)
         failures = self._final_outcomes(final, checkpoint.outcomes(), succeeded=False)
@@ -199,6 +203,52 @@ class BulkLoader:
             result=result,
             confirmed=confirmed.select(EXTERNAL_ID_FIELD, ROW_HASH, "salesforce_id"),
             failed=staged.matching(failures),
+        )
+
+    def _send_rounds(
+        self, staged: StagedRows, checkpoint: CheckpointStore
+    ) -> tuple[int, pl.DataFrame]:
+        """Collect an earlier run's jobs, check the limits, send rounds until nothing is left.
+
+        Returns how many jobs were resumed and each row's latest status.
+        """
+        keys = staged.keys
+        resumed = self._collect_unfinished(checkpoint)
+        # Each row's latest status (rows × every recorded outcome): once per round, not per use.
+        latest = self._latest(keys, checkpoint.outcomes())
+        self._confirmed = int(latest["status"].is_in(SUCCESS_STATUSES).sum())
+        self._report_progress()
+        # The first round's plan is also what the limits are checked against: planned once.
+        todo = self._still_to_send(keys, latest)
+        plan = self._plan(todo, staged.header_bytes)
+        if self.settings.check_limits:
+            assess_limits(self.api.limits(), plan).raise_if_short()
+
+        for round_number in range(self.settings.max_resend_rounds + 2):
+            if round_number:
+                todo, plan = self._resend_plan(staged, latest, round_number)
+            if todo.is_empty():
+                break
+            self._send_round(staged, todo, plan, checkpoint)
+            latest = self._latest(keys, checkpoint.outcomes())
+            if self._stop_reason:
+                break
+        return resumed, latest
+
+    def _stopped(
+        self, reason: str, keys: pl.DataFrame, checkpoint: CheckpointStore
+    ) -> LoadStoppedError:
+        """A clean stop: what Salesforce confirmed so far, for the caller to record."""
+        latest = self._latest(keys, checkpoint.outcomes())
+        confirmed = self._final_outcomes(latest, checkpoint.outcomes(), succeeded=True).select(
+            EXTERNAL_ID_FIELD, ROW_HASH, "salesforce_id"
+        )
+        return LoadStoppedError(
+            f"The load stopped: {reason}. Salesforce confirmed {confirmed.height:,} of "
+            f"{keys.height:,} rows (recorded in the ledger); the other "
+            f"{keys.height - confirmed.height:,} are not failures: the next night sends them, or "
+            "a re-run once the limit has room again.",
+            confirmed,
         )
 
     # ---- rounds and jobs -------------------------------------------------------------------
@@ -219,14 +269,22 @@ class BulkLoader:
         )
 
     def _resend_plan(
-        self, staged: StagedRows, latest: pl.DataFrame
+        self, staged: StagedRows, latest: pl.DataFrame, round_number: int
     ) -> tuple[pl.DataFrame, list[JobSlice]]:
-        """The rows a round left without a final outcome, planned for resending after the pause."""
+        """The rows a round left without a final outcome, planned for resending after a pause.
+
+        The pause doubles each round (locks held by another integration, a CPU-heavy trigger
+        or maintenance pass in seconds to minutes), drawn from its upper half like a retry.
+        """
         todo = self._still_to_send(staged.keys, latest)
         if todo.is_empty():
             return todo, []
         if self.settings.resend_pause:
-            time.sleep(self.settings.resend_pause)
+            pause = RetryPolicy(
+                base_delay=self.settings.resend_pause,
+                max_delay=self.settings.resend_pause * 2**self.settings.max_resend_rounds,
+            )
+            time.sleep(pause.delay(round_number - 1, self._jitter))
         return todo, self._plan(todo, staged.header_bytes, resend=True)
 
     def _send_round(
@@ -324,6 +382,13 @@ class BulkLoader:
         info = self._wait_for(job_id)
         outcome = job_outcome(keys, self._results(info), job_id, sequence)
         checkpoint.record_outcome(sequence, outcome, JobStatus.COLLECTED)
+        if (
+            info.state == "Failed"
+            and job_failure_class(info.errorMessage) is ErrorClass.DAILY_LIMIT
+        ):
+            # The org's rolling 24-hour allowance is spent: start no more jobs tonight.
+            self._stop_reason = f"Bulk job {job_id} failed with {info.errorMessage}"
+            self._stop.set()
         confirmed = int(outcome["status"].is_in(SUCCESS_STATUSES).sum())
         with self._lock:
             self._confirmed += confirmed
