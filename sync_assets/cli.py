@@ -55,6 +55,10 @@ def sandbox(
     daily_batches: Annotated[
         int, typer.Option(help="Daily Bulk batch allowance (DailyBulkApiBatches).")
     ] = 15_000,
+    deprecated_through: Annotated[
+        int,
+        typer.Option(help="API versions up to this one answer with a 299 Warning header."),
+    ] = 40,
     org: Annotated[
         Path | None,
         typer.Option(help="An org file (YAML) describing the org to play; none: an empty org."),
@@ -82,6 +86,7 @@ def sandbox(
             org=org,
             daily_api_requests=daily_api_requests,
             daily_batches=daily_batches,
+            deprecated_through=deprecated_through,
             verbose=verbose,
         )
     )
@@ -170,7 +175,7 @@ def sync(
     ] = None,
     parallel: Annotated[int, typer.Option(help="Partition runs side by side.")] = 10,
 ) -> None:
-    """Run the nightly sync headless against the configured org (or the local sandbox)."""
+    """Run the nightly sync headless against the configured org (SALESFORCE_*, required)."""
     _run_night(drop_id, partition, parallel, "sync-assets sync", rows_if_missing=None)
 
 
@@ -179,7 +184,7 @@ def ui(
     port: Annotated[int, typer.Option(help="Port of the Dagster UI.")] = 3000,
     host: Annotated[str, typer.Option(help="Address of the Dagster UI.")] = "127.0.0.1",
 ) -> None:
-    """The Dagster UI (webserver + daemon) on the project's workspace, sandbox started if needed."""
+    """The Dagster UI (webserver + daemon); with no SALESFORCE_* set, on the local sandbox."""
     from rich.console import Console
 
     from sync_assets.dagster_services import ServiceExitedError, serve_dagster

@@ -35,7 +35,7 @@ def build_defs() -> dg.Definitions:
         resources={
             "storage": SyncStorage(landing_dir=settings.landing_dir, state_dir=settings.state_dir),
             "salesforce": salesforce_resource_from_env(settings),
-            "bulk_load": BulkLoadResource(),
+            "bulk_load": BulkLoadResource(api_budget_share=settings.api_budget_share),
             "alerts": AlertResource(**webhook),
         },
     )

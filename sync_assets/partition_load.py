@@ -16,6 +16,7 @@ from sync_assets.salesforce.loader import BulkLoader, LoadOutcome, LoadResult
 from sync_assets.state.columns import EXTERNAL_ID_FIELD, ROW_HASH
 from sync_assets.state.layout import StagingFiles, failed_rows_path
 from sync_assets.state.ledger import advance_ledger, forget_ledger_rows
+from sync_assets.state.org import bind_org
 from sync_assets.storage import StateStore
 
 StillTagged = Callable[[str, list[str]], set[str]]
@@ -36,6 +37,8 @@ class PartitionLoader:
 
     def load(self, rows: pl.DataFrame | pl.LazyFrame, drop_id: str, partition: str) -> LoadResult:
         """Send ``rows`` (Salesforce columns plus ``_row_hash``, sorted by account); record it."""
+        connection = self.loader.connection
+        bind_org(self.state, connection.org_id, connection.instance_url)
         checkpoint = CheckpointStore(self.state, drop_id, partition)
         try:
             outcome = self.loader.load(rows.lazy(), checkpoint)

@@ -212,6 +212,20 @@ class BulkApi:
             yield from (JobInfo.model_validate(record) for record in page.get("records", []))
             path = None if page.get("done", True) else page.get("nextRecordsUrl")
 
+    def job_states(self, job_ids: set[str]) -> tuple[dict[str, JobInfo], int]:
+        """The listed info of ``job_ids`` and the pages read: paging stops once all are seen."""
+        found: dict[str, JobInfo] = {}
+        pages = 0
+        path: str | None = self.ingest_path()
+        while path and len(found) < len(job_ids):
+            page = self._call("GET", path).response.json()
+            pages += 1
+            for record in page.get("records", []):
+                if record.get("id") in job_ids:
+                    found[record["id"]] = JobInfo.model_validate(record)
+            path = None if page.get("done", True) else page.get("nextRecordsUrl")
+        return found, pages
+
     def limits(self) -> dict[str, Any]:
         return self._call("GET", "limits/").response.json()
 

@@ -20,6 +20,7 @@ from sync_assets.salesforce.checkpoint import (
     JobStatus,
     RowStatus,
 )
+from sync_assets.salesforce.concurrency import ConcurrencyGate, ConcurrencySettings
 from sync_assets.salesforce.connection import SalesforceConnection
 from sync_assets.salesforce.errors import (
     BulkApiError,
@@ -30,7 +31,12 @@ from sync_assets.salesforce.errors import (
     SalesforceError,
     job_failure_class,
 )
-from sync_assets.salesforce.limits import assess_limits
+from sync_assets.salesforce.limits import (
+    CALLS_PER_JOB,
+    ApiBudget,
+    assess_limits,
+    limits_or_none,
+)
 from sync_assets.salesforce.planning import (
     JobSlice,
     PlanLimits,
@@ -45,8 +51,9 @@ from sync_assets.salesforce.results import (
     uniform_outcome,
     unprocessed_outcomes,
 )
-from sync_assets.salesforce.retry import PollSchedule, RetryPolicy
+from sync_assets.salesforce.retry import RetryPolicy
 from sync_assets.salesforce.staged_rows import CSV_BYTES, StagedRows
+from sync_assets.salesforce.watcher import JobWatcher, WatchSettings
 from sync_assets.state.columns import (
     ACCOUNT_EXTERNAL_ID_FIELD,
     EXTERNAL_ID_FIELD,
@@ -57,6 +64,8 @@ from sync_assets.state.columns import (
 log = logging.getLogger(__name__)
 
 SUCCESS_STATUSES = (RowStatus.CREATED.value, RowStatus.UPDATED.value)
+# Row errors that say the org is pushing back (locks, CPU): fewer jobs in flight.
+PUSH_BACK_CODES = ("UNABLE_TO_LOCK_ROW", "APEX_CPU_LIMIT")
 ProgressCallback = Callable[[int, int], None]
 """Called with (rows confirmed so far, rows to send) after every finished job."""
 JobEventHook = Callable[[str, str], None]
@@ -72,18 +81,38 @@ class LoaderSettings(BaseModel):
     plan: PlanLimits = Field(default_factory=PlanLimits)
     # Deep enough that the org always has queued work while finished jobs are being noticed;
     # shallow enough that a job does not queue behind the whole night: an account larger than
-    # one job sends its jobs one after another, each through the org's queue.
+    # one job sends its jobs one after another, each through the org's queue. The load starts
+    # at `jobs_in_flight` and moves between `min_jobs_in_flight` and `max_jobs_in_flight` with
+    # the org (see `ConcurrencyGate`).
     jobs_in_flight: int = Field(default=4, ge=1, le=50)
+    min_jobs_in_flight: int = Field(default=1, ge=1, le=50)
+    max_jobs_in_flight: int = Field(default=8, ge=1, le=50)
     max_resend_rounds: int = Field(default=3, ge=0, description="Resends of transient failures.")
     resend_pause: float = Field(
         default=1.0,
         ge=0,
         description="Seconds before the first resend round; doubled (jittered) for each later one.",
     )
-    job_timeout: float = Field(default=3600.0, gt=0, description="Longest wait for one job.")
+    job_timeout: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Seconds a job may stay unfinished after it was created; then it is aborted "
+        "and its unprocessed rows are sent again.",
+    )
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
-    poll: PollSchedule = Field(default_factory=PollSchedule)
+    watch: WatchSettings = Field(default_factory=WatchSettings)
     check_limits: bool = True
+    api_budget_share: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="Share of the org's remaining daily API requests the night may use.",
+    )
+
+    def concurrency(self) -> ConcurrencySettings:
+        high = max(self.max_jobs_in_flight, self.jobs_in_flight)
+        low = min(self.min_jobs_in_flight, self.jobs_in_flight)
+        return ConcurrencySettings(start=self.jobs_in_flight, low=low, high=high)
 
 
 class LoadResult(BaseModel):
@@ -103,6 +132,12 @@ class LoadResult(BaseModel):
     job_ids: list[str]
     jobs_resumed: int = 0
     api_calls: int
+    poll_calls: int = 0
+    throttled: int = 0
+    jobs_aborted_past_deadline: int = 0
+    peak_jobs_in_flight: int = 0
+    lowest_jobs_in_flight: int = 0
+    preflight: str = "checked against /limits"
     http_retries: int
     logins: int
     orphan_jobs_aborted: list[str] = Field(default_factory=list)
@@ -154,6 +189,12 @@ class BulkLoader:
         self.connection = connection
         self.settings = settings or LoaderSettings()
         self.api = api or BulkApi(connection, self.settings.retry)
+        self.watcher = JobWatcher(self.api, self.settings.watch)
+        self.gate = ConcurrencyGate(self.settings.concurrency())
+        self.api.on_throttled = self.gate.throttled
+        self._budget: ApiBudget | None = None
+        self._preflight = ""
+        self._aborted_past_deadline = 0
         self._progress = progress
         self._on_job_event = on_job_event
         self._lock = threading.Lock()
@@ -173,6 +214,9 @@ class BulkLoader:
         """
         started = time.monotonic()
         calls_before = (self.api.api_calls, self.api.http_retries, self.connection.logins)
+        polls_before, throttles_before = self.watcher.poll_calls, self.api.throttles
+        self._aborted_past_deadline = 0
+        self._preflight = "not checked"
         self._stop.clear()
         self._stop_reason = ""
         staged = StagedRows(rows, self.settings.account_column)
@@ -198,6 +242,12 @@ class BulkLoader:
         result = self._summarise(keys, final, failures, checkpoint, started, calls_before)
         result.orphan_jobs_aborted = orphans
         result.jobs_resumed = resumed
+        result.poll_calls = self.watcher.poll_calls - polls_before
+        result.throttled = self.api.throttles - throttles_before
+        result.jobs_aborted_past_deadline = self._aborted_past_deadline
+        result.peak_jobs_in_flight = self.gate.peak
+        result.lowest_jobs_in_flight = self.gate.lowest
+        result.preflight = self._preflight
         confirmed = self._final_outcomes(final, checkpoint.outcomes(), succeeded=True)
         return LoadOutcome(
             result=result,
@@ -222,7 +272,7 @@ class BulkLoader:
         todo = self._still_to_send(keys, latest)
         plan = self._plan(todo, staged.header_bytes)
         if self.settings.check_limits:
-            assess_limits(self.api.limits(), plan).raise_if_short()
+            self._check_limits(plan)
 
         for round_number in range(self.settings.max_resend_rounds + 2):
             if round_number:
@@ -234,6 +284,33 @@ class BulkLoader:
             if self._stop_reason:
                 break
         return resumed, latest
+
+    def _check_limits(self, plan: list[JobSlice]) -> None:
+        """Refuse a load the org cannot take, and fix the night's API budget.
+
+        Without View Setup and Configuration `/limits` answers 403: the load goes on, watching
+        the org's usage in every answer's `Sforce-Limit-Info` instead.
+        """
+        limits = limits_or_none(self.api)
+        if limits is None:
+            self._preflight = (
+                "degraded: /limits is forbidden (the user lacks View Setup and Configuration); "
+                "the API budget follows Sforce-Limit-Info"
+            )
+            log.warning("pre-flight %s", self._preflight)
+        else:
+            assess_limits(limits, plan, self.settings.api_budget_share).raise_if_short()
+            self._preflight = "checked against /limits"
+        self._budget = ApiBudget.start(
+            limits, self.connection.api_usage, self.settings.api_budget_share
+        )
+
+    def _over_budget(self) -> bool:
+        """Whether one more job could pass the night's API budget (the jobs in flight kept)."""
+        if self._budget is None:
+            return False
+        reserve = CALLS_PER_JOB * (self.gate.limit + 1)
+        return self._budget.exhausted(self.connection.api_usage, reserve)
 
     def _stopped(
         self, reason: str, keys: pl.DataFrame, checkpoint: CheckpointStore
@@ -306,9 +383,12 @@ class BulkLoader:
         )
 
     def _run_concurrently(self, tasks: list[Callable[[], None]]) -> None:
-        """Run tasks on ``jobs_in_flight`` threads; on the first error stop starting jobs, re-raise."""
+        """Run tasks on as many threads as the gate may allow; stop starting jobs on an error.
+
+        The first error is re-raised once every task has ended.
+        """
         with ThreadPoolExecutor(
-            max_workers=self.settings.jobs_in_flight, thread_name_prefix="bulk-job"
+            max_workers=self.gate.settings.high, thread_name_prefix="bulk-job"
         ) as pool:
             futures: list[Future[None]] = [pool.submit(task) for task in tasks]
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
@@ -328,14 +408,31 @@ class BulkLoader:
         checkpoint: CheckpointStore,
     ) -> None:
         for job in lane:
-            if self._stop.is_set():
-                return
-            self._run_job(staged.fields(positions.slice(job.start, job.records)), checkpoint)
+            self.gate.acquire()
+            try:
+                if self._stop.is_set():
+                    return
+                if self._over_budget():
+                    self._stop_reason = self._budget_reason()
+                    self._stop.set()
+                    return
+                self._run_job(staged.fields(positions.slice(job.start, job.records)), checkpoint)
+            finally:
+                self.gate.release()
+
+    def _budget_reason(self) -> str:
+        assert self._budget is not None
+        return (
+            f"the night's API budget is spent ({self._budget.describe(self.connection.api_usage)}; "
+            f"SYNC_API_BUDGET_SHARE={self.settings.api_budget_share:g} of the org's remaining daily "
+            "API requests)"
+        )
 
     def _run_job(self, rows: pl.DataFrame, checkpoint: CheckpointStore) -> None:
         keys = rows.select(EXTERNAL_ID_FIELD, ROW_HASH)
         sequence = checkpoint.reserve_sequence(keys)
         body = build_csv(rows)
+        created = time.time()
         try:
             job = self.api.create_upsert_job(self.settings.sobject, self.settings.external_id_field)
         except BulkApiUnavailableError as error:
@@ -352,7 +449,7 @@ class BulkLoader:
         with self._lock:
             self._uploaded += rows.height
         self._notify("closed", job.id)
-        self._collect(checkpoint, keys, sequence, job.id)
+        self._collect(checkpoint, keys, sequence, job.id, created)
 
     def _abandon(
         self, checkpoint: CheckpointStore, keys: pl.DataFrame, sequence: int, job_id: str, why: str
@@ -377,10 +474,16 @@ class BulkLoader:
         checkpoint.record_outcome(sequence, outcome, JobStatus.ABANDONED)
 
     def _collect(
-        self, checkpoint: CheckpointStore, keys: pl.DataFrame, sequence: int, job_id: str
+        self,
+        checkpoint: CheckpointStore,
+        keys: pl.DataFrame,
+        sequence: int,
+        job_id: str,
+        created: float,
     ) -> None:
-        info = self._wait_for(job_id)
-        outcome = job_outcome(keys, self._results(info), job_id, sequence)
+        """Wait for the job (aborting it past its deadline), record how each of its rows ended."""
+        info = self._wait_for(job_id, created)
+        outcome = job_outcome(keys, self._results(info, keys.height), job_id, sequence)
         checkpoint.record_outcome(sequence, outcome, JobStatus.COLLECTED)
         if (
             info.state == "Failed"
@@ -389,36 +492,61 @@ class BulkLoader:
             # The org's rolling 24-hour allowance is spent: start no more jobs tonight.
             self._stop_reason = f"Bulk job {job_id} failed with {info.errorMessage}"
             self._stop.set()
-        confirmed = int(outcome["status"].is_in(SUCCESS_STATUSES).sum())
+        status = outcome["status"]
+        confirmed = int(status.is_in(SUCCESS_STATUSES).sum())
+        pushed_back = int(outcome["error_code"].is_in(PUSH_BACK_CODES).sum())
+        self.gate.job_finished(confirmed, pushed_back)
         with self._lock:
             self._confirmed += confirmed
         self._report_progress()
 
-    def _wait_for(self, job_id: str) -> JobInfo:
-        deadline = time.monotonic() + self.settings.job_timeout
-        intervals = self.settings.poll.intervals()
-        while True:
-            time.sleep(next(intervals))
-            info = self.api.job_info(job_id)
-            if info.is_terminal:
-                return info
-            if time.monotonic() > deadline:
-                raise LoadIncompleteError(
-                    f"Bulk job {job_id} is still {info.state} after {self.settings.job_timeout:.0f} s; "
-                    "a retried run collects it from the checkpoint."
-                )
+    def _wait_for(self, job_id: str, created: float) -> JobInfo:
+        """The finished job; past ``job_timeout`` after its creation, the job aborted.
 
-    def _results(self, info: JobInfo) -> list[pl.DataFrame]:
+        An aborted job keeps what it applied (Bulk API Developer Guide: changes "aren't rolled
+        back") and reports it in its results; its unprocessed rows are sent again in a new job.
+        Aborting is what makes that safe: the old job can never apply those rows later, with
+        older values, over a newer night's.
+        """
+        deadline = time.monotonic() + max(0.0, created + self.settings.job_timeout - time.time())
+        info = self.watcher.wait(job_id, time.monotonic(), deadline)
+        if info is not None:
+            return info
+        log.warning(
+            "Bulk job %s unfinished %.0f s after it was created: aborting it",
+            job_id,
+            self.settings.job_timeout,
+        )
+        self.api.abort(job_id)
+        with self._lock:
+            self._aborted_past_deadline += 1
+        info = self.api.job_info(job_id)
+        if not info.is_terminal:
+            raise LoadIncompleteError(
+                f"Bulk job {job_id} is still {info.state} after it was aborted; a retried run "
+                "collects it from the checkpoint."
+            )
+        return info
+
+    def _results(self, info: JobInfo, carried: int) -> list[pl.DataFrame]:
+        """The job's outcomes, downloading only the result sets that can hold rows.
+
+        A complete job whose successes cover every carried row has no failed rows, and only
+        Failed or Aborted jobs have unprocessed ones ("Get Job Unprocessed Record Results"):
+        a clean job costs one download, not three.
+        """
         with tempfile.TemporaryDirectory(prefix=f"bulk-{info.id}-") as scratch:
-            files = {
-                kind: self._download(info, kind, Path(scratch) / f"{kind}.csv")
-                for kind in ("successfulResults", "failedResults", "unprocessedrecords")
-            }
-            return [
-                successful_outcomes(files["successfulResults"]),
-                failed_outcomes(files["failedResults"]),
-                unprocessed_outcomes(files["unprocessedrecords"], _job_error(info)),
-            ]
+            folder = Path(scratch)
+            successes = successful_outcomes(
+                self._download(info, "successfulResults", folder / "successful.csv")
+            )
+            if info.state == "JobComplete" and successes.height >= carried:
+                return [successes]
+            failures = failed_outcomes(self._download(info, "failedResults", folder / "failed.csv"))
+            if info.state == "JobComplete":
+                return [successes, failures]
+            unprocessed = self._download(info, "unprocessedrecords", folder / "unprocessed.csv")
+            return [successes, failures, unprocessed_outcomes(unprocessed, _job_error(info))]
 
     def _download(self, info: JobInfo, kind: ResultKind, destination: Path) -> Path | None:
         try:
@@ -451,7 +579,7 @@ class BulkLoader:
         elif info.state == "Open":
             self._abandon(checkpoint, keys, job.sequence, job.job_id, "upload never completed")
         else:
-            self._collect(checkpoint, keys, job.sequence, job.job_id)
+            self._collect(checkpoint, keys, job.sequence, job.job_id, job.created_at.timestamp())
 
     # ---- accounting --------------------------------------------------------------------------
 

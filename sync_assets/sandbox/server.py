@@ -26,7 +26,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, Field
 
-from sync_assets.sandbox.api.app import SandboxApp
+from sync_assets.sandbox.api.app import LAST_DEPRECATED_VERSION, SandboxApp
 from sync_assets.sandbox.api.ingest import MAX_UPLOAD_BYTES
 from sync_assets.sandbox.api.messages import Request, Response, json_response
 from sync_assets.sandbox.auth import TokenStore
@@ -85,6 +85,11 @@ class SandboxConfig(BaseModel):
     daily_records: int = Field(default=150_000_000, ge=0)
     daily_api_requests: int = Field(default=1_000_000, ge=0)
     daily_batches: int = Field(default=15_000, ge=0)
+    deprecated_through: int = Field(
+        default=LAST_DEPRECATED_VERSION,
+        ge=0,
+        description="API versions up to this one answer with a 299 Warning header.",
+    )
     token_ttl: float = Field(default=0.0, ge=0)
     org: Path | None = Field(default=None, description="An org file (YAML); none: the empty org.")
     verbose: bool = False
@@ -410,6 +415,7 @@ def serve(config: SandboxConfig) -> None:
         org,
         catalog,
         lambda: address["login"],
+        deprecated_through=config.deprecated_through,
     )
     server = _SandboxHTTPServer(
         (config.host, config.port), app, faults, server_context(server_path), config.verbose

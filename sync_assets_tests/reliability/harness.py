@@ -345,6 +345,7 @@ def org_file(directory: Path, **document: Any) -> Path:
     """An org file (`sync-assets sandbox --org`) holding `document`, e.g. the org's automation."""
     import yaml
 
+    directory.mkdir(parents=True, exist_ok=True)
     path = directory / "org.yaml"
     path.write_text(yaml.safe_dump(document), encoding="utf-8")
     return path

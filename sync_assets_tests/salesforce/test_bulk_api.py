@@ -6,13 +6,17 @@ import pytest
 import requests
 
 from sync_assets.salesforce.bulk_api import BulkApi, BulkApiUnavailableError
-from sync_assets.salesforce.connection import SalesforceConnection, SalesforceCredentials
+from sync_assets.salesforce.connection import (
+    DEFAULT_API_VERSION,
+    SalesforceConnection,
+    SalesforceCredentials,
+)
 from sync_assets.salesforce.errors import BulkApiError, DailyApiLimitError, SalesforceAuthError
 from sync_assets.salesforce.retry import RetryPolicy
 from sync_assets_tests.salesforce.http_fakes import FakeAnswer, FakeTransport, mounted
 
 JOB = "7505f000000ABCDAAA"
-INGEST = "https://org.example.com/services/data/v59.0/jobs/ingest"
+INGEST = f"https://org.example.com/services/data/v{DEFAULT_API_VERSION}/jobs/ingest"
 
 
 def bulk_api(
