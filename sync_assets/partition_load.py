@@ -13,8 +13,9 @@ from sync_assets.drops.staging import StagedPartition
 from sync_assets.salesforce.checkpoint import CheckpointStore
 from sync_assets.salesforce.errors import LoadStoppedError
 from sync_assets.salesforce.loader import BulkLoader, LoadOutcome, LoadResult
+from sync_assets.salesforce.watcher import Pace
 from sync_assets.state.columns import EXTERNAL_ID_FIELD, ROW_HASH
-from sync_assets.state.layout import StagingFiles, failed_rows_path
+from sync_assets.state.layout import StagingFiles, failed_rows_path, pace_path
 from sync_assets.state.ledger import advance_ledger, forget_ledger_rows
 from sync_assets.state.org import bind_org
 from sync_assets.storage import StateStore
@@ -41,7 +42,7 @@ class PartitionLoader:
         bind_org(self.state, connection.org_id, connection.instance_url)
         checkpoint = CheckpointStore(self.state, drop_id, partition)
         try:
-            outcome = self.loader.load(rows.lazy(), checkpoint)
+            outcome = self.loader.load(rows.lazy(), checkpoint, self._last_pace(partition))
         except LoadStoppedError as stopped:
             # A daily limit or the API budget: what Salesforce confirmed is kept, so the next
             # night does not send it again; nothing is recorded as failed.
@@ -55,7 +56,13 @@ class PartitionLoader:
         path = failed_rows_path(result.drop_id, result.partition)
         self.state.write_parquet(path, outcome.failed)
         self._advance(result.partition, outcome.confirmed, result.drop_id)
+        if result.pace is not None:
+            self.state.write_json(pace_path(result.partition), result.pace)
         return result.model_copy(update={"failed_file": self.state.url(path)})
+
+    def _last_pace(self, partition: str) -> Pace | None:
+        path = pace_path(partition)
+        return self.state.read_json(path, Pace) if self.state.exists(path) else None
 
     def _advance(self, partition: str, confirmed: pl.DataFrame, drop_id: str) -> None:
         renamed = confirmed.rename({EXTERNAL_ID_FIELD: "external_id", ROW_HASH: "row_hash"})

@@ -72,9 +72,14 @@ def batches_needed(jobs: list[JobSlice]) -> int:
     return sum(math.ceil(job.records / SALESFORCE_INTERNAL_BATCH) for job in jobs)
 
 
-def api_calls_needed(jobs: list[JobSlice]) -> int:
-    """The API requests a load of ``jobs`` is expected to make (the per-job figures above)."""
-    return len(jobs) * (CALLS_PER_JOB + POLL_CALLS_PER_JOB) + CALLS_PER_LOAD
+def api_calls_needed(jobs: list[JobSlice], calls_per_job: float | None = None) -> int:
+    """The API requests a load of ``jobs`` is expected to make.
+
+    ``calls_per_job`` (polls included) is what the partition's last load measured, when known;
+    else the figures above.
+    """
+    per_job = CALLS_PER_JOB + POLL_CALLS_PER_JOB if calls_per_job is None else calls_per_job
+    return math.ceil(len(jobs) * per_job) + CALLS_PER_LOAD
 
 
 def limits_or_none(api: "BulkApi") -> dict[str, Any] | None:
@@ -137,7 +142,10 @@ class ApiBudget(BaseModel):
 
 
 def assess_limits(
-    limits: dict[str, Any], jobs: list[JobSlice], api_budget_share: float = 1.0
+    limits: dict[str, Any],
+    jobs: list[JobSlice],
+    api_budget_share: float = 1.0,
+    calls_per_job: float | None = None,
 ) -> LimitsReport:
     """Compare the planned jobs with what the org has left.
 
@@ -153,7 +161,7 @@ def assess_limits(
         ),
         LimitNeed(
             limit="DailyApiRequests",
-            needed=api_calls_needed(jobs),
+            needed=api_calls_needed(jobs, calls_per_job),
             remaining=_remaining(limits, "DailyApiRequests"),
             share=api_budget_share,
         ),

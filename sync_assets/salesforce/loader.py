@@ -53,7 +53,7 @@ from sync_assets.salesforce.results import (
 )
 from sync_assets.salesforce.retry import RetryPolicy
 from sync_assets.salesforce.staged_rows import CSV_BYTES, StagedRows
-from sync_assets.salesforce.watcher import JobWatcher, WatchSettings
+from sync_assets.salesforce.watcher import JobWatcher, Pace, WatchSettings
 from sync_assets.state.columns import (
     ACCOUNT_EXTERNAL_ID_FIELD,
     EXTERNAL_ID_FIELD,
@@ -138,6 +138,9 @@ class LoadResult(BaseModel):
     peak_jobs_in_flight: int = 0
     lowest_jobs_in_flight: int = 0
     preflight: str = "checked against /limits"
+    pace: Pace | None = Field(
+        default=None, description="How fast the jobs finished: the next load's polling prior."
+    )
     http_retries: int
     logins: int
     orphan_jobs_aborted: list[str] = Field(default_factory=list)
@@ -206,8 +209,12 @@ class BulkLoader:
         self._stop_reason = ""
         self._jitter = random.Random()
 
-    def load(self, rows: pl.LazyFrame, checkpoint: CheckpointStore) -> LoadOutcome:
+    def load(
+        self, rows: pl.LazyFrame, checkpoint: CheckpointStore, pace: Pace | None = None
+    ) -> LoadOutcome:
         """Send ``rows`` (Salesforce columns plus ``_row_hash``, sorted by account).
+
+        ``pace``, how fast the partition's jobs finished last time, times the first polls.
 
         Each job reads its own rows from ``rows`` when it is sent, so a scan of a file is never
         held whole. Jobs the checkpoint knows of (a crashed earlier attempt) are collected first.
@@ -215,6 +222,7 @@ class BulkLoader:
         started = time.monotonic()
         calls_before = (self.api.api_calls, self.api.http_retries, self.connection.logins)
         polls_before, throttles_before = self.watcher.poll_calls, self.api.throttles
+        self.watcher.prior = pace
         self._aborted_past_deadline = 0
         self._preflight = "not checked"
         self._stop.clear()
@@ -248,6 +256,7 @@ class BulkLoader:
         result.peak_jobs_in_flight = self.gate.peak
         result.lowest_jobs_in_flight = self.gate.lowest
         result.preflight = self._preflight
+        result.pace = self._measured_pace(result)
         confirmed = self._final_outcomes(final, checkpoint.outcomes(), succeeded=True)
         return LoadOutcome(
             result=result,
@@ -299,10 +308,31 @@ class BulkLoader:
             )
             log.warning("pre-flight %s", self._preflight)
         else:
-            assess_limits(limits, plan, self.settings.api_budget_share).raise_if_short()
+            measured = self.watcher.prior
+            per_job = (
+                measured.calls_per_job + measured.polls_per_job
+                if measured is not None
+                and measured.calls_per_job is not None
+                and measured.polls_per_job is not None
+                else None
+            )
+            assess_limits(limits, plan, self.settings.api_budget_share, per_job).raise_if_short()
             self._preflight = "checked against /limits"
         self._budget = ApiBudget.start(
             limits, self.connection.api_usage, self.settings.api_budget_share
+        )
+
+    def _measured_pace(self, result: LoadResult) -> Pace | None:
+        """This load's pace and calls per job, for the next load's polls and estimate."""
+        pace = self.watcher.pace()
+        jobs = len(result.job_ids) - result.jobs_resumed
+        if pace is None or jobs <= 0:
+            return pace
+        return pace.model_copy(
+            update={
+                "calls_per_job": round((result.api_calls - result.poll_calls) / jobs, 2),
+                "polls_per_job": round(result.poll_calls / jobs, 2),
+            }
         )
 
     def _over_budget(self) -> bool:

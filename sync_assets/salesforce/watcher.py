@@ -27,6 +27,17 @@ class WatchSettings(BaseModel):
     cap: float = Field(default=60.0, gt=0, description="Longest wait between two polls.")
 
 
+class Pace(BaseModel):
+    """How fast a partition's jobs finished: measured by one load, a prior for the next."""
+
+    first_finish_seconds: float = Field(ge=0, description="From the first close to a finish.")
+    seconds_between_finishes: float = Field(ge=0)
+    calls_per_job: float | None = Field(
+        default=None, description="API calls per job (polls apart), measured: the next estimate."
+    )
+    polls_per_job: float | None = None
+
+
 @dataclass
 class _Waiting:
     closed_at: float
@@ -45,9 +56,12 @@ class JobWatcher:
     ``Aborted`` is asked for once more, for its ``errorMessage``.
     """
 
-    def __init__(self, api: BulkApi, settings: WatchSettings | None = None) -> None:
+    def __init__(
+        self, api: BulkApi, settings: WatchSettings | None = None, prior: Pace | None = None
+    ) -> None:
         self.api = api
         self.settings = settings or WatchSettings()
+        self.prior = prior
         self._lock = threading.Condition()
         self._waiting: dict[str, _Waiting] = {}
         self._started: float | None = None
@@ -103,18 +117,33 @@ class JobWatcher:
         """When the next poll is worth its call (see `WatchSettings`)."""
         settings = self.settings
         now = time.monotonic()
-        if self._finishes:
-            last = self._finishes[-1]
-            gaps = [b - a for a, b in zip(self._finishes, self._finishes[1:], strict=False)]
-            typical = statistics.median(gaps) if gaps else last - (self._started or last)
-            expected = last + max(typical, settings.first)
-            if self._polled_at < expected:
-                return max(expected, self._polled_at + settings.first)
-            waited_since = last
+        pace = self.pace()
+        expected: float | None = None
+        if self._finishes and pace is not None:
+            waited_since = self._finishes[-1]
+            expected = waited_since + max(pace.seconds_between_finishes, settings.first)
         else:
             waited_since = min(w.closed_at for w in self._waiting.values())
+            if self.prior is not None:
+                # Nothing finished yet: the last load's pace says when the first job will.
+                expected = waited_since + self.prior.first_finish_seconds
+        if expected is not None and self._polled_at < expected:
+            return max(expected, self._polled_at + settings.first)
         late = min(settings.cap, max(settings.first, settings.age_share * (now - waited_since)))
         return max(self._polled_at, waited_since) + late
+
+    def pace(self) -> Pace | None:
+        """This load's pace so far (the prior's until a job has finished)."""
+        if not self._finishes or self._started is None:
+            return self.prior
+        gaps = [b - a for a, b in zip(self._finishes, self._finishes[1:], strict=False)]
+        first = self._finishes[0] - self._started
+        return Pace(
+            first_finish_seconds=first,
+            seconds_between_finishes=statistics.median(gaps) if gaps else first,
+            calls_per_job=self.prior.calls_per_job if self.prior else None,
+            polls_per_job=self.prior.polls_per_job if self.prior else None,
+        )
 
     def _poll(self, ids: list[str]) -> None:
         found, calls = self._states(ids)

@@ -2,6 +2,7 @@
 Salesforce's side: SOQL, the sandbox's job table and its request counters.
 """
 
+import json
 import time
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from sync_assets.salesforce.limits import CALLS_PER_JOB, POLL_CALLS_PER_JOB
 from sync_assets.salesforce.transport import verified_session
+from sync_assets.state.layout import pace_path
 from sync_assets_tests.reliability.harness import (
     Night,
     NightFactory,
@@ -123,12 +125,24 @@ def test_api_calls_stay_within_the_estimate_and_polls_do_not_grow_with_processin
     seen = night.stats()["totals"]["client:sync_assets"] - before
     assert seen >= loaded["api_calls_of_the_run"] >= loaded["api_calls"]
     night.assert_partition_exact(DROP, "8")
+
+    # The next night starts from this one's pace (state/pace/) and measured calls per job.
+    pace = json.loads(night.state.read_bytes(pace_path("8")))
+    assert pace["polls_per_job"] == round(loaded["poll_calls"] / jobs, 2)
+    night.land(NEXT, based_on=DROP, changed=1.0, new=0.0, deleted=0.0)
+    following = night.run_partition(NEXT, "8", definitions(max_records_per_job=MAX_RECORDS))
+    assert following.success, following.errors
+    again = following.loaded()
+    assert again["poll_calls"] / again["jobs"] <= max(loaded["poll_calls"] / jobs, 1.0)
+    night.assert_partition_exact(NEXT, "8")
     record(
         f"budget/calls_apex_{apex_ms}ms",
         jobs=jobs,
         api_calls=loaded["api_calls"],
         poll_calls=loaded["poll_calls"],
         calls_seen_by_the_org=seen,
+        next_night_jobs=again["jobs"],
+        next_night_poll_calls=again["poll_calls"],
     )
 
 

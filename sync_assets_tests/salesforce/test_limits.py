@@ -43,6 +43,12 @@ def test_the_estimate_counts_each_call_of_a_job_and_its_polls() -> None:
     assert api_calls_needed(jobs(*[10_000] * 200)) <= 2_000_000 / 1_000
 
 
+def test_the_estimate_uses_the_calls_per_job_the_last_load_measured() -> None:
+    planned = jobs(*[10_000] * 10)
+    assert api_calls_needed(planned, calls_per_job=4.3) == 43 + 2
+    assert api_calls_needed(planned) == 10 * (CALLS_PER_JOB + POLL_CALLS_PER_JOB) + 2
+
+
 def test_the_night_may_use_only_its_share_of_the_remaining_requests() -> None:
     planned = jobs(10_000, 10_000)
     needed = api_calls_needed(planned)
