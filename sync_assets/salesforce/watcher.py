@@ -119,11 +119,14 @@ class JobWatcher:
         now = time.monotonic()
         pace = self.pace()
         expected: float | None = None
+        oldest = min(w.closed_at for w in self._waiting.values())
         if self._finishes and pace is not None:
-            waited_since = self._finishes[-1]
+            # Since the last finish, or since the oldest waiting job was closed if that is later
+            # (a resend round after a quiet spell is not late yet).
+            waited_since = max(self._finishes[-1], oldest)
             expected = waited_since + max(pace.seconds_between_finishes, settings.first)
         else:
-            waited_since = min(w.closed_at for w in self._waiting.values())
+            waited_since = oldest
             if self.prior is not None:
                 # Nothing finished yet: the last load's pace says when the first job will.
                 expected = waited_since + self.prior.first_finish_seconds
