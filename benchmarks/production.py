@@ -114,8 +114,8 @@ def _api_figures(
     )
 
 
-def _job_seconds(sandbox: SandboxHandle) -> list[float]:
-    """Wall time per job the org reports (totalProcessingTime, ms), completed jobs only."""
+def _job_seconds(sandbox: SandboxHandle, others: frozenset[str] = frozenset()) -> list[float]:
+    """Wall time per job of ours the org reports (totalProcessingTime, ms), completed jobs only."""
     connection = sandbox.connection
     session = verified_session(connection.ca_cert)
     session.headers["Authorization"] = f"Bearer {connection.access_token.get_secret_value()}"
@@ -124,7 +124,11 @@ def _job_seconds(sandbox: SandboxHandle) -> list[float]:
     for job_id, job in (
         session.get(f"{connection.instance_url}/__sandbox/stats", timeout=60).json()["jobs"].items()
     ):
-        if job["state"] == "JobComplete" and job["object"] == "Opportunity":
+        if (
+            job["state"] == "JobComplete"
+            and job["object"] == "Opportunity"
+            and job_id not in others
+        ):
             info = session.get(f"{base}/{job_id}", timeout=60).json()
             seconds.append(info["totalProcessingTime"] / 1_000)
     return seconds
@@ -217,17 +221,19 @@ def _org_bound(
         org=org,
     ) as sandbox:
         before = sandbox_stats(sandbox)
+        others: frozenset[str] = frozenset()
         if contended:
-            with OtherIntegration(sandbox, bench.scale.accounts, scale.other_job_records):
+            with OtherIntegration(sandbox, bench.scale.accounts, scale.other_job_records) as other:
                 figures = measure_night(
                     night, sandbox, name, bench.scale.partitions, bench.scale.parallel
                 )
+            others = frozenset(other.jobs)
         else:
             figures = measure_night(
                 night, sandbox, name, bench.scale.partitions, bench.scale.parallel
             )
         after = sandbox_stats(sandbox)
-        job_seconds = _job_seconds(sandbox)
+        job_seconds = _job_seconds(sandbox, others)
     processed = after["records_processed"] - before["records_processed"]
     ours = figures.total("sent") + figures.total("retried")
     other = max(0, processed - ours)
