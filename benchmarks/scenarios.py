@@ -139,6 +139,12 @@ class RunFigures(BaseModel):
     retried: int
     jobs: int
     checks_failed: list[str]
+    # Measured since issue 15 (0 in figures saved before it).
+    api_calls: int = 0
+    api_calls_of_the_run: int = 0
+    poll_calls: int = 0
+    peak_jobs_in_flight: int = 0
+    lowest_jobs_in_flight: int = 0
 
     @property
     def outside_assets_seconds(self) -> float:

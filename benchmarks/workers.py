@@ -118,6 +118,11 @@ def _run_figures(outcome: Any) -> dict[str, Any]:
         "failed": int(loaded.get("failed") or 0),
         "retried": int(loaded.get("retried") or 0),
         "jobs": int(loaded.get("jobs") or 0),
+        "api_calls": int(loaded.get("api_calls") or 0),
+        "api_calls_of_the_run": int(loaded.get("api_calls_of_the_run") or 0),
+        "poll_calls": int(loaded.get("poll_calls") or 0),
+        "peak_jobs_in_flight": int(loaded.get("peak_jobs_in_flight") or 0),
+        "lowest_jobs_in_flight": int(loaded.get("lowest_jobs_in_flight") or 0),
         "checks_failed": [check.name for check in outcome.checks if not check.passed],
     }
 

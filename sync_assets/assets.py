@@ -9,6 +9,7 @@ import polars as pl
 import requests
 from pydantic import Field
 
+from sync_assets.alerts import Alert, AlertResource
 from sync_assets.drop_runs import (
     DROP_TAG,
     drop_to_stage,
@@ -30,9 +31,11 @@ from sync_assets.partition_load import PartitionLoader
 from sync_assets.partitions import opportunity_partitions
 from sync_assets.resources import BulkLoadResource, SalesforceResource, SyncStorage
 from sync_assets.salesforce.bulk_api import BulkApiUnavailableError
+from sync_assets.salesforce.connection import SalesforceConnection
 from sync_assets.salesforce.loader import LoadIncompleteError, LoadResult
 from sync_assets.state.ledger import distinct_synced_keys, load_ledger
 from sync_assets.state.locks import PartitionBusyError
+from sync_assets.state.notices import first_api_version_warning
 from sync_assets.state.progress import ProgressReporter
 from sync_assets.storage import StateStore
 
@@ -239,6 +242,15 @@ def load_metadata(result: LoadResult) -> dict[str, Any]:
         "jobs_resumed": dg.MetadataValue.int(result.jobs_resumed),
         "bulk_job_ids": dg.MetadataValue.json(result.job_ids),
         "api_calls": dg.MetadataValue.int(result.api_calls),
+        "poll_calls": dg.MetadataValue.int(result.poll_calls),
+        "api_calls_per_1000_rows": dg.MetadataValue.float(
+            round(1_000 * result.api_calls / result.sent, 2) if result.sent else 0.0
+        ),
+        "throttled_calls": dg.MetadataValue.int(result.throttled),
+        "jobs_aborted_past_deadline": dg.MetadataValue.int(result.jobs_aborted_past_deadline),
+        "peak_jobs_in_flight": dg.MetadataValue.int(result.peak_jobs_in_flight),
+        "lowest_jobs_in_flight": dg.MetadataValue.int(result.lowest_jobs_in_flight),
+        "preflight": dg.MetadataValue.text(result.preflight),
         "http_retries": dg.MetadataValue.int(result.http_retries),
         "duration_seconds": dg.MetadataValue.float(round(result.duration_seconds, 3)),
         "records_per_second": dg.MetadataValue.float(round(result.records_per_second, 1)),
@@ -266,6 +278,7 @@ def salesforce_opportunities(
     storage: SyncStorage,
     salesforce: SalesforceResource,
     bulk_load: BulkLoadResource,
+    alerts: AlertResource,
 ) -> dg.MaterializeResult:
     """Upsert the staged rows of one partition into Salesforce Opportunity (Bulk API 2.0).
 
@@ -306,7 +319,11 @@ def salesforce_opportunities(
         len(result.job_ids),
         result.records_per_second,
     )
+    if result.preflight.startswith("degraded"):
+        context.log.warning("Pre-flight %s", result.preflight)
     synced = load_ledger(state, partition).height
+    connection = salesforce.connection()
+    alert_retiring_api_version(context, state, connection, alerts, drop_id)
     return dg.MaterializeResult(
         metadata={
             "drop_id": drop_id,
@@ -316,12 +333,40 @@ def salesforce_opportunities(
                 if key in {"source", "rejected", "unchanged"}
             },
             **load_metadata(result),
+            "api_calls_of_the_run": dg.MetadataValue.int(connection.api_calls),
+            "api_version": connection.api_version,
             "moved_out": dg.MetadataValue.int(moved_out),
             "moved_out_forgotten": dg.MetadataValue.int(forgotten),
             "ledger_rows": dg.MetadataValue.int(synced),
             "dagster/partition_row_count": dg.MetadataValue.int(synced),
         },
         tags={DROP_TAG: drop_id},
+    )
+
+
+def alert_retiring_api_version(
+    context: dg.AssetExecutionContext,
+    state: StateStore,
+    connection: SalesforceConnection,
+    alerts: AlertResource,
+    drop_id: str,
+) -> None:
+    """Salesforce said the API version is retiring (a ``Warning`` header): alert once, not nightly."""
+    warning = connection.version_warning
+    if warning is None or not first_api_version_warning(state, warning):
+        return
+    alerts.send(
+        Alert(
+            kind="api_version_retiring",
+            severity="WARN",
+            asset=context.asset_key.to_user_string(),
+            partition=context.partition_key,
+            drop_id=drop_id,
+            run_id=context.run.run_id,
+            description=f"Salesforce API version {connection.api_version} is retiring: {warning}. "
+            "Set SALESFORCE_API_VERSION to a current version.",
+            numbers={"api_version": connection.api_version},
+        )
     )
 
 

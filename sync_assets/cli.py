@@ -71,7 +71,8 @@ def generate(
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 the night passed (failed WARN checks are printed, e.g. a reject rate above 1%); "
-    "1 a run or an ERROR check failed (rows may be missing from Salesforce); 2 bad usage; "
+    "1 a run or an ERROR check failed (rows may be missing from Salesforce); 2 bad usage or no org "
+    "configured (SALESFORCE_*, nothing written); "
     "3 only WARN checks failed and --strict was given; 4 no complete drop to sync."
 )
 
@@ -127,7 +128,7 @@ def sync(
     parallel: Annotated[int, typer.Option(help="Partition runs side by side.")] = 10,
     strict: StrictOption = False,
 ) -> None:
-    """Run the nightly sync headless against the configured org (or the local sandbox)."""
+    """Run the nightly sync headless against the configured org (SALESFORCE_*, required)."""
     _run_night(
         drop_id, partition, parallel, "sync-assets sync", rows_if_missing=None, strict=strict
     )
@@ -168,7 +169,7 @@ def ui(
     port: Annotated[int, typer.Option(help="Port of the Dagster UI.")] = 3000,
     host: Annotated[str, typer.Option(help="Address of the Dagster UI.")] = "127.0.0.1",
 ) -> None:
-    """The Dagster UI (webserver + daemon) on the project's workspace, sandbox started if needed."""
+    """The Dagster UI (webserver + daemon); with no SALESFORCE_* set, on the local sandbox."""
     from rich.console import Console
 
     from sync_assets.dagster_services import ServiceExitedError, serve_dagster

@@ -40,7 +40,7 @@ def build_defs() -> dg.Definitions:
                 mapping_file=settings.mapping_file or "",
             ),
             "salesforce": salesforce_resource_from_env(settings),
-            "bulk_load": BulkLoadResource(),
+            "bulk_load": BulkLoadResource(api_budget_share=settings.api_budget_share),
             "alerts": AlertResource(**webhook),
         },
     )

@@ -14,7 +14,9 @@ from rich.table import Table
 
 from sync_assets.drops.reader import newest_complete_drop
 from sync_assets.runner import RunOutcome, prepare_dagster_home, run_drop
-from sync_assets.settings import SyncSettings
+from sync_assets.salesforce.connection import SalesforceCredentials
+from sync_assets.salesforce.errors import SalesforceConfigError
+from sync_assets.settings import SyncSettings, salesforce_env
 from sync_assets.state.progress import read_progress
 from sync_assets.storage import StateStore
 
@@ -28,6 +30,8 @@ class NightVerdict(IntEnum):
     """Every run succeeded and every check passed, or only WARN checks failed (printed)."""
     FAILED = 1
     """A run failed or an ERROR check failed: rows may be missing from Salesforce."""
+    NOT_CONFIGURED = 2
+    """No org is configured (`SALESFORCE_*`): nothing was run or written."""
     WARNINGS = 3
     """Only WARN checks failed, and the command was asked to be --strict."""
     NO_DROP = 4
@@ -59,17 +63,33 @@ def wide_console() -> Console:
 
 @contextlib.contextmanager
 def salesforce_for_commands(settings: SyncSettings, console: Console) -> Iterator[str]:
-    """The configured org, or else the local sandbox (started here for the command's duration)."""
+    """For `demo` and `ui`: the configured org, or else the local sandbox started here.
+
+    The sandbox runs for the command's duration; its connection is handed to every run explicitly,
+    as `SALESFORCE_*` variables (the code location itself never falls back to it).
+    """
     if settings.salesforce().is_configured:
         yield "the configured Salesforce org"
         return
     from sync_assets.sandbox.runner import running_sandbox
 
     console.print(
-        f"No SALESFORCE_* variables set: starting the local sandbox in {settings.sandbox_dir}"
+        f"No SALESFORCE_* variables set: starting the local sandbox in {settings.sandbox_dir} "
+        "and syncing into it (set SALESFORCE_* to use a real org)"
     )
     with running_sandbox(Path(settings.sandbox_dir)) as sandbox:
-        yield f"the local sandbox at {sandbox.connection.instance_url}"
+        org = SalesforceCredentials.from_sandbox(sandbox.data_dir).to_env()
+        with salesforce_env(org):
+            yield f"the local sandbox at {sandbox.connection.instance_url}"
+
+
+def configured_org_problem(settings: SyncSettings) -> str | None:
+    """Why `sync` cannot run against the configured org, or None: `sync` never starts a sandbox."""
+    try:
+        settings.salesforce().flow  # noqa: B018 (validates the credentials)
+    except SalesforceConfigError as error:
+        return str(error)
+    return None
 
 
 def ensure_demo_drop(settings: SyncSettings, rows: int, console: Console) -> str:
@@ -221,8 +241,17 @@ def run_night(
     console: Console,
     strict: bool = False,
 ) -> NightVerdict:
-    """Sync one drop end to end and print the reconciliation; how the night ended."""
+    """Sync one drop end to end and print the reconciliation; how the night ended.
+
+    ``rows_if_missing`` set means the demo: it makes a drop and, with no org configured, uses
+    the local sandbox. Without it (`sync`) an unconfigured org ends here, before anything is written.
+    """
     settings = SyncSettings()
+    if rows_if_missing is None:
+        problem = configured_org_problem(settings)
+        if problem is not None:
+            console.print(f"[red]{problem}[/] Nothing was run or written.")
+            return NightVerdict.NOT_CONFIGURED
     dagster_home = prepare_dagster_home(settings.commands_dagster_home())
     started = time.monotonic()
     if drop_id is None:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from sync_assets.drops.contract import DropContract
 from sync_assets.drops.staging import StagedPartition, stage_partitions
+from sync_assets.partition_load import last_pace
 from sync_assets.salesforce.errors import SalesforceError
 from sync_assets.salesforce.limits import LimitNeed, api_calls_needed, assess_limits, batches_needed
 from sync_assets.salesforce.planning import JobSlice, PlanLimits, plan_jobs
@@ -51,7 +52,10 @@ class PartitionPlan(BaseModel):
     )
 
     @classmethod
-    def of(cls, staged: StagedPartition, jobs: list[JobSlice]) -> "PartitionPlan":
+    def of(
+        cls, staged: StagedPartition, jobs: list[JobSlice], calls_per_job: float | None
+    ) -> "PartitionPlan":
+        """``calls_per_job``: what the partition's last load measured, if it has loaded."""
         counts = staged.counts
         ranked = sorted(counts.rejected_by_reason.items(), key=lambda item: (-item[1], item[0]))
         return cls(
@@ -67,7 +71,7 @@ class PartitionPlan(BaseModel):
             jobs=len(jobs),
             records=sum(job.records for job in jobs),
             bulk_batches=batches_needed(jobs),
-            api_calls=api_calls_needed(jobs),
+            api_calls=api_calls_needed(jobs, calls_per_job),
         )
 
 
@@ -124,10 +128,10 @@ def _jobs(output: StateStore, staged: StagedPartition, plan: PlanLimits) -> list
 
 
 def _limits(
-    read_limits: Callable[[], dict[str, Any]], jobs: list[JobSlice]
+    read_limits: Callable[[], dict[str, Any]], jobs: list[JobSlice], api_calls: int
 ) -> tuple[list[LimitNeed], str | None]:
     try:
-        return assess_limits(read_limits(), jobs).needs, None
+        return assess_limits(read_limits(), jobs, api_calls).needs, None
     except (SalesforceError, requests.RequestException) as error:
         # A plan still shows its counts when /limits is forbidden (no View Setup) or down.
         return [], f"{type(error).__name__}: {error}"
@@ -148,7 +152,16 @@ def plan_night(
         staged = stage_partitions(landing, state, drop_id, partitions, contract, output)
         jobs = {key: _jobs(output, part, plan) for key, part in staged.items()}
     counts = next(iter(staged.values())).counts
-    needs, unavailable = _limits(read_limits, [job for each in jobs.values() for job in each])
+    paces = {key: last_pace(state, key) for key in staged}
+    parts = [
+        PartitionPlan.of(staged[key], jobs[key], pace.api_calls_per_job if pace else None)
+        for key, pace in sorted(paces.items())
+    ]
+    needs, unavailable = _limits(
+        read_limits,
+        [job for each in jobs.values() for job in each],
+        sum(part.api_calls for part in parts),
+    )
     return NightPlan(
         drop_id=drop_id,
         planned_at=dt.datetime.now(dt.UTC),
@@ -156,7 +169,7 @@ def plan_night(
         fields=contract.salesforce_fields,
         extra_columns=counts.extra_columns,
         missing_columns=counts.missing_columns,
-        partitions=[PartitionPlan.of(staged[key], jobs[key]) for key in sorted(staged)],
+        partitions=parts,
         limits=needs,
         limits_unavailable=unavailable,
     )

@@ -11,14 +11,23 @@ import polars as pl
 
 from sync_assets.drops.staging import StagedPartition
 from sync_assets.salesforce.checkpoint import CheckpointStore
+from sync_assets.salesforce.errors import LoadStoppedError
 from sync_assets.salesforce.loader import BulkLoader, LoadOutcome, LoadResult
+from sync_assets.salesforce.watcher import Pace
 from sync_assets.state.columns import EXTERNAL_ID_FIELD, ROW_HASH
-from sync_assets.state.layout import StagingFiles, failed_rows_path
+from sync_assets.state.layout import StagingFiles, failed_rows_path, pace_path
 from sync_assets.state.ledger import advance_ledger, forget_ledger_rows
+from sync_assets.state.org import bind_org
 from sync_assets.storage import StateStore
 
 StillTagged = Callable[[str, list[str]], set[str]]
 """Which of these external ids Salesforce still tags with this partition (a SOQL query)."""
+
+
+def last_pace(state: StateStore, partition: str) -> Pace | None:
+    """How the partition's last load went (its pace and calls per job), if it has loaded before."""
+    path = pace_path(partition)
+    return state.read_json(path, Pace) if state.exists(path) else None
 
 
 class PartitionLoader:
@@ -35,18 +44,34 @@ class PartitionLoader:
 
     def load(self, rows: pl.DataFrame | pl.LazyFrame, drop_id: str, partition: str) -> LoadResult:
         """Send ``rows`` (Salesforce columns plus ``_row_hash``, sorted by account); record it."""
+        connection = self.loader.connection
+        bind_org(self.state, connection.org_id, connection.instance_url)
         checkpoint = CheckpointStore(self.state, drop_id, partition)
-        return self._record(self.loader.load(rows.lazy(), checkpoint))
+        try:
+            outcome = self.loader.load(rows.lazy(), checkpoint, self._last_pace(partition))
+        except LoadStoppedError as stopped:
+            # A daily limit or the API budget: what Salesforce confirmed is kept, so the next
+            # night does not send it again; nothing is recorded as failed.
+            if stopped.confirmed is not None:
+                self._advance(partition, stopped.confirmed, drop_id)
+            raise
+        return self._record(outcome)
 
     def _record(self, outcome: LoadOutcome) -> LoadResult:
         result = outcome.result
         path = failed_rows_path(result.drop_id, result.partition)
         self.state.write_parquet(path, outcome.failed)
-        confirmed = outcome.confirmed.rename(
-            {EXTERNAL_ID_FIELD: "external_id", ROW_HASH: "row_hash"}
-        )
-        advance_ledger(self.state, result.partition, confirmed, result.drop_id)
+        self._advance(result.partition, outcome.confirmed, result.drop_id)
+        if result.pace is not None:
+            self.state.write_json(pace_path(result.partition), result.pace)
         return result.model_copy(update={"failed_file": self.state.url(path)})
+
+    def _last_pace(self, partition: str) -> Pace | None:
+        return last_pace(self.state, partition)
+
+    def _advance(self, partition: str, confirmed: pl.DataFrame, drop_id: str) -> None:
+        renamed = confirmed.rename({EXTERNAL_ID_FIELD: "external_id", ROW_HASH: "row_hash"})
+        advance_ledger(self.state, partition, renamed, drop_id)
 
     def forget_moved_rows(
         self, staged: StagedPartition, still_tagged: StillTagged

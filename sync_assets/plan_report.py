@@ -5,14 +5,14 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from sync_assets.demo import NightVerdict, salesforce_for_commands
+from sync_assets.demo import NightVerdict, configured_org_problem
 from sync_assets.drops.contract import ContractError, contract_for_drop, relationships
 from sync_assets.drops.mapping import MappingError, load_mapping
 from sync_assets.drops.reader import DropError, newest_complete_drop
 from sync_assets.night_plan import SUMMED, NightPlan, plan_night
 from sync_assets.resources import BulkLoadResource
 from sync_assets.salesforce.bulk_api import BulkApi
-from sync_assets.salesforce.connection import SalesforceConnection, SalesforceCredentials
+from sync_assets.salesforce.connection import SalesforceConnection
 from sync_assets.salesforce.metadata import read_org_metadata
 from sync_assets.settings import SyncSettings
 from sync_assets.state.layout import plan_path
@@ -46,40 +46,30 @@ def limits_lines(plan: NightPlan) -> list[str]:
     ]
 
 
-def _credentials(settings: SyncSettings) -> SalesforceCredentials:
-    configured = settings.salesforce()
-    return (
-        configured
-        if configured.is_configured
-        else SalesforceCredentials.from_sandbox(settings.sandbox_dir)
-    )
-
-
 def make_plan(
     drop_id: str, partitions: list[str], settings: SyncSettings, console: Console
 ) -> NightPlan:
-    """The plan of a drop against the configured org (or the local sandbox)."""
+    """The plan of a drop against the configured org (like `sync`, never a local sandbox)."""
     landing, state = StateStore(settings.landing_dir), StateStore(settings.state_dir)
     mapping = load_mapping(settings.mapping_file)
-    with salesforce_for_commands(settings, console) as target:
-        console.print(f"Planning drop {drop_id} against {target}…")
-        connection = SalesforceConnection(_credentials(settings))
-        contract = contract_for_drop(
-            state,
-            drop_id,
-            mapping,
-            lambda: read_org_metadata(connection, mapping.object, relationships(mapping)),
-            keep=False,
-        )
-        return plan_night(
-            landing,
-            state,
-            drop_id,
-            contract,
-            partitions,
-            BulkLoadResource().loader_settings().plan,
-            BulkApi(connection).limits,
-        )
+    connection = SalesforceConnection(settings.salesforce())
+    console.print(f"Planning drop {drop_id} against {connection.instance_url}…")
+    contract = contract_for_drop(
+        state,
+        drop_id,
+        mapping,
+        lambda: read_org_metadata(connection, mapping.object, relationships(mapping)),
+        keep=False,
+    )
+    return plan_night(
+        landing,
+        state,
+        drop_id,
+        contract,
+        partitions,
+        BulkLoadResource().loader_settings().plan,
+        BulkApi(connection).limits,
+    )
 
 
 def run_plan(
@@ -87,6 +77,10 @@ def run_plan(
 ) -> NightVerdict:
     """Print the plan's table and write its JSON; FAILED (and why) if no plan could be made."""
     settings = SyncSettings()
+    problem = configured_org_problem(settings)
+    if problem is not None:
+        console.print(f"[red]{problem}[/] Nothing was planned.")
+        return NightVerdict.NOT_CONFIGURED
     drop_id = drop_id or newest_complete_drop(StateStore(settings.landing_dir))
     if drop_id is None:
         console.print(f"[red]No complete drop in {settings.landing_dir}.")

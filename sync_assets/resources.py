@@ -8,7 +8,6 @@ from pydantic import PrivateAttr
 from sync_assets.drops.mapping import Mapping, load_mapping
 from sync_assets.salesforce.bulk_api import BulkApi
 from sync_assets.salesforce.connection import (
-    DEFAULT_API_VERSION,
     ENV_VARIABLES,
     SalesforceConnection,
     SalesforceCredentials,
@@ -30,8 +29,9 @@ class SalesforceResource(dg.ConfigurableResource):
     """Salesforce org access for the sync: session, SOQL counts and `/limits`.
 
     Credential fields are filled with ``dg.EnvVar("SALESFORCE_…")`` by the definitions; empty ones
-    are unset. With every credential empty the resource uses the local sandbox whose
-    ``connection.json`` is in ``sandbox_dir``.
+    are unset. There is no fallback: with every credential empty, the first call fails with a
+    clear configuration error (only `demo` and `ui` start the local sandbox, and hand its
+    connection over as ``SALESFORCE_*`` variables).
     """
 
     instance_url: str = ""
@@ -43,9 +43,10 @@ class SalesforceResource(dg.ConfigurableResource):
     password: str = ""
     security_token: str = ""
     domain: str = ""
+    private_key_file: str = ""
+    private_key: str = ""
     ca_bundle: str = ""
-    sandbox_dir: str = SyncSettings.model_fields["sandbox_dir"].default
-    api_version: str = DEFAULT_API_VERSION
+    api_version: str = ""
 
     _connection: SalesforceConnection | None = PrivateAttr(default=None)
 
@@ -54,15 +55,13 @@ class SalesforceResource(dg.ConfigurableResource):
 
     def credentials(self) -> SalesforceCredentials:
         values = {field: getattr(self, field) for field in ENV_VARIABLES}
-        # Reuse the env-var reader so "empty means unset" and the sandbox fallback behave the same.
+        # Reuse the env-var reader so "empty means unset" behaves the same.
         env = {ENV_VARIABLES[field]: value for field, value in values.items() if value}
-        return SalesforceCredentials.resolve(env, self.sandbox_dir)
+        return SalesforceCredentials.from_env(env)
 
     def connection(self) -> SalesforceConnection:
         if self._connection is None:
-            self._connection = SalesforceConnection(
-                self.credentials(), api_version=self.api_version
-            )
+            self._connection = SalesforceConnection(self.credentials())
         return self._connection
 
     def count_partition(self, partition: str) -> int:
@@ -92,7 +91,7 @@ def salesforce_resource_from_env(settings: SyncSettings) -> SalesforceResource:
     the definitions load stay empty (unset) rather than becoming launch errors.
     """
     bound = {field: dg.EnvVar(name) for field, name in settings.salesforce_variables_set().items()}
-    return SalesforceResource(**bound, sandbox_dir=settings.sandbox_dir)
+    return SalesforceResource(**bound)
 
 
 class BulkLoadResource(dg.ConfigurableResource):
@@ -100,8 +99,12 @@ class BulkLoadResource(dg.ConfigurableResource):
 
     max_records_per_job: int = 10_000
     jobs_in_flight: int = LoaderSettings.model_fields["jobs_in_flight"].default
+    min_jobs_in_flight: int = LoaderSettings.model_fields["min_jobs_in_flight"].default
+    max_jobs_in_flight: int = LoaderSettings.model_fields["max_jobs_in_flight"].default
     max_resend_rounds: int = LoaderSettings.model_fields["max_resend_rounds"].default
     account_aligned_jobs: bool = True
+    job_timeout_seconds: float = LoaderSettings.model_fields["job_timeout"].default
+    api_budget_share: float = LoaderSettings.model_fields["api_budget_share"].default
 
     def loader_settings(self) -> LoaderSettings:
         return LoaderSettings(
@@ -109,7 +112,11 @@ class BulkLoadResource(dg.ConfigurableResource):
                 max_records=self.max_records_per_job, account_aligned=self.account_aligned_jobs
             ),
             jobs_in_flight=self.jobs_in_flight,
+            min_jobs_in_flight=self.min_jobs_in_flight,
+            max_jobs_in_flight=self.max_jobs_in_flight,
             max_resend_rounds=self.max_resend_rounds,
+            job_timeout=self.job_timeout_seconds,
+            api_budget_share=self.api_budget_share,
         )
 
     def loader(

@@ -5,8 +5,9 @@ in (`SalesforceCredentials`, named in `salesforce/connection.py`), and `DAGSTER_
 Dagster keeps its instance. Nothing else in the package reads the environment.
 """
 
+import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from pydantic import Field
@@ -38,7 +39,14 @@ class SyncSettings(BaseSettings):
     )
     sandbox_dir: str = Field(
         default="./data/sandbox",
-        description="The local sandbox's data (SQLite, CA, connection.json).",
+        description="The local sandbox's data (SQLite, CA, connection.json); `demo` and `ui` only.",
+    )
+    api_budget_share: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="Share of the org's remaining daily API requests one night may use; the "
+        "night stops cleanly before passing it.",
     )
     mapping_file: str | None = Field(
         default=None,
@@ -66,6 +74,24 @@ class SyncSettings(BaseSettings):
     def commands_dagster_home(self) -> Path:
         """Where `demo`, `sync` and `ui` keep run history: DAGSTER_HOME, else ./.dagster_home."""
         return Path(self.dagster_home) if self.dagster_home else DEMO_DAGSTER_HOME
+
+
+@contextlib.contextmanager
+def salesforce_env(variables: Mapping[str, str]) -> Iterator[None]:
+    """Within the block, these `SALESFORCE_*` variables name the org.
+
+    For this process and the runs it starts; the variables set before are restored after.
+    """
+    before = {name: value for name, value in os.environ.items() if name.startswith("SALESFORCE_")}
+    for name in before:
+        del os.environ[name]
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name in [name for name in os.environ if name.startswith("SALESFORCE_")]:
+            del os.environ[name]
+        os.environ.update(before)
 
 
 def use_dagster_home(home: Path) -> None:

@@ -1,5 +1,6 @@
 """Shared fixtures: one local Salesforce sandbox per test session, fresh ones on demand."""
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -7,9 +8,27 @@ from typing import Any
 
 import pytest
 
+from sync_assets.salesforce.connection import SalesforceCredentials
 from sync_assets.sandbox.runner import SandboxHandle, running_sandbox
 
 SESSION_ACCOUNTS = 200
+
+
+def sandbox_org_env(data_dir: Path) -> dict[str, str]:
+    """A sandbox's connection as `SALESFORCE_*` variables, as `sync-assets demo` hands it over."""
+    return SalesforceCredentials.from_sandbox(data_dir).to_env()
+
+
+def use_sandbox_org(monkeypatch: pytest.MonkeyPatch, data_dir: Path) -> None:
+    """Point the sync at the sandbox in `data_dir` explicitly, and at nothing else.
+
+    The sync never falls back to a sandbox on its own (issue 15): tests name it like an operator
+    names an org.
+    """
+    for name in [name for name in os.environ if name.startswith("SALESFORCE_")]:
+        monkeypatch.delenv(name)
+    for name, value in sandbox_org_env(data_dir).items():
+        monkeypatch.setenv(name, value)
 
 
 @pytest.fixture(scope="session")

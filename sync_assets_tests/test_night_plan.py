@@ -1,10 +1,13 @@
 """A night's plan without an org: counts as staging makes them, nothing written, /limits optional."""
 
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from sync_assets.cli import app
 from sync_assets.drops.contract import default_contract
 from sync_assets.drops.staging import stage_drop
 from sync_assets.night_plan import plan_night
@@ -80,3 +83,20 @@ def test_a_forbidden_limits_resource_leaves_the_plan_whole(
     assert [part.partition for part in plan.partitions] == ["3"]
     assert plan.fits is None and plan.limits == []
     assert "INSUFFICIENT_ACCESS" in str(plan.limits_unavailable)
+
+
+def test_plan_without_salesforce_variables_refuses_like_sync(
+    landing: StateStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Like `sync`, `plan` never plans against a sandbox in place of the org it was not given."""
+    for name in [name for name in os.environ if name.startswith("SALESFORCE_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("SYNC_LANDING_DIR", str(tmp_path / "landing"))
+    monkeypatch.setenv("SYNC_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("SYNC_SANDBOX_DIR", str(tmp_path / "sandbox"))
+
+    result = CliRunner().invoke(app, ["plan", "--drop-id", "d"])
+
+    assert result.exit_code == 2, result.output
+    assert "No Salesforce credentials" in " ".join(result.output.split())
+    assert not (tmp_path / "state").exists() and not (tmp_path / "sandbox").exists()

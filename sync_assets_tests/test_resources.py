@@ -6,31 +6,24 @@ import pytest
 
 from sync_assets.resources import BulkLoadResource, SalesforceResource, salesforce_resource_from_env
 from sync_assets.salesforce.connection import AuthFlow
+from sync_assets.salesforce.errors import SalesforceConfigError
 from sync_assets.settings import SyncSettings
 
 
-def test_empty_credential_fields_fall_back_to_the_sandbox(tmp_path: Path) -> None:
+def test_empty_credential_fields_never_fall_back_to_a_sandbox(tmp_path: Path) -> None:
+    """Issue 15: a deployment whose secret failed to mount must not sync into a sandbox."""
     (tmp_path / "connection.json").write_text(
-        json.dumps(
-            {
-                "instance_url": "https://127.0.0.1:8443",
-                "access_token": "00Dsandbox!token",
-                "client_id": "sandbox-client",
-                "client_secret": "sandbox-secret",
-                "ca_cert": str(tmp_path / "ca.pem"),
-            }
-        )
+        json.dumps({"instance_url": "https://127.0.0.1:8443", "client_id": "c", "ca_cert": "x"})
     )
-    credentials = SalesforceResource(sandbox_dir=str(tmp_path)).credentials()
-    assert credentials.flow is AuthFlow.CLIENT_CREDENTIALS
-    assert credentials.ca_bundle == str(tmp_path / "ca.pem")
+    with pytest.raises(SalesforceConfigError, match="No Salesforce credentials") as refused:
+        SalesforceResource().credentials().flow  # noqa: B018
+    assert "`sync-assets demo` and `sync-assets ui`" in str(refused.value)
 
 
 def test_filled_fields_select_the_org(tmp_path: Path) -> None:
     resource = SalesforceResource(
         instance_url="https://org.example.com",
         access_token="00Dorg!secret-token",
-        sandbox_dir=str(tmp_path),
     )
     credentials = resource.credentials()
     assert credentials.flow is AuthFlow.SESSION

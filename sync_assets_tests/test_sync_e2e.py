@@ -29,6 +29,7 @@ from sync_assets.state.layout import PARTITION_KEYS, ledger_path
 from sync_assets.state.ledger import advance_ledger, load_ledger
 from sync_assets.state.locks import drop_staging_lock, partition_lock
 from sync_assets.storage import StateStore
+from sync_assets_tests.conftest import use_sandbox_org
 from sync_assets_tests.drops.helpers import write_drop
 from sync_assets_tests.webhook import WebhookReceiver, webhook_receiver
 
@@ -75,11 +76,9 @@ def night(
 ) -> Iterator[Night]:
     sandbox = fresh_sandbox(accounts=ACCOUNTS)
     with webhook_receiver() as hook:
-        for name in [name for name in os.environ if name.startswith("SALESFORCE_")]:
-            monkeypatch.delenv(name)
+        use_sandbox_org(monkeypatch, sandbox.data_dir)
         monkeypatch.setenv("SYNC_LANDING_DIR", str(tmp_path / "landing"))
         monkeypatch.setenv("SYNC_STATE_DIR", str(tmp_path / "state"))
-        monkeypatch.setenv("SYNC_SANDBOX_DIR", str(sandbox.data_dir))
         monkeypatch.setenv("SYNC_ALERT_WEBHOOK_URL", hook.url)
         monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
         (tmp_path / "dagster_home").mkdir()

@@ -14,7 +14,14 @@ import requests
 from pydantic import BaseModel, ConfigDict
 
 from sync_assets.salesforce.connection import SalesforceConnection
-from sync_assets.salesforce.errors import RETRYABLE_HTTP_STATUSES, BulkApiError
+from sync_assets.salesforce.errors import (
+    REQUEST_LIMIT_EXCEEDED,
+    RETRYABLE_HTTP_STATUSES,
+    BulkApiError,
+    DailyApiLimitError,
+    ErrorClass,
+    request_limit_class,
+)
 from sync_assets.salesforce.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -92,6 +99,8 @@ class BulkApi:
         self._lock = threading.Lock()
         self._api_calls = 0
         self._http_retries = 0
+        self._throttles = 0
+        self.on_throttled: Callable[[], None] | None = None
         self.ambiguous_creates: list[tuple[datetime, datetime]] = []
 
     @property
@@ -101,6 +110,17 @@ class BulkApi:
     @property
     def http_retries(self) -> int:
         return self._http_retries
+
+    @property
+    def throttles(self) -> int:
+        """Calls refused for the org's concurrent-request limit (then retried)."""
+        return self._throttles
+
+    def _throttled(self) -> None:
+        with self._lock:
+            self._throttles += 1
+        if self.on_throttled is not None:
+            self.on_throttled()
 
     def ingest_path(self, suffix: str = "") -> str:
         return f"jobs/ingest{suffix}"
@@ -191,6 +211,20 @@ class BulkApi:
             page = self._call("GET", path).response.json()
             yield from (JobInfo.model_validate(record) for record in page.get("records", []))
             path = None if page.get("done", True) else page.get("nextRecordsUrl")
+
+    def job_states(self, job_ids: set[str]) -> tuple[dict[str, JobInfo], int]:
+        """The listed info of ``job_ids`` and the pages read: paging stops once all are seen."""
+        found: dict[str, JobInfo] = {}
+        pages = 0
+        path: str | None = self.ingest_path()
+        while path and len(found) < len(job_ids):
+            page = self._call("GET", path).response.json()
+            pages += 1
+            for record in page.get("records", []):
+                if record.get("id") in job_ids:
+                    found[record["id"]] = JobInfo.model_validate(record)
+            path = None if page.get("done", True) else page.get("nextRecordsUrl")
+        return found, pages
 
     def limits(self) -> dict[str, Any]:
         return self._call("GET", "limits/").response.json()
@@ -300,6 +334,15 @@ class BulkApi:
                         _stream_to_file(response, sink)
                     return _CallOutcome(response=response, ambiguous=ambiguous)
                 error = _api_error(method, path, response)
+                if _is_concurrency_limit(error):
+                    # Nothing was applied: back off (jittered, within the retry budget), retry.
+                    last_problem, last_failure = (
+                        _retry_after(response),
+                        f"HTTP 403 {error.error_message}",
+                    )
+                    self._throttled()
+                    attempt += 1
+                    continue
             except _TRANSPORT_ERRORS as transport_error:
                 ambiguous = True
                 last_problem = ""
@@ -309,7 +352,7 @@ class BulkApi:
                 continue
             if tolerate is not None and tolerate(error, ambiguous):
                 return _CallOutcome(response=None, ambiguous=ambiguous)
-            raise error
+            raise _daily_limit_or(error)
         raise BulkApiUnavailableError(
             method,
             path,
@@ -324,6 +367,23 @@ class BulkApi:
             return max(backoff, min(float(retry_after), self.retry.max_delay))
         except ValueError:
             return backoff
+
+
+def _is_concurrency_limit(error: BulkApiError) -> bool:
+    return (
+        error.status == 403
+        and error.error_code == REQUEST_LIMIT_EXCEEDED
+        and request_limit_class(error.error_message) is ErrorClass.TRANSIENT
+    )
+
+
+def _daily_limit_or(error: BulkApiError) -> BulkApiError:
+    """The org's daily request total as its own error (the night stops), else ``error``."""
+    if error.status == 403 and error.error_code == REQUEST_LIMIT_EXCEEDED:
+        return DailyApiLimitError(
+            error.method, error.path, error.status, error.error_code, error.error_message
+        )
+    return error
 
 
 def _retry_after(response: requests.Response) -> str:

@@ -1,17 +1,24 @@
-"""The pre-flight check: can the org's remaining daily limits take this load? (read from `/limits`)."""
+"""The pre-flight check and the night's API budget: what the org's daily limits can take (`/limits`)."""
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from sync_assets.salesforce.errors import SalesforceLimitsError
+from sync_assets.salesforce.errors import BulkApiError, SalesforceLimitsError
 from sync_assets.salesforce.planning import SALESFORCE_INTERNAL_BATCH, JobSlice
 
-# Calls one job costs: create, upload, close, three result downloads, and polls. Polling backs off to
-# one call per 5 s, so a dozen polls cover a minute of processing per job; the estimate is generous
-# on purpose, because running out of API calls halfway is worse than refusing at the start.
-CALLS_PER_JOB = 6 + 12
+if TYPE_CHECKING:
+    from sync_assets.salesforce.bulk_api import BulkApi
+
+# Calls one job costs, counted: create, upload, close and its successes; a job with failed rows
+# also fetches failedResults, a Failed or Aborted one unprocessedrecords too.
+CALLS_PER_JOB = 6
+# Polls: one call asks for every job of the load (`JobWatcher`), timed by when jobs finish, so a
+# load spends about one or two per job however long the org takes (measured: docs/BENCHMARKS.md).
+POLL_CALLS_PER_JOB = 2
+# Per load: /limits, and the SOQL that forgets rows moved to another partition.
+CALLS_PER_LOAD = 2
 # Real orgs also enforce 150M ingested records a day, but /limits does not list it (the REST API
 # reference's Limits resource; no public client reads such a key): a job that passes it fails while
 # processing with `ExceededQuota`, so the pre-flight cannot see it coming.
@@ -23,10 +30,24 @@ class LimitNeed(BaseModel):
     limit: str
     needed: int
     remaining: int
+    share: float = 1.0
+
+    @property
+    def available(self) -> int:
+        """What this load may use of it: the night's share of what remains."""
+        return int(self.share * self.remaining)
 
     @property
     def fits(self) -> bool:
-        return self.needed <= self.remaining
+        return self.needed <= self.available
+
+    def shortfall(self) -> str:
+        if self.share < 1:
+            return (
+                f"{self.limit}: needs {self.needed:,}, the night may use {self.available:,} "
+                f"({self.share:.0%} of {self.remaining:,} remaining)"
+            )
+        return f"{self.limit}: needs {self.needed:,}, {self.remaining:,} remaining"
 
 
 class LimitsReport(BaseModel):
@@ -39,10 +60,7 @@ class LimitsReport(BaseModel):
     def raise_if_short(self) -> None:
         short = [need for need in self.needs if not need.fits]
         if short:
-            detail = "; ".join(
-                f"{need.limit}: needs {need.needed:,}, {need.remaining:,} remaining"
-                for need in short
-            )
+            detail = "; ".join(need.shortfall() for need in short)
             raise SalesforceLimitsError(
                 f"Refusing to load {self.records:,} records in {self.jobs:,} Bulk jobs: the org's "
                 f"daily limits cannot take it ({detail}). Nothing was sent."
@@ -54,12 +72,86 @@ def batches_needed(jobs: list[JobSlice]) -> int:
     return sum(math.ceil(job.records / SALESFORCE_INTERNAL_BATCH) for job in jobs)
 
 
-def api_calls_needed(jobs: list[JobSlice]) -> int:
-    return len(jobs) * CALLS_PER_JOB
+def api_calls_needed(jobs: list[JobSlice], calls_per_job: float | None = None) -> int:
+    """The API requests a load of ``jobs`` is expected to make.
+
+    ``calls_per_job`` (polls included) is what the partition's last load measured, when known;
+    else the figures above.
+    """
+    per_job = CALLS_PER_JOB + POLL_CALLS_PER_JOB if calls_per_job is None else calls_per_job
+    return math.ceil(len(jobs) * per_job) + CALLS_PER_LOAD
 
 
-def assess_limits(limits: dict[str, Any], jobs: list[JobSlice]) -> LimitsReport:
-    """Compare the planned jobs with the remaining ``DailyBulkApiBatches``, API requests and records."""
+def limits_or_none(api: "BulkApi") -> dict[str, Any] | None:
+    """The org's `/limits`, or None when the user may not read them.
+
+    Reading them needs View Setup and Configuration; without it: 403 INSUFFICIENT_ACCESS (REST
+    API reference, "Limits").
+    """
+    try:
+        return api.limits()
+    except BulkApiError as error:
+        if error.status == 403 and error.error_code == "INSUFFICIENT_ACCESS":
+            return None
+        raise
+
+
+class ApiBudget(BaseModel):
+    """The night's share of the org's daily API requests, watched in every answer.
+
+    Each answer's ``Sforce-Limit-Info: api-usage=used/max`` counts every integration's calls in
+    the rolling 24 hours (REST API Developer Guide, "Limit Info Header"); the budget ends at
+    ``share`` of what remained when the load started, so the org keeps the rest for everyone
+    else (Fivetran pauses at 90% of the org's quota for the same reason).
+    """
+
+    used_at_start: int
+    maximum: int
+    share: float
+
+    @classmethod
+    def start(
+        cls, limits: dict[str, Any] | None, usage: tuple[int, int] | None, share: float
+    ) -> "ApiBudget | None":
+        """From `/limits` if readable, else from the last `Sforce-Limit-Info`; None if neither."""
+        entry = (limits or {}).get("DailyApiRequests")
+        if isinstance(entry, dict) and {"Max", "Remaining"} <= entry.keys():
+            maximum = int(entry["Max"])
+            return cls(
+                used_at_start=maximum - int(entry["Remaining"]), maximum=maximum, share=share
+            )
+        if usage is None:
+            return None
+        return cls(used_at_start=usage[0], maximum=usage[1], share=share)
+
+    @property
+    def calls(self) -> int:
+        """How many API requests the night may make."""
+        return int(self.share * max(0, self.maximum - self.used_at_start))
+
+    def exhausted(self, usage: tuple[int, int] | None, reserve: int) -> bool:
+        """Whether ``reserve`` more calls would pass the budget, by the org's latest usage."""
+        return usage is not None and usage[0] + reserve >= self.used_at_start + self.calls
+
+    def describe(self, usage: tuple[int, int] | None) -> str:
+        used = (usage[0] if usage else self.used_at_start) - self.used_at_start
+        return (
+            f"{used:,} of {self.calls:,} API requests used since the load started; the org has "
+            f"{self.maximum:,} a day"
+        )
+
+
+def assess_limits(
+    limits: dict[str, Any],
+    jobs: list[JobSlice],
+    api_calls: int,
+    api_budget_share: float = 1.0,
+) -> LimitsReport:
+    """Compare the planned jobs with what the org has left.
+
+    Batches against ``DailyBulkApiBatches``; the ``api_calls`` they are expected to make
+    (`api_calls_needed`, per load) against the night's share of the remaining ``DailyApiRequests``.
+    """
     records = sum(job.records for job in jobs)
     needs = [
         LimitNeed(
@@ -69,8 +161,9 @@ def assess_limits(limits: dict[str, Any], jobs: list[JobSlice]) -> LimitsReport:
         ),
         LimitNeed(
             limit="DailyApiRequests",
-            needed=api_calls_needed(jobs),
+            needed=api_calls,
             remaining=_remaining(limits, "DailyApiRequests"),
+            share=api_budget_share,
         ),
     ]
     return LimitsReport(records=records, jobs=len(jobs), needs=needs)

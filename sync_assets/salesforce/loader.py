@@ -1,6 +1,7 @@
 """The Bulk API 2.0 loader: rows to send → upsert jobs in flight → what Salesforce confirmed and what failed."""
 
 import logging
+import random
 import tempfile
 import threading
 import time
@@ -19,9 +20,24 @@ from sync_assets.salesforce.checkpoint import (
     JobStatus,
     RowStatus,
 )
+from sync_assets.salesforce.concurrency import ConcurrencyGate, ConcurrencySettings
 from sync_assets.salesforce.connection import SalesforceConnection
-from sync_assets.salesforce.errors import BulkApiError, LoadInvariantError, SalesforceError
-from sync_assets.salesforce.limits import assess_limits
+from sync_assets.salesforce.errors import (
+    BulkApiError,
+    DailyApiLimitError,
+    ErrorClass,
+    LoadInvariantError,
+    LoadStoppedError,
+    SalesforceError,
+    job_failure_class,
+)
+from sync_assets.salesforce.limits import (
+    CALLS_PER_JOB,
+    ApiBudget,
+    api_calls_needed,
+    assess_limits,
+    limits_or_none,
+)
 from sync_assets.salesforce.planning import (
     JobSlice,
     PlanLimits,
@@ -36,8 +52,9 @@ from sync_assets.salesforce.results import (
     uniform_outcome,
     unprocessed_outcomes,
 )
-from sync_assets.salesforce.retry import PollSchedule, RetryPolicy
+from sync_assets.salesforce.retry import RetryPolicy
 from sync_assets.salesforce.staged_rows import CSV_BYTES, StagedRows
+from sync_assets.salesforce.watcher import JobWatcher, Pace, WatchSettings
 from sync_assets.state.columns import (
     ACCOUNT_EXTERNAL_ID_FIELD,
     EXTERNAL_ID_FIELD,
@@ -48,6 +65,8 @@ from sync_assets.state.columns import (
 log = logging.getLogger(__name__)
 
 SUCCESS_STATUSES = (RowStatus.CREATED.value, RowStatus.UPDATED.value)
+# Row errors that say the org is pushing back (locks, CPU): fewer jobs in flight.
+PUSH_BACK_CODES = ("UNABLE_TO_LOCK_ROW", "APEX_CPU_LIMIT")
 ProgressCallback = Callable[[int, int], None]
 """Called with (rows confirmed so far, rows to send) after every finished job."""
 JobEventHook = Callable[[str, str], None]
@@ -63,14 +82,38 @@ class LoaderSettings(BaseModel):
     plan: PlanLimits = Field(default_factory=PlanLimits)
     # Deep enough that the org always has queued work while finished jobs are being noticed;
     # shallow enough that a job does not queue behind the whole night: an account larger than
-    # one job sends its jobs one after another, each through the org's queue.
+    # one job sends its jobs one after another, each through the org's queue. The load starts
+    # at `jobs_in_flight` and moves between `min_jobs_in_flight` and `max_jobs_in_flight` with
+    # the org (see `ConcurrencyGate`).
     jobs_in_flight: int = Field(default=4, ge=1, le=50)
+    min_jobs_in_flight: int = Field(default=1, ge=1, le=50)
+    max_jobs_in_flight: int = Field(default=8, ge=1, le=50)
     max_resend_rounds: int = Field(default=3, ge=0, description="Resends of transient failures.")
-    resend_pause: float = Field(default=1.0, ge=0, description="Seconds before a resend round.")
-    job_timeout: float = Field(default=3600.0, gt=0, description="Longest wait for one job.")
+    resend_pause: float = Field(
+        default=1.0,
+        ge=0,
+        description="Seconds before the first resend round; doubled (jittered) for each later one.",
+    )
+    job_timeout: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Seconds a job may stay unfinished after it was created; then it is aborted "
+        "and its unprocessed rows are sent again.",
+    )
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
-    poll: PollSchedule = Field(default_factory=PollSchedule)
+    watch: WatchSettings = Field(default_factory=WatchSettings)
     check_limits: bool = True
+    api_budget_share: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="Share of the org's remaining daily API requests the night may use.",
+    )
+
+    def concurrency(self) -> ConcurrencySettings:
+        high = max(self.max_jobs_in_flight, self.jobs_in_flight)
+        low = min(self.min_jobs_in_flight, self.jobs_in_flight)
+        return ConcurrencySettings(start=self.jobs_in_flight, low=low, high=high)
 
 
 class LoadResult(BaseModel):
@@ -90,6 +133,15 @@ class LoadResult(BaseModel):
     job_ids: list[str]
     jobs_resumed: int = 0
     api_calls: int
+    poll_calls: int = 0
+    throttled: int = 0
+    jobs_aborted_past_deadline: int = 0
+    peak_jobs_in_flight: int = 0
+    lowest_jobs_in_flight: int = 0
+    preflight: str = "checked against /limits"
+    pace: Pace | None = Field(
+        default=None, description="How fast the jobs finished: the next load's polling prior."
+    )
     http_retries: int
     logins: int
     orphan_jobs_aborted: list[str] = Field(default_factory=list)
@@ -141,6 +193,12 @@ class BulkLoader:
         self.connection = connection
         self.settings = settings or LoaderSettings()
         self.api = api or BulkApi(connection, self.settings.retry)
+        self.watcher = JobWatcher(self.api, self.settings.watch)
+        self.gate = ConcurrencyGate(self.settings.concurrency())
+        self.api.on_throttled = self.gate.throttled
+        self._budget: ApiBudget | None = None
+        self._preflight = ""
+        self._aborted_past_deadline = 0
         self._progress = progress
         self._on_job_event = on_job_event
         self._lock = threading.Lock()
@@ -149,16 +207,27 @@ class BulkLoader:
         self._uploaded = 0
         self._total = 0
         self._budget_from = 0
+        self._stop_reason = ""
+        self._jitter = random.Random()
 
-    def load(self, rows: pl.LazyFrame, checkpoint: CheckpointStore) -> LoadOutcome:
+    def load(
+        self, rows: pl.LazyFrame, checkpoint: CheckpointStore, pace: Pace | None = None
+    ) -> LoadOutcome:
         """Send ``rows`` (Salesforce columns plus ``_row_hash``, sorted by account).
+
+        ``pace``, how fast the partition's jobs finished last time, times the first polls.
 
         Each job reads its own rows from ``rows`` when it is sent, so a scan of a file is never
         held whole. Jobs the checkpoint knows of (a crashed earlier attempt) are collected first.
         """
         started = time.monotonic()
         calls_before = (self.api.api_calls, self.api.http_retries, self.connection.logins)
+        polls_before, throttles_before = self.watcher.poll_calls, self.api.throttles
+        self.watcher.prior = pace
+        self._aborted_past_deadline = 0
+        self._preflight = "not checked"
         self._stop.clear()
+        self._stop_reason = ""
         staged = StagedRows(rows, self.settings.account_column)
         keys = staged.keys
         self._total = keys.height
@@ -167,24 +236,12 @@ class BulkLoader:
         # since ended) must not stop this run from sending those rows again.
         self._budget_from = checkpoint.next_sequence
 
-        resumed = self._collect_unfinished(checkpoint)
-        # Each row's latest status (rows × every recorded outcome): once per round, not per use.
-        latest = self._latest(keys, checkpoint.outcomes())
-        self._confirmed = int(latest["status"].is_in(SUCCESS_STATUSES).sum())
-        self._report_progress()
-        # The first round's plan is also what the limits are checked against: planned once.
-        todo = self._still_to_send(keys, latest)
-        plan = self._plan(todo, staged.header_bytes)
-        if self.settings.check_limits:
-            assess_limits(self.api.limits(), plan).raise_if_short()
-
-        for round_number in range(self.settings.max_resend_rounds + 2):
-            if round_number:
-                todo, plan = self._resend_plan(staged, latest)
-            if todo.is_empty():
-                break
-            self._send_round(staged, todo, plan, checkpoint)
-            latest = self._latest(keys, checkpoint.outcomes())
+        try:
+            resumed, latest = self._send_rounds(staged, checkpoint)
+        except DailyApiLimitError as error:
+            raise self._stopped(str(error), keys, checkpoint) from error
+        if self._stop_reason:
+            raise self._stopped(self._stop_reason, keys, checkpoint)
 
         final = self._final_statuses(latest)
         failures = self._final_outcomes(final, checkpoint.outcomes(), succeeded=False)
@@ -194,11 +251,107 @@ class BulkLoader:
         result = self._summarise(keys, final, failures, checkpoint, started, calls_before)
         result.orphan_jobs_aborted = orphans
         result.jobs_resumed = resumed
+        result.poll_calls = self.watcher.poll_calls - polls_before
+        result.throttled = self.api.throttles - throttles_before
+        result.jobs_aborted_past_deadline = self._aborted_past_deadline
+        result.peak_jobs_in_flight = self.gate.peak
+        result.lowest_jobs_in_flight = self.gate.lowest
+        result.preflight = self._preflight
+        result.pace = self._measured_pace(result)
         confirmed = self._final_outcomes(final, checkpoint.outcomes(), succeeded=True)
         return LoadOutcome(
             result=result,
             confirmed=confirmed.select(EXTERNAL_ID_FIELD, ROW_HASH, "salesforce_id"),
             failed=staged.matching(failures),
+        )
+
+    def _send_rounds(
+        self, staged: StagedRows, checkpoint: CheckpointStore
+    ) -> tuple[int, pl.DataFrame]:
+        """Collect an earlier run's jobs, check the limits, send rounds until nothing is left.
+
+        Returns how many jobs were resumed and each row's latest status.
+        """
+        keys = staged.keys
+        resumed = self._collect_unfinished(checkpoint)
+        # Each row's latest status (rows × every recorded outcome): once per round, not per use.
+        latest = self._latest(keys, checkpoint.outcomes())
+        self._confirmed = int(latest["status"].is_in(SUCCESS_STATUSES).sum())
+        self._report_progress()
+        # The first round's plan is also what the limits are checked against: planned once.
+        todo = self._still_to_send(keys, latest)
+        plan = self._plan(todo, staged.header_bytes)
+        if self.settings.check_limits:
+            self._check_limits(plan)
+
+        for round_number in range(self.settings.max_resend_rounds + 2):
+            if round_number:
+                todo, plan = self._resend_plan(staged, latest, round_number)
+            if todo.is_empty():
+                break
+            self._send_round(staged, todo, plan, checkpoint)
+            latest = self._latest(keys, checkpoint.outcomes())
+            if self._stop_reason:
+                break
+        return resumed, latest
+
+    def _check_limits(self, plan: list[JobSlice]) -> None:
+        """Refuse a load the org cannot take, and fix the night's API budget.
+
+        Without View Setup and Configuration `/limits` answers 403: the load goes on, watching
+        the org's usage in every answer's `Sforce-Limit-Info` instead.
+        """
+        limits = limits_or_none(self.api)
+        if limits is None:
+            self._preflight = (
+                "degraded: /limits is forbidden (the user lacks View Setup and Configuration); "
+                "the API budget follows Sforce-Limit-Info"
+            )
+            log.warning("pre-flight %s", self._preflight)
+        else:
+            measured = self.watcher.prior
+            per_job = measured.api_calls_per_job if measured is not None else None
+            needed = api_calls_needed(plan, per_job)
+            assess_limits(limits, plan, needed, self.settings.api_budget_share).raise_if_short()
+            self._preflight = "checked against /limits"
+        self._budget = ApiBudget.start(
+            limits, self.connection.api_usage, self.settings.api_budget_share
+        )
+
+    def _measured_pace(self, result: LoadResult) -> Pace | None:
+        """This load's pace and calls per job, for the next load's polls and estimate."""
+        pace = self.watcher.pace()
+        jobs = len(result.job_ids) - result.jobs_resumed
+        if pace is None or jobs <= 0:
+            return pace
+        return pace.model_copy(
+            update={
+                "calls_per_job": round((result.api_calls - result.poll_calls) / jobs, 2),
+                "polls_per_job": round(result.poll_calls / jobs, 2),
+            }
+        )
+
+    def _over_budget(self) -> bool:
+        """Whether one more job could pass the night's API budget (the jobs in flight kept)."""
+        if self._budget is None:
+            return False
+        reserve = CALLS_PER_JOB * (self.gate.limit + 1)
+        return self._budget.exhausted(self.connection.api_usage, reserve)
+
+    def _stopped(
+        self, reason: str, keys: pl.DataFrame, checkpoint: CheckpointStore
+    ) -> LoadStoppedError:
+        """A clean stop: what Salesforce confirmed so far, for the caller to record."""
+        latest = self._latest(keys, checkpoint.outcomes())
+        confirmed = self._final_outcomes(latest, checkpoint.outcomes(), succeeded=True).select(
+            EXTERNAL_ID_FIELD, ROW_HASH, "salesforce_id"
+        )
+        return LoadStoppedError(
+            f"The load stopped: {reason}. Salesforce confirmed {confirmed.height:,} of "
+            f"{keys.height:,} rows (recorded in the ledger); the other "
+            f"{keys.height - confirmed.height:,} are not failures: the next night sends them, or "
+            "a re-run once the limit has room again.",
+            confirmed,
         )
 
     # ---- rounds and jobs -------------------------------------------------------------------
@@ -219,14 +372,22 @@ class BulkLoader:
         )
 
     def _resend_plan(
-        self, staged: StagedRows, latest: pl.DataFrame
+        self, staged: StagedRows, latest: pl.DataFrame, round_number: int
     ) -> tuple[pl.DataFrame, list[JobSlice]]:
-        """The rows a round left without a final outcome, planned for resending after the pause."""
+        """The rows a round left without a final outcome, planned for resending after a pause.
+
+        The pause doubles each round (locks held by another integration, a CPU-heavy trigger
+        or maintenance pass in seconds to minutes), drawn from its upper half like a retry.
+        """
         todo = self._still_to_send(staged.keys, latest)
         if todo.is_empty():
             return todo, []
         if self.settings.resend_pause:
-            time.sleep(self.settings.resend_pause)
+            pause = RetryPolicy(
+                base_delay=self.settings.resend_pause,
+                max_delay=self.settings.resend_pause * 2**self.settings.max_resend_rounds,
+            )
+            time.sleep(pause.delay(round_number - 1, self._jitter))
         return todo, self._plan(todo, staged.header_bytes, resend=True)
 
     def _send_round(
@@ -248,9 +409,12 @@ class BulkLoader:
         )
 
     def _run_concurrently(self, tasks: list[Callable[[], None]]) -> None:
-        """Run tasks on ``jobs_in_flight`` threads; on the first error stop starting jobs, re-raise."""
+        """Run tasks on as many threads as the gate may allow; stop starting jobs on an error.
+
+        The first error is re-raised once every task has ended.
+        """
         with ThreadPoolExecutor(
-            max_workers=self.settings.jobs_in_flight, thread_name_prefix="bulk-job"
+            max_workers=self.gate.settings.high, thread_name_prefix="bulk-job"
         ) as pool:
             futures: list[Future[None]] = [pool.submit(task) for task in tasks]
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
@@ -270,14 +434,31 @@ class BulkLoader:
         checkpoint: CheckpointStore,
     ) -> None:
         for job in lane:
-            if self._stop.is_set():
-                return
-            self._run_job(staged.fields(positions.slice(job.start, job.records)), checkpoint)
+            self.gate.acquire()
+            try:
+                if self._stop.is_set():
+                    return
+                if self._over_budget():
+                    self._stop_reason = self._budget_reason()
+                    self._stop.set()
+                    return
+                self._run_job(staged.fields(positions.slice(job.start, job.records)), checkpoint)
+            finally:
+                self.gate.release()
+
+    def _budget_reason(self) -> str:
+        assert self._budget is not None
+        return (
+            f"the night's API budget is spent ({self._budget.describe(self.connection.api_usage)}; "
+            f"SYNC_API_BUDGET_SHARE={self.settings.api_budget_share:g} of the org's remaining daily "
+            "API requests)"
+        )
 
     def _run_job(self, rows: pl.DataFrame, checkpoint: CheckpointStore) -> None:
         keys = rows.select(EXTERNAL_ID_FIELD, ROW_HASH)
         sequence = checkpoint.reserve_sequence(keys)
         body = build_csv(rows)
+        created = time.time()
         try:
             job = self.api.create_upsert_job(self.settings.sobject, self.settings.external_id_field)
         except BulkApiUnavailableError as error:
@@ -294,7 +475,7 @@ class BulkLoader:
         with self._lock:
             self._uploaded += rows.height
         self._notify("closed", job.id)
-        self._collect(checkpoint, keys, sequence, job.id)
+        self._collect(checkpoint, keys, sequence, job.id, created)
 
     def _abandon(
         self, checkpoint: CheckpointStore, keys: pl.DataFrame, sequence: int, job_id: str, why: str
@@ -319,41 +500,79 @@ class BulkLoader:
         checkpoint.record_outcome(sequence, outcome, JobStatus.ABANDONED)
 
     def _collect(
-        self, checkpoint: CheckpointStore, keys: pl.DataFrame, sequence: int, job_id: str
+        self,
+        checkpoint: CheckpointStore,
+        keys: pl.DataFrame,
+        sequence: int,
+        job_id: str,
+        created: float,
     ) -> None:
-        info = self._wait_for(job_id)
-        outcome = job_outcome(keys, self._results(info), job_id, sequence)
+        """Wait for the job (aborting it past its deadline), record how each of its rows ended."""
+        info = self._wait_for(job_id, created)
+        outcome = job_outcome(keys, self._results(info, keys.height), job_id, sequence)
         checkpoint.record_outcome(sequence, outcome, JobStatus.COLLECTED)
-        confirmed = int(outcome["status"].is_in(SUCCESS_STATUSES).sum())
+        if (
+            info.state == "Failed"
+            and job_failure_class(info.errorMessage) is ErrorClass.DAILY_LIMIT
+        ):
+            # The org's rolling 24-hour allowance is spent: start no more jobs tonight.
+            self._stop_reason = f"Bulk job {job_id} failed with {info.errorMessage}"
+            self._stop.set()
+        status = outcome["status"]
+        confirmed = int(status.is_in(SUCCESS_STATUSES).sum())
+        pushed_back = int(outcome["error_code"].is_in(PUSH_BACK_CODES).sum())
+        self.gate.job_finished(confirmed, pushed_back)
         with self._lock:
             self._confirmed += confirmed
         self._report_progress()
 
-    def _wait_for(self, job_id: str) -> JobInfo:
-        deadline = time.monotonic() + self.settings.job_timeout
-        intervals = self.settings.poll.intervals()
-        while True:
-            time.sleep(next(intervals))
-            info = self.api.job_info(job_id)
-            if info.is_terminal:
-                return info
-            if time.monotonic() > deadline:
-                raise LoadIncompleteError(
-                    f"Bulk job {job_id} is still {info.state} after {self.settings.job_timeout:.0f} s; "
-                    "a retried run collects it from the checkpoint."
-                )
+    def _wait_for(self, job_id: str, created: float) -> JobInfo:
+        """The finished job; past ``job_timeout`` after its creation, the job aborted.
 
-    def _results(self, info: JobInfo) -> list[pl.DataFrame]:
+        An aborted job keeps what it applied (Bulk API Developer Guide: changes "aren't rolled
+        back") and reports it in its results; its unprocessed rows are sent again in a new job.
+        Aborting is what makes that safe: the old job can never apply those rows later, with
+        older values, over a newer night's.
+        """
+        deadline = time.monotonic() + max(0.0, created + self.settings.job_timeout - time.time())
+        info = self.watcher.wait(job_id, time.monotonic(), deadline)
+        if info is not None:
+            return info
+        log.warning(
+            "Bulk job %s unfinished %.0f s after it was created: aborting it",
+            job_id,
+            self.settings.job_timeout,
+        )
+        self.api.abort(job_id)
+        with self._lock:
+            self._aborted_past_deadline += 1
+        info = self.api.job_info(job_id)
+        if not info.is_terminal:
+            raise LoadIncompleteError(
+                f"Bulk job {job_id} is still {info.state} after it was aborted; a retried run "
+                "collects it from the checkpoint."
+            )
+        return info
+
+    def _results(self, info: JobInfo, carried: int) -> list[pl.DataFrame]:
+        """The job's outcomes, downloading only the result sets that can hold rows.
+
+        A complete job whose successes cover every carried row has no failed rows, and only
+        Failed or Aborted jobs have unprocessed ones ("Get Job Unprocessed Record Results"):
+        a clean job costs one download, not three.
+        """
         with tempfile.TemporaryDirectory(prefix=f"bulk-{info.id}-") as scratch:
-            files = {
-                kind: self._download(info, kind, Path(scratch) / f"{kind}.csv")
-                for kind in ("successfulResults", "failedResults", "unprocessedrecords")
-            }
-            return [
-                successful_outcomes(files["successfulResults"]),
-                failed_outcomes(files["failedResults"]),
-                unprocessed_outcomes(files["unprocessedrecords"], _job_error(info)),
-            ]
+            folder = Path(scratch)
+            successes = successful_outcomes(
+                self._download(info, "successfulResults", folder / "successful.csv")
+            )
+            if info.state == "JobComplete" and successes.height >= carried:
+                return [successes]
+            failures = failed_outcomes(self._download(info, "failedResults", folder / "failed.csv"))
+            if info.state == "JobComplete":
+                return [successes, failures]
+            unprocessed = self._download(info, "unprocessedrecords", folder / "unprocessed.csv")
+            return [successes, failures, unprocessed_outcomes(unprocessed, _job_error(info))]
 
     def _download(self, info: JobInfo, kind: ResultKind, destination: Path) -> Path | None:
         try:
@@ -386,7 +605,7 @@ class BulkLoader:
         elif info.state == "Open":
             self._abandon(checkpoint, keys, job.sequence, job.job_id, "upload never completed")
         else:
-            self._collect(checkpoint, keys, job.sequence, job.job_id)
+            self._collect(checkpoint, keys, job.sequence, job.job_id, job.created_at.timestamp())
 
     # ---- accounting --------------------------------------------------------------------------
 

@@ -4,14 +4,26 @@ import random
 import time
 from collections.abc import Callable
 from typing import TypeVar
+from urllib.parse import quote_plus
 
+import numpy as np
 import requests
 from simple_salesforce import Salesforce
-from simple_salesforce.exceptions import SalesforceExpiredSession, SalesforceGeneralError
+from simple_salesforce.exceptions import (
+    SalesforceExpiredSession,
+    SalesforceGeneralError,
+    SalesforceRefusedRequest,
+)
 
 from sync_assets.salesforce.bulk_api import BulkApiUnavailableError
 from sync_assets.salesforce.connection import SalesforceConnection
-from sync_assets.salesforce.errors import RETRYABLE_HTTP_STATUSES
+from sync_assets.salesforce.errors import (
+    REQUEST_LIMIT_EXCEEDED,
+    RETRYABLE_HTTP_STATUSES,
+    DailyApiLimitError,
+    ErrorClass,
+    request_limit_class,
+)
 from sync_assets.salesforce.retry import RetryPolicy
 from sync_assets.state.columns import EXTERNAL_ID_FIELD, PARTITION_FIELD
 
@@ -42,6 +54,9 @@ def call_with_retries(
         except SalesforceGeneralError as error:
             if error.status not in RETRYABLE_HTTP_STATUSES:
                 raise
+        except SalesforceRefusedRequest as error:
+            if _request_limit(error) is not ErrorClass.TRANSIENT:
+                raise
         except _TRANSPORT_ERRORS:
             pass
         if attempt + 1 < policy.max_attempts:
@@ -50,6 +65,19 @@ def call_with_retries(
     raise BulkApiUnavailableError(
         "GET", "query", 0, "UNAVAILABLE", f"gave up after {policy.max_attempts} tries"
     )
+
+
+def _request_limit(error: SalesforceRefusedRequest) -> ErrorClass | None:
+    """Which request limit a 403 names (the daily one raised as such), or None for another 403."""
+    body = error.content
+    first = body[0] if isinstance(body, list) and body and isinstance(body[0], dict) else {}
+    if first.get("errorCode") != REQUEST_LIMIT_EXCEEDED:
+        return None
+    message = str(first.get("message", ""))
+    kind = request_limit_class(message)
+    if kind is ErrorClass.DAILY_LIMIT:
+        raise DailyApiLimitError("GET", "query", 403, REQUEST_LIMIT_EXCEEDED, message) from None
+    return kind
 
 
 def soql_literal(value: str) -> str:
@@ -90,8 +118,34 @@ def _count(connection: SalesforceConnection, soql: str, retry: RetryPolicy | Non
     return int(answer["totalSize"])
 
 
-# A SOQL statement may be 100,000 characters long; 500 quoted keys of ≤ 64 characters fit.
-_KEYS_PER_QUERY = 500
+# A GET's request line may hold 16,384 bytes (REST API status codes: 414 "The length of the URI
+# exceeds the 16,384 byte limit"). The query travels URL-encoded in `?q=`, so the budget is counted
+# in encoded bytes, leaving room for the method, host-relative path and protocol.
+MAX_ENCODED_QUERY_BYTES = 16_384 - 512
+
+
+def encoded_bytes(text: str) -> int:
+    """Bytes ``text`` takes in a query string, as ``requests`` encodes it (``quote_plus``)."""
+    return len(quote_plus(text))
+
+
+def chunk_by_encoded_bytes(items: list[str], budget: int) -> list[list[str]]:
+    """``items`` cut into runs whose encoded sizes (each item plus ``, ``) fit ``budget``."""
+    if not items:
+        return []
+    separator = encoded_bytes(", ")
+    sizes = np.fromiter((encoded_bytes(item) + separator for item in items), dtype=np.int64)
+    if int(sizes.max()) > budget:
+        raise ValueError("One key alone does not fit in a query's request line.")
+    ends = np.cumsum(sizes)
+    chunks: list[list[str]] = []
+    start = 0
+    while start < len(items):
+        offset = int(ends[start - 1]) if start else 0
+        end = int(np.searchsorted(ends, offset + budget, side="right"))
+        chunks.append(items[start:end])
+        start = end
+    return chunks
 
 
 def keys_tagged_with_partition(
@@ -103,15 +157,20 @@ def keys_tagged_with_partition(
     external_id_field: str = EXTERNAL_ID_FIELD,
     retry: RetryPolicy | None = None,
 ) -> set[str]:
-    """Which of ``external_ids`` Salesforce still tags with ``partition``."""
+    """Which of ``external_ids`` Salesforce still tags with ``partition``.
+
+    The keys are cut by the encoded size of the query, not by their count: 500 keys of 64
+    characters already pass the request-line limit.
+    """
+    head = (
+        f"SELECT {external_id_field} FROM {sobject} "
+        f"WHERE {partition_field} = {soql_literal(partition)} AND {external_id_field} IN ("
+    )
+    budget = MAX_ENCODED_QUERY_BYTES - encoded_bytes(head + ")")
+    literals = [soql_literal(key) for key in external_ids]
     tagged: set[str] = set()
-    for start in range(0, len(external_ids), _KEYS_PER_QUERY):
-        chunk = external_ids[start : start + _KEYS_PER_QUERY]
-        soql = (
-            f"SELECT {external_id_field} FROM {sobject} "
-            f"WHERE {partition_field} = {soql_literal(partition)} "
-            f"AND {external_id_field} IN ({', '.join(soql_literal(key) for key in chunk)})"
-        )
+    for chunk in chunk_by_encoded_bytes(literals, budget):
+        soql = head + ", ".join(chunk) + ")"
         answer = call_with_retries(connection, lambda client, q=soql: client.query_all(q), retry)
         tagged.update(record[external_id_field] for record in answer["records"])
     return tagged

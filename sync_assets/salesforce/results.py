@@ -38,15 +38,15 @@ def successful_outcomes(path: Path | None) -> pl.DataFrame:
 
 def failed_outcomes(path: Path | None) -> pl.DataFrame:
     rows = read_result_csv(path, ["sf__Id", "sf__Error", EXTERNAL_ID_FIELD])
-    code = row_error_code(pl.col("sf__Error"))
+    error = pl.col("sf__Error")
     return rows.select(
         pl.col(EXTERNAL_ID_FIELD),
-        pl.when(is_transient_row_error(code))
+        pl.when(is_transient_row_error(error))
         .then(pl.lit(RowStatus.TRANSIENT.value))
         .otherwise(pl.lit(RowStatus.PERMANENT.value))
         .alias("status"),
         pl.col("sf__Id").replace("", None).alias("salesforce_id"),
-        code.alias("error_code"),
+        row_error_code(error).alias("error_code"),
         pl.col("sf__Error").alias("error"),
     )
 

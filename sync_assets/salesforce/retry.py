@@ -1,7 +1,6 @@
-"""Backoff schedules: bounded exponential backoff with jitter for retries, and job polling intervals."""
+"""Backoff: bounded exponential backoff with jitter for retried calls and resend rounds."""
 
 import random
-from collections.abc import Iterator
 
 from pydantic import BaseModel, Field
 
@@ -28,17 +27,3 @@ class RetryPolicy(BaseModel):
             min(self.max_delay, self.base_delay * 2**retry)
             for retry in range(self.max_attempts - 1)
         )
-
-
-class PollSchedule(BaseModel):
-    """Intervals between job-status polls: quick for short jobs, sparse for long ones."""
-
-    first: float = Field(default=0.5, gt=0)
-    factor: float = Field(default=1.5, ge=1)
-    cap: float = Field(default=2.5, gt=0)
-
-    def intervals(self) -> Iterator[float]:
-        interval = self.first
-        while True:
-            yield min(interval, self.cap)
-            interval = min(interval * self.factor, self.cap)

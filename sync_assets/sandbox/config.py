@@ -6,6 +6,8 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 from pydantic_settings import CliApp, CliSettingsSource
 
+from sync_assets.sandbox.api.app import LAST_DEPRECATED_VERSION
+
 
 class SandboxConfig(BaseModel):
     """Run the local Salesforce sandbox (Bulk API 2.0, REST, OAuth over HTTPS on SQLite) in the foreground."""
@@ -56,6 +58,11 @@ class SandboxConfig(BaseModel):
     )
     daily_batches: int = Field(
         default=15_000, ge=0, description="Daily Bulk batch allowance (DailyBulkApiBatches)."
+    )
+    deprecated_through: int = Field(
+        default=LAST_DEPRECATED_VERSION,
+        ge=0,
+        description="API versions up to this one answer with a 299 Warning header.",
     )
     token_ttl: float = Field(
         default=0.0, ge=0, description="Seconds an access token stays valid; 0 = forever."

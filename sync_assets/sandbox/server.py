@@ -387,6 +387,7 @@ def serve(config: SandboxConfig) -> None:
         org,
         catalog,
         lambda: address["login"],
+        deprecated_through=config.deprecated_through,
     )
     server = _SandboxHTTPServer(
         (config.host, config.port), app, faults, server_context(server_path), config.verbose

@@ -19,6 +19,21 @@ def partition_label(partition: str | int) -> str:
     return label
 
 
+ORG_RECORD_PATH = "org.json"
+"""Which Salesforce org the ledgers describe, recorded on the first night (`state/org.py`)."""
+
+API_VERSION_NOTICE_PATH = "notices/api-version-warning.json"
+"""The retiring-API-version warning already alerted about (alerted once per warning)."""
+
+NOTICES_LOCK_PATH = "locks/notices.lock"
+"""Held while a notice is checked and recorded, so ten partition runs alert once."""
+
+
+def pace_path(partition: str | int) -> str:
+    """How fast a partition's Bulk jobs finished in its last load (times the next load's polls)."""
+    return f"pace/partition={partition_label(partition)}.json"
+
+
 def ledger_path(partition: str | int) -> str:
     """A partition's ledger: what Salesforce confirmed holding, across drops."""
     return f"ledger/partition={partition_label(partition)}.parquet"

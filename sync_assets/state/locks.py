@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 
-from sync_assets.state.layout import partition_lock_path, staging_lock_path
+from sync_assets.state.layout import NOTICES_LOCK_PATH, partition_lock_path, staging_lock_path
 from sync_assets.storage import StateStore
 
 _POLL_SECONDS = 0.2
@@ -53,6 +53,11 @@ def drop_staging_lock(
     """Hold the lock on staging `drop_id` for the block (arguments as for `partition_lock`)."""
     busy = f"drop {drop_id} is being staged by another run"
     return _exclusive(state, staging_lock_path(drop_id), busy, timeout, on_wait)
+
+
+def notices_lock(state: StateStore, timeout: float) -> AbstractContextManager[None]:
+    """Hold the lock on the notices already sent (see `state/notices.py`)."""
+    return _exclusive(state, NOTICES_LOCK_PATH, "the notices are being updated", timeout, None)
 
 
 @contextmanager

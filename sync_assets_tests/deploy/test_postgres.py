@@ -23,6 +23,7 @@ from psycopg2 import sql
 
 from sync_assets.drops.generate import GenerateOptions, generate_drop
 from sync_assets.sandbox.runner import SandboxHandle
+from sync_assets_tests.conftest import sandbox_org_env
 from sync_assets_tests.ui.services import ServiceProcess, clean_env, require, wait_for
 
 # Eleven Dagster runs through the real daemon and queue: minutes, not seconds.
@@ -124,7 +125,7 @@ def test_a_night_on_postgres_with_the_run_queue(
         DAGSTER_HOME=str(home),
         SYNC_LANDING_DIR=str(landing),
         SYNC_STATE_DIR=str(tmp_path / "state"),
-        SYNC_SANDBOX_DIR=str(sandbox.data_dir),
+        **sandbox_org_env(sandbox.data_dir),
         **postgres_env,
     )
     for name, value in postgres_env.items():

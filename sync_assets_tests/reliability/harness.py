@@ -352,3 +352,13 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
             pass  # the file or the sandbox is not there yet
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def org_file(directory: Path, **document: Any) -> Path:
+    """An org file (`sync-assets sandbox --org`) holding `document`, e.g. the org's automation."""
+    import yaml
+
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "org.yaml"
+    path.write_text(yaml.safe_dump(document), encoding="utf-8")
+    return path

@@ -79,7 +79,8 @@ def shrink_waits() -> None:
 
     from sync_assets.assets import salesforce_opportunities
     from sync_assets.resources import BulkLoadResource
-    from sync_assets.salesforce.retry import PollSchedule, RetryPolicy
+    from sync_assets.salesforce.retry import RetryPolicy
+    from sync_assets.salesforce.watcher import WatchSettings
 
     production = BulkLoadResource.loader_settings
 
@@ -89,7 +90,7 @@ def shrink_waits() -> None:
                 "retry": RetryPolicy(
                     max_attempts=RetryPolicy().max_attempts, base_delay=0.02, max_delay=0.1
                 ),
-                "poll": PollSchedule(first=0.05, cap=0.2),
+                "watch": WatchSettings(first=0.05, cap=0.2),
                 "resend_pause": 0.05,
             }
         )

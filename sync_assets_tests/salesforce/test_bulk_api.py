@@ -6,13 +6,17 @@ import pytest
 import requests
 
 from sync_assets.salesforce.bulk_api import BulkApi, BulkApiUnavailableError
-from sync_assets.salesforce.connection import SalesforceConnection, SalesforceCredentials
-from sync_assets.salesforce.errors import BulkApiError, SalesforceAuthError
+from sync_assets.salesforce.connection import (
+    DEFAULT_API_VERSION,
+    SalesforceConnection,
+    SalesforceCredentials,
+)
+from sync_assets.salesforce.errors import BulkApiError, DailyApiLimitError, SalesforceAuthError
 from sync_assets.salesforce.retry import RetryPolicy
 from sync_assets_tests.salesforce.http_fakes import FakeAnswer, FakeTransport, mounted
 
 JOB = "7505f000000ABCDAAA"
-INGEST = "https://org.example.com/services/data/v59.0/jobs/ingest"
+INGEST = f"https://org.example.com/services/data/v{DEFAULT_API_VERSION}/jobs/ingest"
 
 
 def bulk_api(
@@ -220,3 +224,37 @@ def test_an_expired_bare_session_is_a_clear_error() -> None:
     with pytest.raises(SalesforceAuthError, match="bare session token") as raised:
         api.job_info(JOB)
     assert "00Dx!one" not in str(raised.value)
+
+
+def test_the_concurrent_request_limit_backs_off_and_retries() -> None:
+    """403 REQUEST_LIMIT_EXCEEDED "ConcurrentPerOrgLongTxn…" passes: nothing was applied, retry."""
+    api, transport = bulk_api(
+        scripted(
+            FakeAnswer(
+                403,
+                [
+                    {
+                        "errorCode": "REQUEST_LIMIT_EXCEEDED",
+                        "message": "ConcurrentPerOrgLongTxn Limit exceeded.",
+                    }
+                ],
+            ),
+            FakeAnswer(200, {"id": JOB, "state": "InProgress"}),
+        )
+    )
+    throttled: list[bool] = []
+    api.on_throttled = lambda: throttled.append(True)
+    assert api.job_info(JOB).state == "InProgress"
+    assert len(transport.requests) == 2 and api.throttles == 1 and throttled == [True]
+
+
+def test_the_daily_request_limit_stops_without_a_retry() -> None:
+    api, transport = bulk_api(
+        lambda request: FakeAnswer(
+            403,
+            [{"errorCode": "REQUEST_LIMIT_EXCEEDED", "message": "TotalRequests Limit exceeded."}],
+        )
+    )
+    with pytest.raises(DailyApiLimitError, match="TotalRequests Limit exceeded"):
+        api.job_info(JOB)
+    assert len(transport.requests) == 1 and api.throttles == 0

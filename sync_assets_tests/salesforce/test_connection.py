@@ -7,6 +7,7 @@ import requests
 
 from sync_assets.salesforce import connection as connection_module
 from sync_assets.salesforce.connection import (
+    DEFAULT_API_VERSION,
     AuthFlow,
     SalesforceConnection,
     SalesforceCredentials,
@@ -112,30 +113,44 @@ def test_secrets_never_print() -> None:
         assert_no_secret(text)
 
 
-def test_empty_variables_count_as_unset_and_nothing_set_means_sandbox(tmp_path: Path) -> None:
+def test_empty_variables_count_as_unset_and_nothing_set_is_an_error() -> None:
     assert not SalesforceCredentials.from_env({"SALESFORCE_ACCESS_TOKEN": ""}).is_configured
+    # A CA bundle or an API version alone do not say which org to use.
+    only_transport = SalesforceCredentials.from_env(
+        {"SALESFORCE_CA_BUNDLE": "/etc/ca.pem", "SALESFORCE_API_VERSION": "62.0"}
+    )
+    assert not only_transport.is_configured
+    with pytest.raises(SalesforceConfigError, match="No Salesforce credentials"):
+        only_transport.flow  # noqa: B018
+
+
+def test_the_sandbox_connection_is_handed_over_as_variables(tmp_path: Path) -> None:
     (tmp_path / "connection.json").write_text(
         json.dumps(
             {
-                "instance_url": "https://127.0.0.1:9999",
+                "instance_url": "https://localhost:9999",
                 "access_token": TOKEN,
                 "client_id": "sandbox",
                 "client_secret": CLIENT_SECRET,
+                "token_url": "https://localhost:9999/services/oauth2/token",
                 "ca_cert": "/tmp/ca.pem",
             }
         )
     )
-    credentials = SalesforceCredentials.resolve(
-        {"SALESFORCE_CA_BUNDLE": "/etc/other.pem"}, tmp_path
-    )
-    assert credentials.flow is AuthFlow.CLIENT_CREDENTIALS
-    assert credentials.login_url == "https://127.0.0.1:9999"
-    assert credentials.ca_bundle == "/etc/other.pem"
+    env = SalesforceCredentials.from_sandbox(tmp_path).to_env()
+    assert env == {
+        "SALESFORCE_INSTANCE_URL": "https://localhost:9999",
+        "SALESFORCE_CLIENT_ID": "sandbox",
+        "SALESFORCE_CLIENT_SECRET": CLIENT_SECRET,
+        "SALESFORCE_LOGIN_URL": "https://localhost:9999",
+        "SALESFORCE_CA_BUNDLE": "/tmp/ca.pem",
+    }
+    assert SalesforceCredentials.from_env(env).flow is AuthFlow.CLIENT_CREDENTIALS
 
 
 def test_a_missing_sandbox_says_how_to_start_it(tmp_path: Path) -> None:
     with pytest.raises(SalesforceConfigError, match="sync-assets sandbox"):
-        SalesforceCredentials.resolve({}, tmp_path)
+        SalesforceCredentials.from_sandbox(tmp_path)
 
 
 def token_endpoint(status: int, body: dict[str, str]):
@@ -234,7 +249,7 @@ def test_an_unreachable_login_explains_itself_without_the_secret(no_backoff: Non
 def test_a_bare_session_token_cannot_be_renewed() -> None:
     credentials = SalesforceCredentials(instance_url="https://org.example.com", access_token=TOKEN)
     connection = SalesforceConnection(credentials)
-    assert connection.data_url == "https://org.example.com/services/data/v59.0/"
+    assert connection.data_url == f"https://org.example.com/services/data/v{DEFAULT_API_VERSION}/"
     with pytest.raises(SalesforceAuthError, match="cannot be renewed") as raised:
         connection.reauthenticate(TOKEN)
     assert_no_secret(str(raised.value))

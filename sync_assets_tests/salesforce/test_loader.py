@@ -11,7 +11,8 @@ from sync_assets.salesforce.connection import SalesforceConnection, SalesforceCr
 from sync_assets.salesforce.errors import SalesforceLimitsError
 from sync_assets.salesforce.loader import BulkLoader, LoaderSettings
 from sync_assets.salesforce.planning import PlanLimits
-from sync_assets.salesforce.retry import PollSchedule, RetryPolicy
+from sync_assets.salesforce.retry import RetryPolicy
+from sync_assets.salesforce.watcher import WatchSettings
 from sync_assets.state.ledger import load_ledger
 from sync_assets.storage import StateStore
 from sync_assets_tests.salesforce.fake_org import FakeBulkOrg
@@ -22,7 +23,7 @@ SETTINGS = LoaderSettings(
     plan=PlanLimits(max_records=100),
     jobs_in_flight=3,
     resend_pause=0,
-    poll=PollSchedule(first=0.001, cap=0.001),
+    watch=WatchSettings(first=0.001, cap=0.001),
     retry=RetryPolicy(base_delay=0.001, max_delay=0.002),
 )
 
@@ -31,7 +32,9 @@ def loader_for(org: FakeBulkOrg, state: Path, **settings: object) -> PartitionLo
     http = requests.Session()
     mounted(http, org)
     connection = SalesforceConnection(
-        SalesforceCredentials(instance_url="https://org.example.com", access_token="00Dx!t"),
+        SalesforceCredentials(
+            instance_url="https://org.example.com", access_token="00Dx00000000001!t"
+        ),
         http=http,
     )
     settings_ = SETTINGS.model_copy(update=settings)
@@ -125,7 +128,7 @@ def test_a_crash_before_upload_aborts_the_open_job_and_resends_its_rows(tmp_path
         if event == "created":
             raise RuntimeError("simulated crash")
 
-    crashing = loader_for(org, tmp_path, jobs_in_flight=1)
+    crashing = loader_for(org, tmp_path, jobs_in_flight=1, max_jobs_in_flight=1)
     crashing.loader._on_job_event = crash
     with pytest.raises(RuntimeError):
         crashing.load(rows, "d1", "3")
@@ -167,7 +170,7 @@ def test_an_account_larger_than_a_job_is_sent_first(tmp_path: Path) -> None:
         ]
     )
     org = FakeBulkOrg()
-    result = loader_for(org, tmp_path, jobs_in_flight=1).load(rows, "d1", "3")
+    result = loader_for(org, tmp_path, jobs_in_flight=1, max_jobs_in_flight=1).load(rows, "d1", "3")
 
     assert result.failed == 0
     first_jobs = [job["csv"].decode() for job in list(org.jobs.values())[:4]]

@@ -16,7 +16,8 @@ from sync_assets.salesforce.errors import SalesforceLimitsError
 from sync_assets.salesforce.loader import BulkLoader, LoaderSettings, LoadResult
 from sync_assets.salesforce.planning import PlanLimits
 from sync_assets.salesforce.queries import count_partition
-from sync_assets.salesforce.retry import PollSchedule, RetryPolicy
+from sync_assets.salesforce.retry import RetryPolicy
+from sync_assets.salesforce.watcher import WatchSettings
 from sync_assets.sandbox.runner import SandboxConnection, running_sandbox
 from sync_assets.state.ledger import load_ledger
 from sync_assets.storage import StateStore
@@ -25,7 +26,7 @@ from sync_assets_tests.salesforce.staged_rows import INVALID_KINDS, staged_parti
 pytestmark = pytest.mark.slow
 
 ACCOUNTS = 300
-FAST_POLL = PollSchedule(first=0.05, factor=1.5, cap=0.5)
+FAST_POLL = WatchSettings(first=0.05, cap=0.5)
 FAST_RETRY = RetryPolicy(max_attempts=10, base_delay=0.05, max_delay=0.5)
 
 
@@ -43,7 +44,7 @@ def connect(data_dir: Path) -> SalesforceConnection:
 def loader(
     data_dir: Path, state: Path, progress: list[tuple[int, int]] | None = None, **settings: Any
 ) -> PartitionLoader:
-    defaults: dict[str, Any] = {"poll": FAST_POLL, "retry": FAST_RETRY, "resend_pause": 0.1}
+    defaults: dict[str, Any] = {"watch": FAST_POLL, "retry": FAST_RETRY, "resend_pause": 0.1}
     bulk = BulkLoader(
         connect(data_dir),
         LoaderSettings(**(defaults | settings)),
@@ -208,7 +209,12 @@ def test_lock_failures_are_resent(tmp_path: Path) -> None:
 
 def test_expired_tokens_are_renewed_with_client_credentials(tmp_path: Path) -> None:
     with running_sandbox(
-        tmp_path / "sandbox", accounts=ACCOUNTS, token_ttl=1.0, rate=2_000, slots=2
+        # Slow enough that the load outlives its first token (3 s of processing).
+        tmp_path / "sandbox",
+        accounts=ACCOUNTS,
+        token_ttl=1.0,
+        rate=500,
+        slots=2,
     ):
         rows = staged_partition(3_000, "7", accounts=ACCOUNTS)
         result = loader(
@@ -233,7 +239,7 @@ def test_a_crashed_run_is_resumed_without_resending(tmp_path: Path) -> None:
                     raise RuntimeError("simulated crash")
 
         settings = LoaderSettings(
-            poll=FAST_POLL, retry=FAST_RETRY, plan=PlanLimits(max_records=500), jobs_in_flight=2
+            watch=FAST_POLL, retry=FAST_RETRY, plan=PlanLimits(max_records=500), jobs_in_flight=2
         )
         crashing = PartitionLoader(
             BulkLoader(
@@ -269,7 +275,7 @@ def test_staged_drop_partitions_load_and_a_restaged_drop_sends_nothing(
     staged = stage_drop(landing, state, "night-1")
     connection = connect(sandbox_dir)
     bulk = PartitionLoader(
-        BulkLoader(connection, LoaderSettings(poll=FAST_POLL, retry=FAST_RETRY)), state
+        BulkLoader(connection, LoaderSettings(watch=FAST_POLL, retry=FAST_RETRY)), state
     )
     for partition in ("0", "5"):
         to_send = staged[partition].counts.to_send

@@ -1,7 +1,6 @@
-import itertools
 import random
 
-from sync_assets.salesforce.retry import PollSchedule, RetryPolicy
+from sync_assets.salesforce.retry import RetryPolicy
 
 
 def test_backoff_grows_exponentially_then_stays_bounded() -> None:
@@ -22,10 +21,3 @@ def test_backoff_is_jittered() -> None:
 
 def test_total_budget_sums_the_ceilings() -> None:
     assert RetryPolicy(max_attempts=4, base_delay=1, max_delay=3).total_budget() == 1 + 2 + 3
-
-
-def test_polling_starts_quick_and_caps() -> None:
-    intervals = list(itertools.islice(PollSchedule().intervals(), 10))
-    assert intervals[0] == 0.5
-    assert intervals == sorted(intervals)
-    assert intervals[-1] == 2.5

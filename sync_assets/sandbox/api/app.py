@@ -34,9 +34,26 @@ from sync_assets.sandbox.store import Database
 
 FIRST_INGEST_VERSION = 41
 FIRST_QUERY_JOB_VERSION = 47
+# API End-of-Life Policy: 31.0–40.0 are "deprecated and unsupported from Summer '27, retired from
+# Summer '28"; calls to a deprecated version carry a ``Warning`` header with code 299 (REST API
+# Developer Guide, "Warning Header"; the doc's example text, with this version's dates).
+LAST_DEPRECATED_VERSION = 40
+DEPRECATION_WARNING = (
+    "299 - \"This API version is deprecated and will be retired in Summer '28. Please see "
+    'https://help.salesforce.com/articleView?id=000351312 for details."'
+)
 _VERSIONED = re.compile(r"^/services/data/v(\d+)\.(\d)(/.*)?$")
 _SOAP = re.compile(r"^/services/Soap/([uc])/(\d+\.\d)$")
 _READS = frozenset({"GET", "HEAD"})
+
+
+def _call_options_client(header: str) -> str:
+    """``client=…`` of a ``Sforce-Call-Options`` header; ``,`` and ``;`` both separate options."""
+    for option in header.replace(";", ",").split(","):
+        name, _, value = option.strip().partition("=")
+        if name.strip() == "client":
+            return value.strip()
+    return ""
 
 
 class SandboxApp:
@@ -52,8 +69,13 @@ class SandboxApp:
         org: OrgSpec,
         catalog: Catalog,
         login_url: Callable[[], str],
+        deprecated_through: int = 0,
     ) -> None:
-        """``instance_url`` is the org's (My Domain) URL, ``login_url`` the generic login one."""
+        """``instance_url`` is the org's (My Domain) URL, ``login_url`` the generic login one.
+
+        Versions up to ``deprecated_through`` are deprecated: their answers carry a Warning.
+        """
+        self.deprecated_through = deprecated_through
         self.org = org
         self.catalog = catalog
         self.db = db
@@ -136,6 +158,11 @@ class SandboxApp:
         response = self._versioned(request, major, matched.group(3) or "")
         used, maximum = self.limits.usage(API_REQUESTS)
         response.headers["Sforce-Limit-Info"] = f"api-usage={used}/{maximum}"
+        if major <= self.deprecated_through:
+            response.headers["Warning"] = DEPRECATION_WARNING
+        # Which client made the call, as an org's API usage logs show it (Sforce-Call-Options).
+        client = _call_options_client(request.headers.get("sforce-call-options", ""))
+        self.count(f"client:{client or '(none)'}")
         return response
 
     def _versioned(self, request: Request, major: int, rest: str) -> Response:

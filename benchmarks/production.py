@@ -1,0 +1,286 @@
+"""Scenario 8, a production org: automation that takes minutes per batch, another integration on the
+same Accounts, and the API calls a night costs (issue 15)."""
+
+import csv
+import io
+import threading
+from pathlib import Path
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, Field
+
+from benchmarks.fixtures import BASE_DROP, DropSpec, fresh_sandbox, land
+from benchmarks.measure import median
+from benchmarks.scenarios import Bench, NightFigures, measure_night, sandbox_stats
+from sync_assets.salesforce.limits import CALLS_PER_JOB, POLL_CALLS_PER_JOB
+from sync_assets.salesforce.transport import verified_session
+from sync_assets.sandbox.runner import SandboxHandle
+
+API_VERSION = "66.0"
+
+
+class ProductionScale(BaseModel):
+    rows: int
+    apex_ms_per_record: float = Field(description="Apex time per record: 10,000 take minutes.")
+    slots: int = 10
+    lock_timeout: float = Field(description="Seconds a record waits for a locked Account.")
+    other_job_records: int = Field(description="Records per job of the other integration.")
+
+
+PRODUCTION_SCALES = {
+    "smoke": ProductionScale(
+        rows=20_000, apex_ms_per_record=1.0, lock_timeout=0.5, other_job_records=400
+    ),
+    # A 10,000-record batch takes 120 s of Apex (a heavy rollup/flow org), 300,000 rows 6 minutes
+    # of the org's ten slots at the least.
+    # The other integration's jobs of 200 records hold their Accounts 2.4 s; Salesforce waits
+    # about 10 s for a row lock before UNABLE_TO_LOCK_ROW.
+    "full": ProductionScale(
+        rows=300_000, apex_ms_per_record=12.0, lock_timeout=10.0, other_job_records=200
+    ),
+}
+
+
+class ApiCallFigures(BaseModel):
+    """What one night cost in API requests, from our metadata and from the org's own counter."""
+
+    label: str
+    sent: int
+    jobs: int
+    api_calls_load: int = Field(
+        description="Calls of the loads (create, upload, close, polls, results)."
+    )
+    api_calls_runs: int = Field(description="Every call of the partition runs, checks included.")
+    poll_calls: int
+    calls_seen_by_org: int = Field(description="Requests named client=sync_assets (sandbox count).")
+    estimate: int = Field(description="What the pre-flight expected for these jobs.")
+    median_job_seconds: float = Field(description="How long the org took per job (automation).")
+
+    @property
+    def calls_per_1000_rows(self) -> float:
+        return 1_000 * self.calls_seen_by_org / self.sent if self.sent else 0.0
+
+    @property
+    def polls_per_job(self) -> float:
+        return self.poll_calls / self.jobs if self.jobs else 0.0
+
+
+class OrgBoundFigures(BaseModel):
+    label: str
+    night: NightFigures
+    api: ApiCallFigures
+    minimum_seconds: float = Field(description="All records the org processed / its capacity.")
+    other_records: int = Field(description="Records the other integration had processed meanwhile.")
+    utilisation: float
+    lock_failures: int
+    resent: int
+    lowest_jobs_in_flight: int
+    peak_jobs_in_flight: int
+
+
+class ProductionFigures(BaseModel):
+    scale: ProductionScale
+    quick: ApiCallFigures
+    automation: OrgBoundFigures
+    contention: OrgBoundFigures
+
+
+def _org_file(folder: Path, scale: ProductionScale, wrapped: bool) -> Path:
+    automation: dict[str, object] = {"apex_ms_per_record": scale.apex_ms_per_record}
+    if wrapped:
+        automation["lock_errors"] = "wrapped"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "org.yaml"
+    path.write_text(yaml.safe_dump({"opportunity": {"automation": automation}}))
+    return path
+
+
+def _api_figures(
+    label: str, night: NightFigures, seen: int, job_seconds: list[float]
+) -> ApiCallFigures:
+    runs = night.partition_runs
+    jobs = sum(run.jobs for run in runs)
+    return ApiCallFigures(
+        label=label,
+        sent=night.total("sent"),
+        jobs=jobs,
+        api_calls_load=sum(run.api_calls for run in runs),
+        api_calls_runs=sum(run.api_calls_of_the_run for run in runs),
+        poll_calls=sum(run.poll_calls for run in runs),
+        calls_seen_by_org=seen,
+        estimate=jobs * (CALLS_PER_JOB + POLL_CALLS_PER_JOB) + 2 * len(runs),
+        median_job_seconds=median(job_seconds) if job_seconds else 0.0,
+    )
+
+
+def _job_seconds(sandbox: SandboxHandle, others: frozenset[str] = frozenset()) -> list[float]:
+    """Wall time per job of ours the org reports (totalProcessingTime, ms), completed jobs only."""
+    connection = sandbox.connection
+    session = verified_session(connection.ca_cert)
+    session.headers["Authorization"] = f"Bearer {connection.access_token.get_secret_value()}"
+    base = f"{connection.instance_url}/services/data/v{API_VERSION}/jobs/ingest"
+    seconds = []
+    for job_id, job in (
+        session.get(f"{connection.instance_url}/__sandbox/stats", timeout=60).json()["jobs"].items()
+    ):
+        if (
+            job["state"] == "JobComplete"
+            and job["object"] == "Opportunity"
+            and job_id not in others
+        ):
+            info = session.get(f"{base}/{job_id}", timeout=60).json()
+            seconds.append(info["totalProcessingTime"] / 1_000)
+    return seconds
+
+
+class OtherIntegration:
+    """Another integration writing its own Opportunities on our Accounts, job after job."""
+
+    def __init__(self, sandbox: SandboxHandle, accounts: int, records: int) -> None:
+        connection = sandbox.connection
+        self._session = verified_session(connection.ca_cert)
+        self._session.headers["Authorization"] = (
+            f"Bearer {connection.access_token.get_secret_value()}"
+        )
+        self._base = f"{connection.instance_url}/services/data/v{API_VERSION}/jobs/ingest"
+        self._accounts = accounts
+        self._records = records
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.jobs: list[str] = []
+
+    def __enter__(self) -> "OtherIntegration":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _csv(self, number: int) -> bytes:
+        rng = np.random.default_rng(number)
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(
+            ["External_Id__c", "Account.External_Id__c", "Name", "StageName", "CloseDate"]
+        )
+        for n, account in enumerate(rng.integers(0, self._accounts, self._records)):
+            writer.writerow(
+                [f"OTHER-{number}-{n}", f"ACC-{account:06d}", "Other", "Prospecting", "2026-12-01"]
+            )
+        return buffer.getvalue().encode()
+
+    def _run(self) -> None:
+        number = 0
+        while not self._stop.is_set():
+            job = self._session.post(
+                self._base,
+                json={
+                    "object": "Opportunity",
+                    "operation": "upsert",
+                    "externalIdFieldName": "External_Id__c",
+                    "lineEnding": "LF",
+                },
+                timeout=60,
+            ).json()
+            self._session.put(
+                f"{self._base}/{job['id']}/batches",
+                data=self._csv(number),
+                headers={"Content-Type": "text/csv"},
+                timeout=60,
+            )
+            self._session.patch(
+                f"{self._base}/{job['id']}", json={"state": "UploadComplete"}, timeout=60
+            )
+            self.jobs.append(job["id"])
+            number += 1
+            while not self._stop.wait(1.0):
+                state = self._session.get(f"{self._base}/{job['id']}", timeout=60).json()["state"]
+                if state in ("JobComplete", "Failed", "Aborted"):
+                    break
+
+
+def _org_bound(
+    bench: Bench, scale: ProductionScale, label: str, contended: bool
+) -> OrgBoundFigures:
+    name = "production-contention" if contended else "production-automation"
+    night = bench.night(name)
+    land(
+        bench.cache.landing(DropSpec(rows=scale.rows, accounts=bench.scale.accounts)),
+        BASE_DROP,
+        night.landing,
+        name,
+    )
+    org = _org_file(bench.work / name, scale, wrapped=contended)
+    with fresh_sandbox(
+        bench.sandbox_dir(name),
+        accounts=bench.scale.accounts,
+        slots=scale.slots,
+        lock_timeout=scale.lock_timeout,
+        org=org,
+    ) as sandbox:
+        before = sandbox_stats(sandbox)
+        others: frozenset[str] = frozenset()
+        if contended:
+            with OtherIntegration(sandbox, bench.scale.accounts, scale.other_job_records) as other:
+                figures = measure_night(
+                    night, sandbox, name, bench.scale.partitions, bench.scale.parallel
+                )
+            others = frozenset(other.jobs)
+        else:
+            figures = measure_night(
+                night, sandbox, name, bench.scale.partitions, bench.scale.parallel
+            )
+        after = sandbox_stats(sandbox)
+        job_seconds = _job_seconds(sandbox, others)
+    processed = after["records_processed"] - before["records_processed"]
+    ours = figures.total("sent") + figures.total("retried")
+    other = max(0, processed - ours)
+    seen = after.get("client:sync_assets", 0) - before.get("client:sync_assets", 0)
+    minimum = processed * scale.apex_ms_per_record / 1_000 / scale.slots
+    runs = figures.partition_runs
+    return OrgBoundFigures(
+        label=label,
+        night=figures,
+        api=_api_figures(label, figures, seen, job_seconds),
+        minimum_seconds=minimum,
+        other_records=other,
+        utilisation=minimum / figures.seconds,
+        lock_failures=after["lock_failures"] - before["lock_failures"],
+        resent=figures.total("retried"),
+        lowest_jobs_in_flight=min(run.lowest_jobs_in_flight for run in runs),
+        peak_jobs_in_flight=max(run.peak_jobs_in_flight for run in runs),
+    )
+
+
+def _quick_night(bench: Bench, scale: ProductionScale) -> ApiCallFigures:
+    """The same rows into an org without automation: the polls a job costs when jobs are quick."""
+    night = bench.night("production-quick")
+    land(
+        bench.cache.landing(DropSpec(rows=scale.rows, accounts=bench.scale.accounts)),
+        BASE_DROP,
+        night.landing,
+        "quick",
+    )
+    with fresh_sandbox(
+        bench.sandbox_dir("production-quick"), accounts=bench.scale.accounts
+    ) as sandbox:
+        before = sandbox_stats(sandbox)
+        figures = measure_night(
+            night, sandbox, "quick", bench.scale.partitions, bench.scale.parallel
+        )
+        after = sandbox_stats(sandbox)
+        job_seconds = _job_seconds(sandbox)
+    seen = after.get("client:sync_assets", 0) - before.get("client:sync_assets", 0)
+    return _api_figures("no automation", figures, seen, job_seconds)
+
+
+def measure_production_org(bench: Bench) -> ProductionFigures:
+    scale = PRODUCTION_SCALES[bench.scale.name]
+    return ProductionFigures(
+        scale=scale,
+        quick=_quick_night(bench, scale),
+        automation=_org_bound(bench, scale, "automation-heavy org", contended=False),
+        contention=_org_bound(bench, scale, "automation + another integration", contended=True),
+    )

@@ -1,0 +1,88 @@
+"""The job watcher's call accounting and timing, on a made-up org (pure logic, no HTTP)."""
+
+import threading
+import time
+from typing import Any
+
+from sync_assets.salesforce.bulk_api import JobInfo
+from sync_assets.salesforce.watcher import JobWatcher, Pace, WatchSettings
+
+FAST = WatchSettings(first=0.01, age_share=0.25, cap=0.2)
+
+
+class FakeOrg:
+    """Jobs that finish at set times; a list of the org's jobs `pages` pages long."""
+
+    def __init__(self, finish_after: dict[str, float], pages: int = 1) -> None:
+        self.started = time.monotonic()
+        self.finish_after = finish_after
+        self.pages = pages
+        self.list_calls = 0
+        self.job_calls = 0
+
+    def _info(self, job_id: str, state: str | None = None) -> JobInfo:
+        done = time.monotonic() - self.started >= self.finish_after[job_id]
+        return JobInfo(id=job_id, state=state or ("JobComplete" if done else "InProgress"))
+
+    def job_states(self, job_ids: set[str]) -> tuple[dict[str, JobInfo], int]:
+        self.list_calls += self.pages
+        return {job_id: self._info(job_id) for job_id in job_ids}, self.pages
+
+    def job_info(self, job_id: str) -> JobInfo:
+        self.job_calls += 1
+        return self._info(job_id)
+
+
+def wait_all(watcher: JobWatcher, jobs: list[str], timeout: float = 5.0) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    closed = time.monotonic()
+
+    def wait(job_id: str) -> None:
+        results[job_id] = watcher.wait(job_id, closed, closed + timeout)
+
+    threads = [threading.Thread(target=wait, args=(job_id,)) for job_id in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def test_one_list_call_polls_every_job_of_the_load() -> None:
+    org = FakeOrg({f"750{n}": 0.05 * n for n in range(1, 7)})
+    watcher = JobWatcher(org, FAST)  # type: ignore[arg-type]
+    results = wait_all(watcher, list(org.finish_after))
+    assert all(info.state == "JobComplete" for info in results.values())
+    # One call a poll: the list while it is cheaper than asking for each job, else one GET.
+    assert org.list_calls + org.job_calls == watcher.poll_calls == watcher.polls
+    assert org.list_calls >= 1
+    assert watcher.polls <= 2 * len(org.finish_after)
+
+
+def test_jobs_are_asked_for_one_by_one_when_the_list_costs_more() -> None:
+    org = FakeOrg({"7501": 0.05, "7502": 0.1}, pages=5)
+    watcher = JobWatcher(org, FAST)  # type: ignore[arg-type]
+    wait_all(watcher, ["7501", "7502"])
+    assert org.list_calls == 5, "one listing showed it costs five calls"
+    assert org.job_calls >= 1 and watcher.poll_calls == org.list_calls + org.job_calls
+
+
+def test_a_job_still_running_at_its_deadline_is_handed_back_unfinished() -> None:
+    org = FakeOrg({"7501": 60.0})
+    watcher = JobWatcher(org, FAST)  # type: ignore[arg-type]
+    assert wait_all(watcher, ["7501"], timeout=0.2) == {"7501": None}
+
+
+def test_the_last_loads_pace_saves_the_first_polls() -> None:
+    finish = {f"750{n}": 0.3 + 0.05 * n for n in range(4)}
+    blind = JobWatcher(FakeOrg(finish), FAST)  # type: ignore[arg-type]
+    wait_all(blind, list(finish))
+    paced = JobWatcher(
+        FakeOrg(finish),  # type: ignore[arg-type]
+        FAST,
+        prior=Pace(first_finish_seconds=0.3, seconds_between_finishes=0.05),
+    )
+    wait_all(paced, list(finish))
+    assert paced.polls < blind.polls
+    pace = paced.pace()
+    assert pace is not None and 0.25 <= pace.first_finish_seconds <= 0.6
