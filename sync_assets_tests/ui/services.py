@@ -147,19 +147,12 @@ class DagsterGraphQL:
                 return True
         return False
 
-    def runs(self, job_name: str) -> list[dict[str, Any]]:
+    def runs(self, job_name: str | None = None) -> list[dict[str, Any]]:
+        """The runs of ``job_name``, or of every job (a run launched from an asset page is
+        `__ASSET_JOB`'s)."""
         data = self(
             """query($filter: RunsFilter) { runsOrError(filter: $filter) { ... on Runs {
-                 results { runId status tags { key value } } } } }""",
-            filter={"pipelineName": job_name},
+                 results { runId status jobName tags { key value } } } } }""",
+            filter={"pipelineName": job_name} if job_name else {},
         )
         return data["runsOrError"]["results"]
-
-    def run_with_prefix(self, prefix: str) -> dict[str, Any]:
-        """The run whose id starts with ``prefix`` (the UI shows the first 8 characters)."""
-        data = self(
-            """{ runsOrError(limit: 100) { ... on Runs {
-                 results { runId status jobName tags { key value } } } } }"""
-        )
-        [run] = [run for run in data["runsOrError"]["results"] if run["runId"].startswith(prefix)]
-        return run

@@ -174,6 +174,18 @@ def finished_partition_runs(gql: DagsterGraphQL) -> list[dict[str, Any]] | None:
     return done if len(done) >= 10 else None
 
 
+def single_partition_run(gql: DagsterGraphQL, partition: str) -> dict[str, Any] | None:
+    """The run of ``partition`` launched on its own (not by the backfill), once there is one."""
+    runs = [
+        run
+        for run in gql.runs()
+        if tags_of(run).get("dagster/partition") == partition
+        and "dagster/backfill" not in tags_of(run)
+    ]
+    assert len(runs) <= 1, f"more than one run launched: {runs}"
+    return runs[0] if runs else None
+
+
 def summary_succeeded(gql: DagsterGraphQL) -> bool:
     statuses = {run["status"] for run in gql.runs(SUMMARY_JOB)}
     assert not statuses & {"FAILURE", "CANCELED"}, f"summary run failed: {statuses}"
@@ -262,12 +274,18 @@ def rematerialize_one_partition(page: Page, ui: DagsterUi, screenshots: Path) ->
     page.get_by_role("button", name=re.compile("Materialize")).first.click()
     dialog = page.get_by_role("dialog")
     expect(dialog.get_by_text("1 partition", exact=True)).to_be_visible()
-    dialog.get_by_role("button", name="Launch 1 run").click()
-    launched = page.get_by_text(re.compile(r"Launched run \w+"))
-    expect(launched).to_be_visible()
-    prefix = launched.inner_text().split()[-1]
-    run = ui.gql.run_with_prefix(prefix)
-    assert tags_of(run)["dagster/partition"] == RERUN_PARTITION
+    launch = dialog.get_by_role("button", name="Launch 1 run")
+    expect(launch).to_be_enabled()
+    launch.click()
+    # The dialog closes once the run is submitted; the "Launched run" toast it leaves is gone
+    # after a few seconds, too soon on a busy machine, so the run is found by its tags.
+    expect(dialog).to_be_hidden(timeout=int(NIGHT_TIMEOUT * 1000))
+    run = wait_for(
+        "the run launched from the partition page",
+        lambda: single_partition_run(ui.gql, RERUN_PARTITION),
+        timeout=60.0,
+        interval=1.0,
+    )
 
     page.goto(f"{ui.base_url}/runs/{run['runId']}")
     expect(page.get_by_text(f"partition: {RERUN_PARTITION}")).to_be_visible()
