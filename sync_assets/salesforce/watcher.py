@@ -16,8 +16,9 @@ class WatchSettings(BaseModel):
     Jobs of a load finish one after another as the org works through them. Once one has
     finished, the next poll is due one typical gap between finishes later; until the first
     finishes, and whenever the expected finish passes without one, the wait grows with the
-    time waited (a share of it), so a long night costs polls in proportion to its jobs, not
-    to its hours.
+    time waited (a share of it, and once the gap is known, of at most one gap), so a long night
+    costs polls in proportion to its jobs, not to its hours, and an overdue job is noticed
+    within a share of the gap.
     """
 
     first: float = Field(default=0.5, gt=0, description="Shortest wait between two polls.")
@@ -127,11 +128,15 @@ class JobWatcher:
         pace = self.pace()
         expected: float | None = None
         oldest = min(w.closed_at for w in self._waiting.values())
+        waited_for_at_most = float("inf")
         if self._finishes and pace is not None:
             # Since the last finish, or since the oldest waiting job was closed if that is later
             # (a resend round after a quiet spell is not late yet).
             waited_since = max(self._finishes[-1], oldest)
             expected = waited_since + max(pace.seconds_between_finishes, settings.first)
+            # A job queued behind other loads' jobs makes its finish overdue by minutes: counting
+            # them all would let the wait grow until the last job is noticed minutes late.
+            waited_for_at_most = max(pace.seconds_between_finishes, settings.first)
         else:
             waited_since = oldest
             if self.prior is not None:
@@ -139,7 +144,8 @@ class JobWatcher:
                 expected = waited_since + self.prior.first_finish_seconds
         if expected is not None and self._polled_at < expected:
             return max(expected, self._polled_at + settings.first)
-        late = min(settings.cap, max(settings.first, settings.age_share * (now - waited_since)))
+        waited = min(now - waited_since, waited_for_at_most)
+        late = min(settings.cap, max(settings.first, settings.age_share * waited))
         return max(self._polled_at, waited_since) + late
 
     def pace(self) -> Pace | None:

@@ -86,3 +86,25 @@ def test_the_last_loads_pace_saves_the_first_polls() -> None:
     assert paced.polls < blind.polls
     pace = paced.pace()
     assert pace is not None and 0.25 <= pace.first_finish_seconds <= 0.6
+
+
+def test_an_overdue_job_is_noticed_within_a_share_of_the_gap_between_finishes() -> None:
+    """A job queued behind others is overdue by many gaps; its finish is still noticed soon."""
+    settings = WatchSettings(first=0.01, age_share=0.25, cap=5.0)
+    finish = {"7501": 0.05, "7502": 0.1, "7503": 1.2}
+    watcher = JobWatcher(FakeOrg(finish), settings)  # type: ignore[arg-type]
+    closed = time.monotonic()
+    noticed: dict[str, float] = {}
+
+    def wait(job_id: str) -> None:
+        watcher.wait(job_id, closed, closed + 5.0)
+        noticed[job_id] = time.monotonic() - closed
+
+    threads = [threading.Thread(target=wait, args=(job_id,)) for job_id in finish]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # Gap 0.05 s: an overdue poll waits at most 0.25 × 0.05 s (not a quarter of the 1.1 s waited).
+    assert noticed["7503"] - finish["7503"] < 0.15
+    assert watcher.polls < 120
