@@ -488,6 +488,7 @@ def _bound_row(bound: OrgBoundFigures) -> list[Any]:
         f"{bound.other_records:,}",
         f"{bound.night.seconds:.0f}",
         f"{bound.minimum_seconds:.0f}",
+        "—" if bound.org_span_seconds is None else f"{bound.org_span_seconds:.0f}",
         f"{bound.utilisation:.0%}",
         f"{bound.lock_failures:,}",
         f"{bound.resent:,}",
@@ -528,7 +529,10 @@ def _production_lines(production: ProductionFigures | None) -> list[str]:
         "excepted, checks and counts included); *load* and *polls* are the loaders' own counts; "
         "*estimate* is what the pre-flight expected for those jobs. The org-bound minimum is every "
         "record the org processed (ours, resends and the other integration's) × the Apex time "
-        "/ slots; utilisation = minimum / our night's wall time.",
+        "/ slots; utilisation = minimum / our night's wall time. *Org span* is the org's own "
+        "time, from our first job's creation to its last finish of one of ours (job info): above "
+        "the minimum, the org's packing of uneven jobs and its own work per batch on this "
+        "machine's cores; below the wall time, staging, noticing the last finish, and the checks.",
         "",
         *_table(
             [
@@ -552,6 +556,7 @@ def _production_lines(production: ProductionFigures | None) -> list[str]:
                 "other integration's rows",
                 "wall s",
                 "minimum s",
+                "org span s",
                 "utilisation",
                 "lock failures",
                 "resent",
