@@ -105,7 +105,11 @@ def delete_absent_rows(
     policy = deletes.policy()
     counts = staged.counts
     if policy.mode == "none" or counts.deleted == 0:
-        return 0, {"delete_mode": policy.mode, "deleted": dg.MetadataValue.int(0)}
+        return 0, {
+            "delete_mode": policy.mode,
+            "deleted": dg.MetadataValue.int(0),
+            "absent_from_drop": dg.MetadataValue.int(counts.deleted),
+        }
     guard = delete_guard(state, staged, policy, confirmed.count if confirmed else None)
     if guard.holds:
         raise _held(context, state, alerts, staged, guard)
