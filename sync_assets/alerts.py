@@ -18,7 +18,7 @@ _POST_TIMEOUT_SECONDS = 10.0
 class Alert(BaseModel):
     """What an on-call engineer needs to act on a failure without opening the UI first."""
 
-    kind: Literal["check_failed", "run_failed", "api_version_retiring"]
+    kind: Literal["check_failed", "run_failed", "api_version_retiring", "deletes_held"]
     severity: Literal["WARN", "ERROR"]
     asset: str | None = None
     partition: str | None = None

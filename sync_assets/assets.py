@@ -26,6 +26,14 @@ from sync_assets.drops.staging import (
     load_staged,
     stage_partition_of_night,
 )
+from sync_assets.night_deletes import (
+    DeletesResource,
+    LoadConfig,
+    confirmation,
+    delete_absent_rows,
+    ledger_identity,
+    ledger_keys,
+)
 from sync_assets.night_plan import NightPlan, plan_night
 from sync_assets.partition_load import PartitionLoader
 from sync_assets.partitions import opportunity_partitions
@@ -275,26 +283,35 @@ def load_metadata(result: LoadResult) -> dict[str, Any]:
 )
 def salesforce_opportunities(
     context: dg.AssetExecutionContext,
+    config: LoadConfig,
     storage: SyncStorage,
     salesforce: SalesforceResource,
     bulk_load: BulkLoadResource,
+    deletes: DeletesResource,
     alerts: AlertResource,
 ) -> dg.MaterializeResult:
     """Upsert the staged rows of one partition into Salesforce Opportunity (Bulk API 2.0).
 
     Upserts on External_Id__c, so a re-run never duplicates; resumes the Bulk jobs of a crashed
     attempt instead of resending their rows; resends only transient failures; advances the ledger
-    only for rows Salesforce confirmed.
+    only for rows Salesforce confirmed. With a delete mode, then deletes (or archives) the rows
+    absent from the drop, unless the mass-delete guard holds them (see `night_deletes.py`).
     """
     partition = context.partition_key
     drop_id = last_staged_drop(
         context.instance, context.run.tags, partition, opportunity_batches.key
     )
     state = storage.state()
+    confirmed = confirmation(context, config)
     try:
         with exclusive_partition(context, state, partition):
+            before = ledger_keys(state, partition)
             staged, result, moved_out, forgotten = load_staged_partition(
                 context, state, salesforce, bulk_load, drop_id, partition
+            )
+            after_upserts = ledger_keys(state, partition)
+            forgot_deleted, deleted = delete_absent_rows(
+                context, state, salesforce, bulk_load, deletes, alerts, staged, confirmed
             )
     except TRANSIENT_ERRORS:
         raise  # the step's RetryPolicy backs off and tries again; the checkpoint resumes the jobs
@@ -337,7 +354,8 @@ def salesforce_opportunities(
             "api_version": connection.api_version,
             "moved_out": dg.MetadataValue.int(moved_out),
             "moved_out_forgotten": dg.MetadataValue.int(forgotten),
-            "ledger_rows": dg.MetadataValue.int(synced),
+            **deleted,
+            **ledger_identity(before, after_upserts, forgotten, forgot_deleted, synced),
             "dagster/partition_row_count": dg.MetadataValue.int(synced),
         },
         tags={DROP_TAG: drop_id},

@@ -302,3 +302,47 @@ def salesforce_total_matches_ledger(
         drop_id=drop_id,
         numbers={"salesforce_count": in_salesforce, "ledger_count": in_ledger},
     )
+
+
+LEDGER_TERMS = ("ledger_before", "ledger_added", "ledger_moved_out", "ledger_deleted")
+
+
+@dg.asset_check(
+    asset=salesforce_opportunities,
+    partitions_def=opportunity_partitions,
+    description="Yesterday's ledger + new − moved out − deleted = today's ledger (read again).",
+)
+def ledger_identity_holds(
+    context: dg.AssetCheckExecutionContext, storage: SyncStorage, alerts: AlertResource
+) -> dg.AssetCheckResult:
+    """The load's ledger terms against the partition's ledger as it is on disk now."""
+    partition = context.partition_key
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=salesforce_opportunities.key, asset_partitions=[partition]),
+        limit=1,
+    ).records
+    metadata = records[0].asset_materialization.metadata if records else {}
+    terms = {name: int(getattr(metadata.get(name), "value", 0) or 0) for name in LEDGER_TERMS}
+    drop_id = str(getattr(metadata.get("drop_id"), "value", metadata.get("drop_id", "")))
+    state = storage.state()
+    with exclusive_partition(context, state, partition):
+        now = load_ledger(state, partition).height
+    expected = (
+        terms["ledger_before"]
+        + terms["ledger_added"]
+        - terms["ledger_moved_out"]
+        - terms["ledger_deleted"]
+    )
+    return _result(
+        context,
+        alerts,
+        passed=expected == now,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=(
+            f"Ledger {terms['ledger_before']:,} + {terms['ledger_added']:,} new − "
+            f"{terms['ledger_moved_out']:,} moved out − {terms['ledger_deleted']:,} deleted = "
+            f"{expected:,}; the ledger holds {now:,}."
+        ),
+        drop_id=drop_id,
+        numbers={**terms, "ledger_rows": now},
+    )

@@ -1,4 +1,4 @@
-"""The `sync-assets` command line: demo, sandbox, generate, plan, sync and ui."""
+"""The `sync-assets` command line: demo, sandbox, generate, plan, sync, restore and ui."""
 
 from pathlib import Path
 from typing import Annotated
@@ -162,6 +162,34 @@ def plan(
 
     keys = [partition_label(key) for key in partition] if partition else PARTITION_KEYS
     raise typer.Exit(int(run_plan(drop_id, keys, json_file, wide_console())))
+
+
+@app.command()
+def restore(
+    drop_id: Annotated[str, typer.Option(help="The drop whose deletes to undo.")],
+    partition: Annotated[
+        list[str] | None,
+        typer.Option(help="Partition(s) to restore (default: every one the drop deleted in)."),
+    ] = None,
+) -> None:
+    """Upsert back the rows a drop's deletes removed, with the values they were last sent with.
+
+    Exit codes: 0 restored; 1 rows could not be restored (failed rows are kept in
+    deletes/<drop>/partition=<k>/restore_failed.parquet, or their values were gone); 2 no org
+    configured (SALESFORCE_*), or the drop deleted nothing in those partitions.
+
+    The ledger holds the restored rows again: fix the export (or set SYNC_DELETE_MODE=none)
+    before the next night, which would delete them again.
+    """
+    from sync_assets.demo import wide_console
+    from sync_assets.restore_report import run_restore
+    from sync_assets.state.layout import PARTITION_KEYS, partition_label
+
+    try:
+        keys = [partition_label(key) for key in partition] if partition else PARTITION_KEYS
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--partition") from error
+    raise typer.Exit(int(run_restore(drop_id, keys, wide_console())))
 
 
 @app.command()

@@ -13,6 +13,7 @@ from sync_assets.automation import (
     opportunity_sync_job,
     sync_run_failure_alert,
 )
+from sync_assets.night_deletes import DeletesResource
 from sync_assets.resources import (
     BulkLoadResource,
     SyncStorage,
@@ -42,6 +43,12 @@ def build_defs() -> dg.Definitions:
             "salesforce": salesforce_resource_from_env(settings),
             "bulk_load": BulkLoadResource(api_budget_share=settings.api_budget_share),
             "alerts": AlertResource(**webhook),
+            "deletes": DeletesResource(
+                mode=settings.delete_mode,
+                max_share=settings.delete_max_share,
+                max_rows=settings.delete_max_rows,
+                archive_values=settings.delete_archive_values,
+            ),
         },
     )
 

@@ -42,11 +42,23 @@ class PartitionLoader:
         rows = self.state.scan_parquet([StagingFiles.of(drop_id, partition).to_send])
         return self.load(rows, drop_id, partition)
 
-    def load(self, rows: pl.DataFrame | pl.LazyFrame, drop_id: str, partition: str) -> LoadResult:
-        """Send ``rows`` (Salesforce columns plus ``_row_hash``, sorted by account); record it."""
+    def load(
+        self,
+        rows: pl.DataFrame | pl.LazyFrame,
+        drop_id: str,
+        partition: str,
+        *,
+        checkpoint_folder: str | None = None,
+        failed_path: str | None = None,
+    ) -> LoadResult:
+        """Send ``rows`` (Salesforce columns plus ``_row_hash``, sorted by account); record it.
+
+        A load other than the night's upserts (a restore) names its own checkpoint folder and
+        failed-rows file, so it neither resumes nor overwrites the night's.
+        """
         connection = self.loader.connection
         bind_org(self.state, connection.org_id, connection.instance_url)
-        checkpoint = CheckpointStore(self.state, drop_id, partition)
+        checkpoint = CheckpointStore(self.state, drop_id, partition, checkpoint_folder)
         try:
             outcome = self.loader.load(rows.lazy(), checkpoint, self._last_pace(partition))
         except LoadStoppedError as stopped:
@@ -55,14 +67,14 @@ class PartitionLoader:
             if stopped.confirmed is not None:
                 self._advance(partition, stopped.confirmed, drop_id)
             raise
-        return self._record(outcome)
+        return self._record(outcome, failed_path)
 
-    def _record(self, outcome: LoadOutcome) -> LoadResult:
+    def _record(self, outcome: LoadOutcome, failed_path: str | None = None) -> LoadResult:
         result = outcome.result
-        path = failed_rows_path(result.drop_id, result.partition)
+        path = failed_path or failed_rows_path(result.drop_id, result.partition)
         self.state.write_parquet(path, outcome.failed)
         self._advance(result.partition, outcome.confirmed, result.drop_id)
-        if result.pace is not None:
+        if result.pace is not None and failed_path is None:
             self.state.write_json(pace_path(result.partition), result.pace)
         return result.model_copy(update={"failed_file": self.state.url(path)})
 
@@ -72,6 +84,10 @@ class PartitionLoader:
     def _advance(self, partition: str, confirmed: pl.DataFrame, drop_id: str) -> None:
         renamed = confirmed.rename({EXTERNAL_ID_FIELD: "external_id", ROW_HASH: "row_hash"})
         advance_ledger(self.state, partition, renamed, drop_id)
+
+    def forget_deleted_rows(self, partition: str, external_ids: pl.Series) -> int:
+        """Forget ledger rows Salesforce confirmed deleting (or archiving); returns how many."""
+        return forget_ledger_rows(self.state, partition, external_ids)
 
     def forget_moved_rows(
         self, staged: StagedPartition, still_tagged: StillTagged

@@ -9,6 +9,7 @@ import contextlib
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -54,6 +55,25 @@ class SyncSettings(BaseSettings):
     )
     alert_webhook_url: str | None = Field(
         default=None, description="Failed checks and runs are POSTed here (may embed a token)."
+    )
+    delete_mode: Literal["none", "delete", "hard_delete", "archive"] = Field(
+        default="none",
+        description="Rows in the ledger and absent from a complete drop: none (reported only), "
+        "delete, hard_delete or archive (upsert SYNC_DELETE_ARCHIVE_VALUES).",
+    )
+    delete_max_share: float = Field(
+        default=0.02,
+        ge=0,
+        le=1,
+        description="The mass-delete guard: a partition deleting more of its ledger than this "
+        "deletes nothing until confirmed.",
+    )
+    delete_max_rows: int = Field(
+        default=10_000, ge=0, description="The mass-delete guard: most rows a partition deletes."
+    )
+    delete_archive_values: dict[str, str] = Field(
+        default_factory=dict,
+        description='Archive mode: JSON of field → value, e.g. {"StageName": "Closed Lost"}.',
     )
     schedule_cron: str = Field(default="0 2 * * *", description="The nightly schedule.")
     schedule_timezone: str = Field(default="UTC", description="The schedule's time zone.")

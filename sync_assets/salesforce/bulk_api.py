@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 TERMINAL_STATES = frozenset({"JobComplete", "Failed", "Aborted"})
 ResultKind = Literal["successfulResults", "failedResults", "unprocessedrecords"]
+IngestOperation = Literal["upsert", "delete", "hardDelete"]
+"""The ingest operations the sync uses: upserts by external id, deletes by Salesforce Id."""
 REQUEST_TIMEOUT_SECONDS = 300.0
 MAX_REAUTHENTICATIONS_PER_CALL = 2
 # A lost PUT response may hide an upload that was applied; the retry then hears this (typo is Salesforce's).
@@ -128,10 +130,16 @@ class BulkApi:
     # ---- job lifecycle -------------------------------------------------------------------------
 
     def create_upsert_job(self, sobject: str, external_id_field: str) -> JobInfo:
+        return self.create_job(sobject, "upsert", external_id_field)
+
+    def create_job(
+        self, sobject: str, operation: IngestOperation, external_id_field: str | None = None
+    ) -> JobInfo:
+        """Create an ingest job; ``external_id_field`` is the upsert's key (upserts only)."""
         body = {
             "object": sobject,
-            "operation": "upsert",
-            "externalIdFieldName": external_id_field,
+            "operation": operation,
+            **({"externalIdFieldName": external_id_field} if operation == "upsert" else {}),
             "contentType": "CSV",
             "lineEnding": "LF",
             "columnDelimiter": "COMMA",

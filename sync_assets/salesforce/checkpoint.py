@@ -65,11 +65,14 @@ class CheckpointStore:
       job is marked collected, so a crash never loses a result Salesforce already produced.
     """
 
-    def __init__(self, store: StateStore, drop_id: str, partition: str) -> None:
+    def __init__(
+        self, store: StateStore, drop_id: str, partition: str, folder: str | None = None
+    ) -> None:
         self.store = store
         self.drop_id = drop_id
         self.partition = partition
-        self.prefix = checkpoint_folder(drop_id, partition)
+        # Another folder keeps another kind of load of the drop's partition (its deletes) apart.
+        self.prefix = folder or checkpoint_folder(drop_id, partition)
         self._lock = threading.Lock()
         self._state = self._read()
         self._next_sequence = max((job.sequence for job in self._state.jobs), default=-1) + 1
@@ -87,13 +90,15 @@ class CheckpointStore:
             return [job.model_copy() for job in self._state.jobs]
 
     def reserve_sequence(self, keys: pl.DataFrame) -> int:
-        """Record the keys a job is about to carry; returns the number that names its files."""
+        """Record the keys a job is about to carry; returns the number that names its files.
+
+        The keys are the external id and row hash, and for a delete the Salesforce Id its
+        results name the rows by.
+        """
         with self._lock:
             sequence = self._next_sequence
             self._next_sequence += 1
-        self.store.write_parquet(
-            self._rows_file(sequence), keys.select(EXTERNAL_ID_FIELD, ROW_HASH)
-        )
+        self.store.write_parquet(self._rows_file(sequence), keys)
         return sequence
 
     def record_created(self, sequence: int, job_id: str, records: int) -> None:

@@ -13,7 +13,13 @@ from pathlib import Path
 import polars as pl
 from pydantic import BaseModel, Field
 
-from sync_assets.salesforce.bulk_api import BulkApi, BulkApiUnavailableError, JobInfo, ResultKind
+from sync_assets.salesforce.bulk_api import (
+    BulkApi,
+    BulkApiUnavailableError,
+    IngestOperation,
+    JobInfo,
+    ResultKind,
+)
 from sync_assets.salesforce.checkpoint import (
     CheckpointedJob,
     CheckpointStore,
@@ -60,6 +66,7 @@ from sync_assets.state.columns import (
     EXTERNAL_ID_FIELD,
     POSITION,
     ROW_HASH,
+    SALESFORCE_ID_FIELD,
 )
 
 log = logging.getLogger(__name__)
@@ -78,6 +85,11 @@ class LoaderSettings(BaseModel):
 
     sobject: str = "Opportunity"
     external_id_field: str = EXTERNAL_ID_FIELD
+    operation: IngestOperation = Field(
+        default="upsert",
+        description="upsert on `external_id_field`; delete or hardDelete by the rows' `Id`, "
+        "the only column a delete uploads (Bulk API 2.0 Developer Guide, 'Prepare CSV Files').",
+    )
     account_column: str = ACCOUNT_EXTERNAL_ID_FIELD
     plan: PlanLimits = Field(default_factory=PlanLimits)
     # Deep enough that the org always has queued work while finished jobs are being noticed;
@@ -109,6 +121,11 @@ class LoaderSettings(BaseModel):
         le=1,
         description="Share of the org's remaining daily API requests the night may use.",
     )
+
+    @property
+    def result_key(self) -> str:
+        """The column a job's upload and results name its rows by."""
+        return self.external_id_field if self.operation == "upsert" else SALESFORCE_ID_FIELD
 
     def concurrency(self) -> ConcurrencySettings:
         high = max(self.max_jobs_in_flight, self.jobs_in_flight)
@@ -455,12 +472,17 @@ class BulkLoader:
         )
 
     def _run_job(self, rows: pl.DataFrame, checkpoint: CheckpointStore) -> None:
-        keys = rows.select(EXTERNAL_ID_FIELD, ROW_HASH)
+        settings = self.settings
+        keys = rows.select(*dict.fromkeys([EXTERNAL_ID_FIELD, ROW_HASH, settings.result_key]))
         sequence = checkpoint.reserve_sequence(keys)
-        body = build_csv(rows)
+        body = build_csv(
+            rows if settings.operation == "upsert" else rows.select(SALESFORCE_ID_FIELD)
+        )
         created = time.time()
         try:
-            job = self.api.create_upsert_job(self.settings.sobject, self.settings.external_id_field)
+            job = self.api.create_job(
+                settings.sobject, settings.operation, settings.external_id_field
+            )
         except BulkApiUnavailableError as error:
             self._record_not_run(checkpoint, keys, sequence, "", "JOB_NOT_CREATED", str(error))
             return
@@ -509,7 +531,9 @@ class BulkLoader:
     ) -> None:
         """Wait for the job (aborting it past its deadline), record how each of its rows ended."""
         info = self._wait_for(job_id, created)
-        outcome = job_outcome(keys, self._results(info, keys.height), job_id, sequence)
+        outcome = job_outcome(
+            keys, self._results(info, keys.height), job_id, sequence, self.settings.result_key
+        )
         checkpoint.record_outcome(sequence, outcome, JobStatus.COLLECTED)
         if (
             info.state == "Failed"
@@ -561,18 +585,21 @@ class BulkLoader:
         Failed or Aborted jobs have unprocessed ones ("Get Job Unprocessed Record Results"):
         a clean job costs one download, not three.
         """
+        key = self.settings.result_key
         with tempfile.TemporaryDirectory(prefix=f"bulk-{info.id}-") as scratch:
             folder = Path(scratch)
             successes = successful_outcomes(
-                self._download(info, "successfulResults", folder / "successful.csv")
+                self._download(info, "successfulResults", folder / "successful.csv"), key
             )
             if info.state == "JobComplete" and successes.height >= carried:
                 return [successes]
-            failures = failed_outcomes(self._download(info, "failedResults", folder / "failed.csv"))
+            failures = failed_outcomes(
+                self._download(info, "failedResults", folder / "failed.csv"), key
+            )
             if info.state == "JobComplete":
                 return [successes, failures]
             unprocessed = self._download(info, "unprocessedrecords", folder / "unprocessed.csv")
-            return [successes, failures, unprocessed_outcomes(unprocessed, _job_error(info))]
+            return [successes, failures, unprocessed_outcomes(unprocessed, _job_error(info), key)]
 
     def _download(self, info: JobInfo, kind: ResultKind, destination: Path) -> Path | None:
         try:

@@ -22,10 +22,11 @@ def read_result_csv(path: Path | None, columns: list[str]) -> pl.DataFrame:
     return pl.read_csv(path, columns=columns, infer_schema=False)
 
 
-def successful_outcomes(path: Path | None) -> pl.DataFrame:
-    rows = read_result_csv(path, ["sf__Id", "sf__Created", EXTERNAL_ID_FIELD])
+def successful_outcomes(path: Path | None, key: str = EXTERNAL_ID_FIELD) -> pl.DataFrame:
+    """Rows a job applied, by ``key``: the upsert's external id, or a delete's Id column."""
+    rows = read_result_csv(path, ["sf__Id", "sf__Created", key])
     return rows.select(
-        pl.col(EXTERNAL_ID_FIELD),
+        pl.col(key),
         pl.when(pl.col("sf__Created").str.to_lowercase() == "true")
         .then(pl.lit(RowStatus.CREATED.value))
         .otherwise(pl.lit(RowStatus.UPDATED.value))
@@ -36,11 +37,11 @@ def successful_outcomes(path: Path | None) -> pl.DataFrame:
     )
 
 
-def failed_outcomes(path: Path | None) -> pl.DataFrame:
-    rows = read_result_csv(path, ["sf__Id", "sf__Error", EXTERNAL_ID_FIELD])
+def failed_outcomes(path: Path | None, key: str = EXTERNAL_ID_FIELD) -> pl.DataFrame:
+    rows = read_result_csv(path, ["sf__Id", "sf__Error", key])
     error = pl.col("sf__Error")
     return rows.select(
-        pl.col(EXTERNAL_ID_FIELD),
+        pl.col(key),
         pl.when(is_transient_row_error(error))
         .then(pl.lit(RowStatus.TRANSIENT.value))
         .otherwise(pl.lit(RowStatus.PERMANENT.value))
@@ -51,12 +52,14 @@ def failed_outcomes(path: Path | None) -> pl.DataFrame:
     )
 
 
-def unprocessed_outcomes(path: Path | None, job_error: str | None) -> pl.DataFrame:
+def unprocessed_outcomes(
+    path: Path | None, job_error: str | None, key: str = EXTERNAL_ID_FIELD
+) -> pl.DataFrame:
     """Rows a ``Failed`` or ``Aborted`` job never reached: resent unless the job failed for good."""
-    rows = read_result_csv(path, [EXTERNAL_ID_FIELD])
+    rows = read_result_csv(path, [key])
     status = RowStatus.TRANSIENT if is_transient_job_failure(job_error) else RowStatus.PERMANENT
     return rows.select(
-        pl.col(EXTERNAL_ID_FIELD),
+        pl.col(key),
         pl.lit(status.value).alias("status"),
         pl.lit(None, dtype=pl.String).alias("salesforce_id"),
         pl.lit(job_failure_code(job_error)).alias("error_code"),
@@ -69,12 +72,17 @@ def job_outcome(
     results: list[pl.DataFrame],
     job_id: str,
     sequence: int,
+    key: str = EXTERNAL_ID_FIELD,
 ) -> pl.DataFrame:
-    """One outcome per carried key; a key no result mentions is transient (sent again)."""
-    reported = pl.concat(results, how="vertical").unique(subset=EXTERNAL_ID_FIELD, keep="first")
+    """One outcome per carried key; a key no result mentions is transient (sent again).
+
+    The results name rows by ``key``: the upsert's external id, or a delete's Salesforce Id (a
+    delete's upload and results carry only ``Id``), matched back to the carried external ids.
+    """
+    reported = pl.concat(results, how="vertical").unique(subset=key, keep="first")
     return (
-        keys.select(EXTERNAL_ID_FIELD, ROW_HASH)
-        .join(reported, on=EXTERNAL_ID_FIELD, how="left")
+        keys.select(*dict.fromkeys([EXTERNAL_ID_FIELD, ROW_HASH, key]))
+        .join(reported, on=key, how="left")
         .with_columns(
             pl.col("status").fill_null(RowStatus.TRANSIENT.value),
             pl.col("error_code").fill_null(

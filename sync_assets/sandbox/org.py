@@ -162,6 +162,11 @@ class IntegrationUserSpec(_Strict):
     read_only_fields: list[str] = Field(
         default_factory=list, description="Opportunity fields the user may see but not edit."
     )
+    bulk_api_hard_delete: bool = Field(
+        default=True,
+        description="The Bulk API Hard Delete permission: without it a hardDelete job is refused "
+        "at creation (FEATURENOTENABLED). Salesforce ships it off; give it false to play that.",
+    )
 
 
 class PersonSpec(_Strict):

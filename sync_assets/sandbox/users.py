@@ -29,6 +29,7 @@ class SandboxUser(BaseModel):
     password: SecretStr = Field(repr=False)
     integration: bool = False
     view_setup: bool = True
+    bulk_api_hard_delete: bool = True
     hidden_fields: frozenset[str] = frozenset()
     read_only_fields: frozenset[str] = frozenset()
 
@@ -77,6 +78,7 @@ def load_users(identity: OrgIdentity, spec: UsersSpec, named_ids: NamedIds) -> U
         password=identity.password,
         integration=True,
         view_setup=limits.view_setup,
+        bulk_api_hard_delete=limits.bulk_api_hard_delete,
         hidden_fields=frozenset(limits.hidden_fields),
         read_only_fields=frozenset(limits.read_only_fields),
     )

@@ -17,3 +17,6 @@ ACCOUNT_EXTERNAL_ID_FIELD = "Account.External_Id__c"
 
 PARTITION_FIELD = "Sync_Partition__c"
 """The Opportunity text field the sync fills with the partition key, so Salesforce can count one."""
+
+SALESFORCE_ID_FIELD = "Id"
+"""The record's Salesforce Id: the only column of a Bulk API 2.0 delete or hardDelete upload."""

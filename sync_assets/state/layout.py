@@ -97,3 +97,38 @@ class StagingFiles(BaseModel):
             moved_out=f"{folder}/moved_out.parquet",
             counts_file=f"{folder}/counts.json",
         )
+
+
+class DeleteFiles(BaseModel):
+    """The files of one drop's deletes in one partition, relative to the state dir."""
+
+    model_config = ConfigDict(frozen=True)
+
+    deleted: str
+    """Every row the night deleted (or archived): its Salesforce Id and the values it was last
+    sent with, written before anything is deleted; what `sync-assets restore` upserts back."""
+    held: str
+    """The rows the mass-delete guard held back, for a person to look at before confirming."""
+    restore_failed: str
+    """Rows a restore could not upsert back, with Salesforce's error."""
+    checkpoint: str
+    """The delete jobs' checkpoint (see `CheckpointStore`), apart from the upserts'."""
+
+    @classmethod
+    def of(cls, drop_id: str, partition: str | int) -> "DeleteFiles":
+        label = partition_label(partition)
+        folder = f"deletes/{drop_id}/partition={label}"
+        return cls(
+            deleted=f"{folder}/deleted.parquet",
+            held=f"{folder}/held.parquet",
+            restore_failed=f"{folder}/restore_failed.parquet",
+            checkpoint=f"checkpoints/{drop_id}/deletes/partition={label}",
+        )
+
+    def restore_record(self, restore_id: str) -> str:
+        """What a restore of these deletes did (`RestoreResult` as JSON)."""
+        return self.deleted.replace("deleted.parquet", f"restore-{restore_id}.json")
+
+    def restore_checkpoint(self, restore_id: str) -> str:
+        """A restore's own checkpoint: a later restore of the same rows sends them again."""
+        return self.checkpoint.replace("/deletes/", f"/restore-{restore_id}/")

@@ -179,14 +179,20 @@ class Night:
         )
 
     def run_partition(
-        self, drop_id: str, partition: str, defs: dg.Definitions | None = None
+        self,
+        drop_id: str,
+        partition: str,
+        defs: dg.Definitions | None = None,
+        tags: dict[str, str] | None = None,
+        run_config: dict[str, Any] | None = None,
     ) -> PartitionRun:
         """One partition run of the sync job, in this process, recorded in the instance."""
         job = (defs or definitions()).resolve_job_def(SYNC_JOB)
         result = job.execute_in_process(
             instance=self.instance(),
             partition_key=partition,
-            tags={DROP_TAG: drop_id},
+            tags={DROP_TAG: drop_id, **(tags or {})},
+            run_config=run_config,
             raise_on_error=False,
         )
         return summarise(result)

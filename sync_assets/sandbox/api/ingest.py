@@ -84,7 +84,11 @@ class IngestResources:
 
     def _job_request(self, request: Request, raw: bytes) -> JobRequest:
         """A create-job body, with the objects the creating user may write as it sees them."""
-        return parse_job_request(raw, self.catalog.for_user(request.user_id).writable)
+        job = parse_job_request(raw, self.catalog.for_user(request.user_id).writable)
+        user = self.catalog.users[request.user_id]
+        if job.operation == "hardDelete" and not user.bulk_api_hard_delete:
+            raise hard_delete_not_permitted()
+        return job
 
     def _create_multipart(self, request: Request, content_type: str) -> Response:
         """Create and upload in one request (parts ``job`` and ``content``): starts UploadComplete."""
@@ -204,4 +208,19 @@ def _multiple_uploads(job: Job) -> ApiError:
         "BULK_API_ERROR",
         f"Found multipe contents for job: {job.id[:15]}, please 'Close' / 'Abort' / 'Delete' the "
         "current Job then create a new Job and make sure you only do 'PUT' once on a given Job.",
+    )
+
+
+def hard_delete_not_permitted() -> ApiError:
+    """A hardDelete job created by a user without the "Bulk API Hard Delete" permission.
+
+    The code is the one the Salesforce CLI maps to that permission when a hardDelete job cannot
+    be created (salesforcecli/plugin-data, src/bulkIngest.ts: ``FEATURENOTENABLED``); the
+    wording follows Bulk API's FeatureNotEnabled errors ("FeatureNotEnabled: query operation
+    requires the org permission BulkApiQuery", forceworkbench/forceworkbench#465).
+    """
+    return ApiError(
+        400,
+        "FEATURENOTENABLED",
+        "FeatureNotEnabled : hardDelete operation requires the user permission Bulk API Hard Delete",
     )
