@@ -13,7 +13,7 @@ from sync_assets.assets import (
     opportunity_sync_summary,
     salesforce_opportunities,
 )
-from sync_assets.drop_runs import DROP_TAG, PARTITION_TAG, latest_partition_syncs
+from sync_assets.drop_runs import ALERTED_TAG, DROP_TAG, PARTITION_TAG, latest_partition_syncs
 from sync_assets.drops.reader import newest_complete_drop
 from sync_assets.partitions import opportunity_partitions
 from sync_assets.resources import SyncStorage
@@ -172,8 +172,14 @@ def opportunity_summary_sensor(
     description="Post every failed sync run to the alert webhook.",
 )
 def sync_run_failure_alert(context: dg.RunFailureSensorContext, alerts: AlertResource) -> None:
-    """A failed run means a partition's rows are not all in Salesforce: page someone."""
+    """A failed run means a partition's rows are not all in Salesforce: page someone.
+
+    Unless a step of the run sent its own alert with the reason (e.g. the mass-delete guard).
+    """
     run = context.dagster_run
+    if ALERTED_TAG in run.tags:
+        context.log.info("Run %s alerted already (%s)", run.run_id, run.tags[ALERTED_TAG])
+        return
     alerts.send(
         Alert(
             kind="run_failed",

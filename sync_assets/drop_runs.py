@@ -21,6 +21,8 @@ from sync_assets.storage import StateStore
 DROP_TAG = "sync/drop_id"
 """The drop a run syncs; the schedule, the sensor and the command line set it."""
 LAUNCHED_BY_TAG = "sync/launched_by"
+ALERTED_TAG = "sync/alerted"
+"""Set on a run whose failure a step has alerted already (its kind), so it is not alerted twice."""
 PARTITION_TAG = "dagster/partition"
 
 # How long a run waits for another run of the same partition (schedule plus a manual launch) to

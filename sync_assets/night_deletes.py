@@ -7,6 +7,7 @@ import polars as pl
 from pydantic import BaseModel, Field
 
 from sync_assets.alerts import Alert, AlertResource
+from sync_assets.drop_runs import ALERTED_TAG
 from sync_assets.drops.staging import StagedPartition
 from sync_assets.partition_deletes import (
     DeleteGuard,
@@ -148,6 +149,7 @@ def _held(
         "max_share": guard.max_share,
         "max_rows": guard.max_rows,
     }
+    context.instance.add_run_tags(context.run.run_id, {ALERTED_TAG: "deletes_held"})
     alerts.send(
         Alert(
             kind="deletes_held",

@@ -46,12 +46,17 @@ def test_webhook_outage_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -
     assert "s3cr3t-webhook-token" not in caplog.text
 
 
-def test_failed_run_is_posted() -> None:
+@pytest.mark.parametrize(
+    ("tags", "posts"),
+    [({}, 1), ({"sync/alerted": "deletes_held"}, 0)],
+    ids=["posted", "alerted-by-its-step"],
+)
+def test_failed_run_is_posted_once(tags: dict[str, str], posts: int) -> None:
     with dg.instance_for_test() as instance, webhook_receiver() as hook:
         run = create_run_for_test(
             instance,
             job_name=opportunity_sync_job.name,
-            tags={"dagster/partition": "4", "sync/drop_id": "2026-11-28"},
+            tags={"dagster/partition": "4", "sync/drop_id": "2026-11-28", **tags},
         )
         failure = dg.DagsterEvent(
             event_type_value=dg.DagsterEventType.RUN_FAILURE.value,
@@ -66,6 +71,9 @@ def test_failed_run_is_posted() -> None:
             resources={"alerts": AlertResource(webhook_url=hook.url)},
         ).for_run_failure()
         sync_run_failure_alert(context)
+    assert len(hook.posts) == posts
+    if not posts:
+        return
     [post] = hook.posts
     assert post["kind"] == "run_failed"
     assert post["partition"] == "4"

@@ -8,11 +8,13 @@ Developer Guide, "Prepare CSV Files"); hardDelete needs the "Bulk API Hard Delet
 import io
 from typing import Any
 
+import dagster as dg
 import polars as pl
 import pytest
 from rich.console import Console
 
 from sync_assets.demo import NightVerdict
+from sync_assets.drop_runs import ALERTED_TAG
 from sync_assets.night_deletes import CONFIRM_TAG
 from sync_assets.restore_report import run_restore
 from sync_assets.state.layout import DeleteFiles
@@ -90,6 +92,9 @@ def test_deletes_guard_confirmation_and_restore(
     assert f"{CONFIRM_TAG}=80" in refused.errors[0]
     assert not wrong.success and "does not match the 80 rows" in wrong.errors[0]
     assert len(held_alerts) == 2  # one per refusing run: the first night, and the wrong count
+    # The run-failure sensor skips runs their step alerted already: one alert per refusal.
+    tagged = night.instance().get_runs(filters=dg.RunsFilter(tags={ALERTED_TAG: "deletes_held"}))
+    assert len(tagged) == 2
     assert held_alerts[0]["numbers"]["to_delete"] == 80
     assert set(night.external_ids(PARTITION)) == set(keys[2:])
     listed = night.state.read_parquet(DeleteFiles.of("night-3", PARTITION).held)
