@@ -386,9 +386,12 @@ def load_staged_partition(
             allow_retries=False,
         )
     progress = ProgressReporter(state, drop_id, partition, context.log)
-    loader = PartitionLoader(bulk_load.loader(salesforce, progress=progress.confirmed), state)
+    loader = PartitionLoader(
+        bulk_load.loader(salesforce, progress=lambda now: progress.loading(**now.model_dump())),
+        state,
+    )
     result = loader.load_staged(drop_id, partition)
-    progress.finished(result.succeeded + result.failed, result.sent)
+    progress.finished(result.succeeded + result.failed, result.sent, result.failed)
     moved_out, forgotten = loader.forget_moved_rows(staged, salesforce.still_tagged)
     return staged, result, moved_out, forgotten
 

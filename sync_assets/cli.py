@@ -84,6 +84,7 @@ def _run_night(
     launched_by: str,
     rows_if_missing: int | None,
     strict: bool,
+    progress_interval: float,
 ) -> None:
     from sync_assets.demo import run_night, wide_console
     from sync_assets.state.layout import PARTITION_KEYS, partition_label
@@ -96,12 +97,21 @@ def _run_night(
         rows_if_missing=rows_if_missing,
         console=wide_console(),
         strict=strict,
+        progress_interval=progress_interval,
     )
     raise typer.Exit(int(verdict))
 
 
 StrictOption = Annotated[
     bool, typer.Option(help="Exit 3 when only WARN checks failed (default: exit 0, printed).")
+]
+ProgressIntervalOption = Annotated[
+    float,
+    typer.Option(
+        min=1.0,
+        help="Seconds between plain progress lines per partition when stdout is not a terminal "
+        "(cron, a pod's log); a terminal shows live bars instead.",
+    ),
 ]
 
 
@@ -112,9 +122,18 @@ def demo(
     ] = 2_000_000,
     parallel: Annotated[int, typer.Option(help="Partition runs side by side.")] = 10,
     strict: StrictOption = False,
+    progress_interval: ProgressIntervalOption = 30.0,
 ) -> None:
     """The whole nightly sync on the embedded default: demo drop, local sandbox, 10 partitions."""
-    _run_night(None, None, parallel, "sync-assets demo", rows_if_missing=rows, strict=strict)
+    _run_night(
+        None,
+        None,
+        parallel,
+        "sync-assets demo",
+        rows_if_missing=rows,
+        strict=strict,
+        progress_interval=progress_interval,
+    )
 
 
 @app.command(epilog=EXIT_CODES_HELP)
@@ -127,10 +146,17 @@ def sync(
     ] = None,
     parallel: Annotated[int, typer.Option(help="Partition runs side by side.")] = 10,
     strict: StrictOption = False,
+    progress_interval: ProgressIntervalOption = 30.0,
 ) -> None:
     """Run the nightly sync headless against the configured org (SALESFORCE_*, required)."""
     _run_night(
-        drop_id, partition, parallel, "sync-assets sync", rows_if_missing=None, strict=strict
+        drop_id,
+        partition,
+        parallel,
+        "sync-assets sync",
+        rows_if_missing=None,
+        strict=strict,
+        progress_interval=progress_interval,
     )
 
 
