@@ -1,4 +1,4 @@
-"""The `sync-assets` command line: demo, sandbox, generate, plan, sync and ui."""
+"""The `sync-assets` command line: demo, sandbox, generate, plan, sync, failures, resend and ui."""
 
 from pathlib import Path
 from typing import Annotated
@@ -188,6 +188,70 @@ def plan(
 
     keys = [partition_label(key) for key in partition] if partition else PARTITION_KEYS
     raise typer.Exit(int(run_plan(drop_id, keys, json_file, wide_console())))
+
+
+def _partition_keys(partitions: list[str] | None) -> list[str]:
+    """The partitions named on the command line (default: all), or exit 2 naming the bad one."""
+    from sync_assets.state.layout import PARTITION_KEYS, partition_label
+
+    try:
+        return [partition_label(key) for key in partitions] if partitions else PARTITION_KEYS
+    except ValueError as error:
+        typer.echo(f"Error: {error}", err=True)
+        raise typer.Exit(2) from error
+
+
+@app.command(
+    epilog="Exit codes: 0 listed (or none to list); 2 bad usage: an unknown drop or partition, "
+    "an unreadable mapping file; 4 no drop staged yet."
+)
+def failures(
+    drop_id: Annotated[
+        str | None,
+        typer.Option(help="Drop whose rows to list (default: the newest drop in the state)."),
+    ] = None,
+    partition: Annotated[
+        list[str] | None, typer.Option(help="Partition(s) to list (default: all 10).")
+    ] = None,
+    csv: Annotated[
+        Path | None,
+        typer.Option(help="Write every listed row, with all its columns, to this CSV file."),
+    ] = None,
+    limit: Annotated[int, typer.Option(min=0, help="Rows to print after the counts.")] = 50,
+) -> None:
+    """List a drop's rows that did not reach Salesforce, with their reasons.
+
+    Rejected by the sync's rules (fix the export) and failed in Salesforce (fix the org or the data, then `resend`): counts by partition, kind and reason code first, then the rows. Reads the state only.
+    """
+    from sync_assets.demo import wide_console
+    from sync_assets.failure_report import run_failures
+
+    keys = _partition_keys(partition)
+    raise typer.Exit(int(run_failures(drop_id, keys, csv, limit, wide_console())))
+
+
+@app.command(
+    epilog="Exit codes (as sync's): 0 resent and the checks passed; 1 a run or an ERROR check "
+    "failed (rows still fail: `sync-assets failures` lists them); 2 bad usage (an unknown drop "
+    "or partition, a partition last loaded from another drop) or no org configured "
+    "(SALESFORCE_*), nothing resent or written."
+)
+def resend(
+    drop_id: Annotated[str, typer.Option(help="Drop whose failed rows to resend.")],
+    partition: Annotated[
+        list[str] | None, typer.Option(help="Partition(s) to resend (default: all 10).")
+    ] = None,
+    parallel: Annotated[int, typer.Option(help="Partition runs side by side.")] = 10,
+) -> None:
+    """Send a drop's rows that failed in Salesforce again, once the org or the data is fixed.
+
+    One Dagster run per partition (tag sync/resend) against the configured org (SALESFORCE_*, required): the ledger takes the rows Salesforce now confirms, the failed-rows file keeps only those that still fail, the load's checks run again. Only a partition's last loaded drop can be resent; rejected rows cannot (a corrected export brings them in).
+    """
+    from sync_assets.demo import wide_console
+    from sync_assets.failure_report import run_resend
+
+    keys = _partition_keys(partition)
+    raise typer.Exit(int(run_resend(drop_id, keys, parallel, wide_console())))
 
 
 @app.command()

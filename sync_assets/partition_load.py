@@ -14,8 +14,13 @@ from sync_assets.salesforce.checkpoint import CheckpointStore
 from sync_assets.salesforce.errors import LoadStoppedError
 from sync_assets.salesforce.loader import BulkLoader, LoadOutcome, LoadResult
 from sync_assets.salesforce.watcher import Pace
-from sync_assets.state.columns import EXTERNAL_ID_FIELD, ROW_HASH
-from sync_assets.state.layout import StagingFiles, failed_rows_path, pace_path
+from sync_assets.state.columns import EXTERNAL_ID_FIELD, FAILURE_COLUMNS, ROW_HASH
+from sync_assets.state.layout import (
+    StagingFiles,
+    failed_rows_path,
+    pace_path,
+    resend_checkpoint_folder,
+)
 from sync_assets.state.ledger import advance_ledger, forget_ledger_rows
 from sync_assets.state.org import bind_org
 from sync_assets.storage import StateStore
@@ -42,11 +47,33 @@ class PartitionLoader:
         rows = self.state.scan_parquet([StagingFiles.of(drop_id, partition).to_send])
         return self.load(rows, drop_id, partition)
 
-    def load(self, rows: pl.DataFrame | pl.LazyFrame, drop_id: str, partition: str) -> LoadResult:
-        """Send ``rows`` (Salesforce columns plus ``_row_hash``, sorted by account); record it."""
+    def resend_failed(self, drop_id: str, partition: str, attempt: str) -> LoadResult:
+        """Send the rows of a drop's partition that failed for good again, as they were staged.
+
+        For after the org or the data was fixed (a validation rule, a missing parent): the
+        ledger advances for the rows Salesforce now confirms and the failed-rows file keeps only
+        the rows that still fail. `attempt` (the run) names the resend's own checkpoint, so a
+        retried run resumes its jobs while a later resend sends the rows again.
+        """
+        failed = self.state.scan_parquet([failed_rows_path(drop_id, partition)])
+        rows = failed.drop(FAILURE_COLUMNS)
+        folder = resend_checkpoint_folder(drop_id, partition, attempt)
+        return self.load(rows, drop_id, partition, checkpoint_folder=folder)
+
+    def load(
+        self,
+        rows: pl.DataFrame | pl.LazyFrame,
+        drop_id: str,
+        partition: str,
+        checkpoint_folder: str | None = None,
+    ) -> LoadResult:
+        """Send ``rows`` (Salesforce columns plus ``_row_hash``, sorted by account); record it.
+
+        The checkpoint is the drop's partition's, unless ``checkpoint_folder`` names another.
+        """
         connection = self.loader.connection
         bind_org(self.state, connection.org_id, connection.instance_url)
-        checkpoint = CheckpointStore(self.state, drop_id, partition)
+        checkpoint = CheckpointStore(self.state, drop_id, partition, checkpoint_folder)
         try:
             outcome = self.loader.load(rows.lazy(), checkpoint, self._last_pace(partition))
         except LoadStoppedError as stopped:

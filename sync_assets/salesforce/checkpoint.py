@@ -65,11 +65,14 @@ class CheckpointStore:
       job is marked collected, so a crash never loses a result Salesforce already produced.
     """
 
-    def __init__(self, store: StateStore, drop_id: str, partition: str) -> None:
+    def __init__(
+        self, store: StateStore, drop_id: str, partition: str, folder: str | None = None
+    ) -> None:
+        """The drop's partition's checkpoint, or the one in ``folder`` (a resend's)."""
         self.store = store
         self.drop_id = drop_id
         self.partition = partition
-        self.prefix = checkpoint_folder(drop_id, partition)
+        self.prefix = folder or checkpoint_folder(drop_id, partition)
         self._lock = threading.Lock()
         self._state = self._read()
         self._next_sequence = max((job.sequence for job in self._state.jobs), default=-1) + 1

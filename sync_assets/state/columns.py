@@ -17,3 +17,6 @@ ACCOUNT_EXTERNAL_ID_FIELD = "Account.External_Id__c"
 
 PARTITION_FIELD = "Sync_Partition__c"
 """The Opportunity text field the sync fills with the partition key, so Salesforce can count one."""
+
+FAILURE_COLUMNS = ("error_code", "error", "job_id")
+"""What a failed-rows file adds to the row as it was sent: Salesforce's error and the job."""
