@@ -4,7 +4,7 @@ import polars as pl
 
 from sync_assets.drops.reader import MANIFEST_NAME, read_manifest
 from sync_assets.drops.validate import REASON, REASON_CODE
-from sync_assets.state.columns import EXTERNAL_ID_FIELD, FAILURE_COLUMNS, INTERNAL_PREFIX
+from sync_assets.state.columns import EXTERNAL_ID_FIELD, INTERNAL_PREFIX
 from sync_assets.state.layout import (
     FAILED_FOLDER,
     STAGING_FOLDER,
@@ -43,35 +43,36 @@ def newest_drop_with_state(state: StateStore, landing: StateStore) -> str | None
     return max(drops_with_state(state), key=age, default=None)
 
 
-def rejected_rows(state: StateStore, drop_id: str, partition: str, key_column: str) -> pl.LazyFrame:
-    """The partition's rejects (source columns as text), under the listing's common columns."""
-    path = StagingFiles.of(drop_id, partition).rejects
+def _listed(
+    state: StateStore, path: str, partition: str, kind: str, columns: tuple[str, str, str]
+) -> pl.LazyFrame:
+    """A file's rows under the listing's common columns, then its own (but the sync's bookkeeping).
+
+    `columns` are the file's key, code and reason; no rows if the file does not exist.
+    """
     if not state.exists(path):
         return pl.LazyFrame(schema=dict.fromkeys(ROW_COLUMNS, pl.String))
+    key, code, reason = columns
     return state.scan_parquet([path]).select(
         pl.lit(partition).alias("partition"),
-        pl.lit(REJECTED).alias("kind"),
-        pl.col(key_column).alias("key"),
-        pl.col(REASON_CODE).alias("code"),
-        pl.col(REASON).alias("reason"),
-        pl.exclude(key_column, REASON_CODE, REASON),
+        pl.lit(kind).alias("kind"),
+        pl.col(key).alias("key"),
+        pl.col(code).alias("code"),
+        pl.col(reason).alias("reason"),
+        pl.exclude(key, code, reason, f"^{INTERNAL_PREFIX}.*$"),
     )
+
+
+def rejected_rows(state: StateStore, drop_id: str, partition: str, key_column: str) -> pl.LazyFrame:
+    """The partition's rejects: source columns as text, the rule's code and message."""
+    path = StagingFiles.of(drop_id, partition).rejects
+    return _listed(state, path, partition, REJECTED, (key_column, REASON_CODE, REASON))
 
 
 def failed_rows(state: StateStore, drop_id: str, partition: str) -> pl.LazyFrame:
-    """The partition's rows Salesforce refused (fields as sent), under the listing's columns."""
+    """The partition's rows Salesforce refused: fields as sent, its error code and message, the job."""
     path = failed_rows_path(drop_id, partition)
-    if not state.exists(path):
-        return pl.LazyFrame(schema=dict.fromkeys(ROW_COLUMNS, pl.String))
-    return state.scan_parquet([path]).select(
-        pl.lit(partition).alias("partition"),
-        pl.lit(FAILED).alias("kind"),
-        pl.col(EXTERNAL_ID_FIELD).alias("key"),
-        pl.col("error_code").alias("code"),
-        pl.col("error").alias("reason"),
-        pl.col("job_id"),
-        pl.exclude(EXTERNAL_ID_FIELD, *FAILURE_COLUMNS, f"^{INTERNAL_PREFIX}.*$"),
-    )
+    return _listed(state, path, partition, FAILED, (EXTERNAL_ID_FIELD, "error_code", "error"))
 
 
 def failure_rows(
