@@ -37,6 +37,7 @@ from sync_assets.night_deletes import (
 from sync_assets.night_plan import NightPlan, plan_night
 from sync_assets.partition_load import PartitionLoader
 from sync_assets.partitions import opportunity_partitions
+from sync_assets.resend import RESEND_TAG, is_resend, resend_failed_rows
 from sync_assets.resources import BulkLoadResource, SalesforceResource, SyncStorage
 from sync_assets.salesforce.bulk_api import BulkApiUnavailableError
 from sync_assets.salesforce.connection import SalesforceConnection
@@ -356,10 +357,28 @@ def salesforce_opportunities(
             "moved_out_forgotten": dg.MetadataValue.int(forgotten),
             **deleted,
             **ledger_identity(before, after_upserts, forgotten, forgot_deleted, synced),
+            **failure_links(state, staged, result),
             "dagster/partition_row_count": dg.MetadataValue.int(synced),
         },
         tags={DROP_TAG: drop_id},
     )
+
+
+def failure_links(
+    state: StateStore, staged: StagedPartition, result: LoadResult
+) -> dict[str, dg.MetadataValue]:
+    """Where the partition's rows that did not reach Salesforce are, and how to act on them."""
+    where = f"--drop-id {staged.counts.drop_id} --partition {staged.counts.partition}"
+    return {
+        "rejects_file": dg.MetadataValue.path(state.url(staged.rejects)),
+        "act_on_failures": dg.MetadataValue.md(
+            f"List the rejected ({staged.counts.rejected:,}) and failed ({result.failed:,}) rows "
+            f"with their reasons: `sync-assets failures {where}` (`--csv FILE` for all of "
+            f"them). Once the org or the data is fixed: `sync-assets resend {where}`, or launch "
+            f"this partition with the run tag `{RESEND_TAG}=failed`. Rejected rows need a "
+            "corrected export."
+        ),
+    }
 
 
 def alert_retiring_api_version(
@@ -404,9 +423,16 @@ def load_staged_partition(
             allow_retries=False,
         )
     progress = ProgressReporter(state, drop_id, partition, context.log)
-    loader = PartitionLoader(bulk_load.loader(salesforce, progress=progress.confirmed), state)
-    result = loader.load_staged(drop_id, partition)
-    progress.finished(result.succeeded + result.failed, result.sent)
+    loader = PartitionLoader(
+        bulk_load.loader(salesforce, progress=lambda now: progress.loading(**now.model_dump())),
+        state,
+    )
+    result = (
+        resend_failed_rows(context, loader, drop_id)
+        if is_resend(context.run.tags)
+        else loader.load_staged(drop_id, partition)
+    )
+    progress.finished(result.succeeded + result.failed, result.sent, result.failed)
     moved_out, forgotten = loader.forget_moved_rows(staged, salesforce.still_tagged)
     return staged, result, moved_out, forgotten
 

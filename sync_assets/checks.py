@@ -218,7 +218,8 @@ def no_permanently_failed_rows(
             "No permanently failed rows."
             if failed.height == 0
             else f"{failed.height:,} rows failed in Salesforce ({top}); they are in {state.url(path)} "
-            "and will be sent again with the next drop."
+            f"(`sync-assets failures --drop-id {drop_id} --partition {partition}`); once the org "
+            "or the data is fixed, `sync-assets resend` sends them again (else the next drop does)."
         ),
         drop_id=drop_id,
         numbers={"failed": failed.height, **{f"failed_{k}": v for k, v in by_reason.items()}},

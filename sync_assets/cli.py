@@ -1,4 +1,4 @@
-"""The `sync-assets` command line: demo, sandbox, generate, plan, sync, restore and ui."""
+"""The `sync-assets` command line: demo, sandbox, generate, plan, sync, failures, resend, restore and ui."""
 
 from pathlib import Path
 from typing import Annotated
@@ -84,24 +84,33 @@ def _run_night(
     launched_by: str,
     rows_if_missing: int | None,
     strict: bool,
+    progress_interval: float,
 ) -> None:
     from sync_assets.demo import run_night, wide_console
-    from sync_assets.state.layout import PARTITION_KEYS, partition_label
 
     verdict = run_night(
         drop_id=drop_id,
-        partitions=[partition_label(key) for key in partitions] if partitions else PARTITION_KEYS,
+        partitions=_partition_keys(partitions),
         parallel=parallel,
         launched_by=launched_by,
         rows_if_missing=rows_if_missing,
         console=wide_console(),
         strict=strict,
+        progress_interval=progress_interval,
     )
     raise typer.Exit(int(verdict))
 
 
 StrictOption = Annotated[
     bool, typer.Option(help="Exit 3 when only WARN checks failed (default: exit 0, printed).")
+]
+ProgressIntervalOption = Annotated[
+    float,
+    typer.Option(
+        min=1.0,
+        help="Seconds between plain progress lines per partition when stdout is not a terminal "
+        "(cron, a pod's log); a terminal shows live bars instead.",
+    ),
 ]
 
 
@@ -112,9 +121,18 @@ def demo(
     ] = 2_000_000,
     parallel: Annotated[int, typer.Option(help="Partition runs side by side.")] = 10,
     strict: StrictOption = False,
+    progress_interval: ProgressIntervalOption = 30.0,
 ) -> None:
     """The whole nightly sync on the embedded default: demo drop, local sandbox, 10 partitions."""
-    _run_night(None, None, parallel, "sync-assets demo", rows_if_missing=rows, strict=strict)
+    _run_night(
+        None,
+        None,
+        parallel,
+        "sync-assets demo",
+        rows_if_missing=rows,
+        strict=strict,
+        progress_interval=progress_interval,
+    )
 
 
 @app.command(epilog=EXIT_CODES_HELP)
@@ -127,10 +145,17 @@ def sync(
     ] = None,
     parallel: Annotated[int, typer.Option(help="Partition runs side by side.")] = 10,
     strict: StrictOption = False,
+    progress_interval: ProgressIntervalOption = 30.0,
 ) -> None:
     """Run the nightly sync headless against the configured org (SALESFORCE_*, required)."""
     _run_night(
-        drop_id, partition, parallel, "sync-assets sync", rows_if_missing=None, strict=strict
+        drop_id,
+        partition,
+        parallel,
+        "sync-assets sync",
+        rows_if_missing=None,
+        strict=strict,
+        progress_interval=progress_interval,
     )
 
 
@@ -151,17 +176,80 @@ def plan(
 ) -> None:
     """Plan the next night without sending anything: rows to create, update, leave and reject.
 
-    Exit codes: 0 planned, 1 the drop or the mapping was refused (printed), 4 no complete drop.
+    Exit codes: 0 planned, 1 the drop or the mapping was refused (printed), 2 bad usage or no
+    org configured (SALESFORCE_*), 4 no complete drop.
 
     Per partition, with the Bulk jobs and API calls it would use against the org's /limits and
     the fields it would write; printed as a table and written as JSON.
     """
     from sync_assets.demo import wide_console
     from sync_assets.plan_report import run_plan
+
+    raise typer.Exit(int(run_plan(drop_id, _partition_keys(partition), json_file, wide_console())))
+
+
+def _partition_keys(partitions: list[str] | None) -> list[str]:
+    """The partitions named on the command line (default: all), or exit 2 naming the bad one."""
     from sync_assets.state.layout import PARTITION_KEYS, partition_label
 
-    keys = [partition_label(key) for key in partition] if partition else PARTITION_KEYS
-    raise typer.Exit(int(run_plan(drop_id, keys, json_file, wide_console())))
+    try:
+        return [partition_label(key) for key in partitions] if partitions else PARTITION_KEYS
+    except ValueError as error:
+        typer.echo(f"Error: {error}", err=True)
+        raise typer.Exit(2) from error
+
+
+@app.command(
+    epilog="Exit codes: 0 listed (or none to list); 2 bad usage: an unknown drop or partition, "
+    "an unreadable mapping file; 4 no drop staged yet."
+)
+def failures(
+    drop_id: Annotated[
+        str | None,
+        typer.Option(help="Drop whose rows to list (default: the newest drop in the state)."),
+    ] = None,
+    partition: Annotated[
+        list[str] | None, typer.Option(help="Partition(s) to list (default: all 10).")
+    ] = None,
+    csv: Annotated[
+        Path | None,
+        typer.Option(help="Write every listed row, with all its columns, to this CSV file."),
+    ] = None,
+    limit: Annotated[int, typer.Option(min=0, help="Rows to print after the counts.")] = 50,
+) -> None:
+    """List a drop's rows that did not reach Salesforce, with their reasons.
+
+    Rejected by the sync's rules (fix the export) and failed in Salesforce (fix the org or the data, then `resend`): counts by partition, kind and reason code first, then the rows. Reads the state only.
+    """
+    from sync_assets.demo import wide_console
+    from sync_assets.failure_report import run_failures
+
+    keys = _partition_keys(partition)
+    raise typer.Exit(int(run_failures(drop_id, keys, csv, limit, wide_console())))
+
+
+@app.command(
+    epilog="Exit codes (as sync's): 0 resent and the checks passed; 1 a run or an ERROR check "
+    "failed (rows still fail: `sync-assets failures` lists them); 2 bad usage (an unknown drop "
+    "or partition, a partition last loaded from another drop) or no org configured "
+    "(SALESFORCE_*), nothing resent or written."
+)
+def resend(
+    drop_id: Annotated[str, typer.Option(help="Drop whose failed rows to resend.")],
+    partition: Annotated[
+        list[str] | None, typer.Option(help="Partition(s) to resend (default: all 10).")
+    ] = None,
+    parallel: Annotated[int, typer.Option(help="Partition runs side by side.")] = 10,
+) -> None:
+    """Send a drop's rows that failed in Salesforce again, once the org or the data is fixed.
+
+    One Dagster run per partition (tag sync/resend) against the configured org (SALESFORCE_*, required): the ledger takes the rows Salesforce now confirms, the failed-rows file keeps only those that still fail, the load's checks run again. Only a partition's last loaded drop can be resent; rejected rows cannot (a corrected export brings them in).
+    """
+    from sync_assets.demo import wide_console
+    from sync_assets.failure_report import run_resend
+
+    keys = _partition_keys(partition)
+    raise typer.Exit(int(run_resend(drop_id, keys, parallel, wide_console())))
 
 
 @app.command()
@@ -183,13 +271,8 @@ def restore(
     """
     from sync_assets.demo import wide_console
     from sync_assets.restore_report import run_restore
-    from sync_assets.state.layout import PARTITION_KEYS, partition_label
 
-    try:
-        keys = [partition_label(key) for key in partition] if partition else PARTITION_KEYS
-    except ValueError as error:
-        raise typer.BadParameter(str(error), param_hint="--partition") from error
-    raise typer.Exit(int(run_restore(drop_id, keys, wide_console())))
+    raise typer.Exit(int(run_restore(drop_id, _partition_keys(partition), wide_console())))
 
 
 @app.command()

@@ -17,7 +17,7 @@ from sync_assets.runner import RunOutcome, prepare_dagster_home, run_drop
 from sync_assets.salesforce.connection import SalesforceCredentials
 from sync_assets.salesforce.errors import SalesforceConfigError
 from sync_assets.settings import SyncSettings, salesforce_env
-from sync_assets.state.progress import read_progress
+from sync_assets.state.progress import PartitionProgress, read_progress
 from sync_assets.storage import StateStore
 
 DEMO_BAD_FRACTION = 0.001
@@ -163,6 +163,92 @@ class PartitionBars:
                     )
 
 
+DEFAULT_PROGRESS_INTERVAL = 30.0
+"""Seconds between plain progress lines when no terminal shows the bars (cron, a pod's log)."""
+
+
+def progress_line(partition: str, progress: PartitionProgress | None, elapsed: float) -> str:
+    """One partition's progress as a plain line a log keeps: rows, jobs in flight, errors."""
+    if progress is None:
+        return f"partition {partition}: staging or waiting to load ({elapsed:.0f} s)"
+    if progress.phase == "done":
+        return (
+            f"partition {partition}: loaded, {progress.failed:,} of {progress.total:,} rows "
+            f"failed; checking ({elapsed:.0f} s)"
+        )
+    share = progress.confirmed / progress.total if progress.total else 1.0
+    return (
+        f"partition {partition}: {progress.confirmed:,} of {progress.total:,} rows confirmed "
+        f"({share:.0%}), {progress.sent:,} sent, {progress.jobs_in_flight} jobs in flight, "
+        f"{progress.failed:,} failed, {progress.resent:,} to resend ({elapsed:.0f} s)"
+    )
+
+
+class PartitionLines:
+    """Without a terminal: a plain progress line per running partition every `interval` seconds.
+
+    Fed from the same progress files as `PartitionBars`; a log keeps every line, so a stuck or
+    failing partition shows while the night runs, not only in the final table.
+    """
+
+    def __init__(
+        self,
+        state: StateStore,
+        drop_id: str,
+        partitions: list[str],
+        console: Console,
+        interval: float,
+    ) -> None:
+        self._state = state
+        self._drop_id = drop_id
+        self._running = list(partitions)
+        self._console = console
+        self._interval = interval
+        self._lock = threading.Lock()
+        self._started = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._report, daemon=True)
+
+    def __enter__(self) -> "PartitionLines":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def finished(self, outcome: RunOutcome) -> None:
+        loaded = outcome.materializations.get("salesforce_opportunities", {})
+        verdict = "done" if outcome.success else f"failed: {outcome.error}"
+        with self._lock:
+            if outcome.partition in self._running:
+                self._running.remove(outcome.partition)
+            self._print(
+                f"partition {outcome.partition}: {verdict}, {int(loaded.get('sent') or 0):,} sent, "
+                f"{int(loaded.get('failed') or 0):,} failed ({outcome.duration_seconds:.0f} s)"
+            )
+
+    def _report(self) -> None:
+        while not self._stop.wait(self._interval):
+            elapsed = time.monotonic() - self._started
+            with self._lock:
+                for partition in self._running:
+                    progress = read_progress(self._state, self._drop_id, partition)
+                    self._print(progress_line(partition, progress, elapsed))
+
+    def _print(self, line: str) -> None:
+        self._console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def night_progress(
+    state: StateStore, drop_id: str, partitions: list[str], console: Console, interval: float
+) -> "PartitionBars | PartitionLines":
+    """Live bars on a terminal; plain lines at a steady interval where only a log is watching."""
+    if console.is_terminal:
+        return PartitionBars(state, drop_id, partitions, console)
+    return PartitionLines(state, drop_id, partitions, console, interval)
+
+
 def reconciliation_table(outcomes: list[RunOutcome]) -> Table:
     """Per partition: where every row went, what Salesforce counts, and what the checks said."""
     table = Table(title="Reconciliation")
@@ -240,6 +326,7 @@ def run_night(
     rows_if_missing: int | None,
     console: Console,
     strict: bool = False,
+    progress_interval: float = DEFAULT_PROGRESS_INTERVAL,
 ) -> NightVerdict:
     """Sync one drop end to end and print the reconciliation; how the night ended.
 
@@ -266,13 +353,14 @@ def run_night(
     with salesforce_for_commands(settings, console) as target:
         console.print(f"Syncing drop {drop_id} ({len(partitions)} partitions) into {target}…")
         synced_from = time.monotonic()
-        with PartitionBars(StateStore(settings.state_dir), drop_id, partitions, console) as bars:
+        state = StateStore(settings.state_dir)
+        with night_progress(state, drop_id, partitions, console, progress_interval) as progress:
             outcomes = run_drop(
                 drop_id,
                 partitions,
                 parallel=parallel,
                 launched_by=launched_by,
-                on_done=bars.finished,
+                on_done=progress.finished,
             )
     sync_seconds = time.monotonic() - synced_from
     console.print(reconciliation_table(outcomes))

@@ -97,20 +97,27 @@ def last_staged_drop(
     return str(records[0].asset_materialization.metadata["drop_id"].value)
 
 
+def latest_partition_sync(
+    instance: dg.DagsterInstance, load_asset: dg.AssetKey, partition: str
+) -> dict[str, object] | None:
+    """The metadata of the load asset's latest materialization of one partition, if any."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=load_asset, asset_partitions=[partition]), limit=1
+    ).records
+    if not records or records[0].asset_materialization is None:
+        return None
+    return {key: value.value for key, value in records[0].asset_materialization.metadata.items()}
+
+
 def latest_partition_syncs(
     instance: dg.DagsterInstance, load_asset: dg.AssetKey
 ) -> dict[str, dict[str, object]]:
     """Per partition, the metadata of the load asset's latest materialization."""
-    latest: dict[str, dict[str, object]] = {}
-    for partition in opportunity_partitions.get_partition_keys():
-        records = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=load_asset, asset_partitions=[partition]), limit=1
-        ).records
-        if records and records[0].asset_materialization is not None:
-            latest[partition] = {
-                key: value.value for key, value in records[0].asset_materialization.metadata.items()
-            }
-    return latest
+    latest = {
+        partition: latest_partition_sync(instance, load_asset, partition)
+        for partition in opportunity_partitions.get_partition_keys()
+    }
+    return {partition: meta for partition, meta in latest.items() if meta is not None}
 
 
 def night_contract(

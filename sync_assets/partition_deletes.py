@@ -21,6 +21,7 @@ from sync_assets.salesforce.loader import BulkLoader, LoadResult
 from sync_assets.state.columns import (
     ACCOUNT_EXTERNAL_ID_FIELD,
     EXTERNAL_ID_FIELD,
+    FAILED_OPERATION,
     INTERNAL_PREFIX,
     PARTITION_FIELD,
     ROW_HASH,
@@ -38,7 +39,6 @@ OPERATIONS: dict[str, IngestOperation] = {
 }
 LAST_SENT_DROP = "_last_sent_drop"
 VALUES_KEPT = "_values_kept"
-OPERATION = "_operation"
 # Bulk API 2.0: "#N/A" empties a field. An archived record leaves the sync's partition, so the
 # COUNT() checks and the moved-row logic stop counting it (the ledger forgets it too).
 CLEAR = "#N/A"
@@ -271,7 +271,7 @@ class PartitionDeleter:
         if failed.is_empty():
             return
         path = failed_rows_path(drop_id, partition)
-        labelled = failed.with_columns(pl.lit(mode).alias(OPERATION))
+        labelled = failed.with_columns(pl.lit(mode).alias(FAILED_OPERATION))
         earlier = self.state.read_parquet(path) if self.state.exists(path) else None
         kept = (
             labelled if earlier is None else pl.concat([earlier, labelled], how="diagonal_relaxed")

@@ -14,8 +14,19 @@ from sync_assets.salesforce.checkpoint import CheckpointStore
 from sync_assets.salesforce.errors import LoadStoppedError
 from sync_assets.salesforce.loader import BulkLoader, LoadOutcome, LoadResult
 from sync_assets.salesforce.watcher import Pace
-from sync_assets.state.columns import EXTERNAL_ID_FIELD, ROW_HASH
-from sync_assets.state.layout import StagingFiles, failed_rows_path, pace_path
+from sync_assets.state.columns import (
+    EXTERNAL_ID_FIELD,
+    FAILED_OPERATION,
+    FAILURE_COLUMNS,
+    ROW_HASH,
+    SALESFORCE_ID_FIELD,
+)
+from sync_assets.state.layout import (
+    StagingFiles,
+    failed_rows_path,
+    pace_path,
+    resend_checkpoint_folder,
+)
 from sync_assets.state.ledger import advance_ledger, forget_ledger_rows
 from sync_assets.state.org import bind_org
 from sync_assets.storage import StateStore
@@ -42,6 +53,31 @@ class PartitionLoader:
         rows = self.state.scan_parquet([StagingFiles.of(drop_id, partition).to_send])
         return self.load(rows, drop_id, partition)
 
+    def resend_failed(self, drop_id: str, partition: str, attempt: str) -> LoadResult:
+        """Send the rows of a drop's partition that failed for good again, as they were staged.
+
+        For after the org or the data was fixed (a validation rule, a missing parent): the
+        ledger advances for the rows Salesforce now confirms and the failed-rows file keeps only
+        the rows that still fail. `attempt` (the run) names the resend's own checkpoint, so a
+        retried run resumes its jobs while a later resend sends the rows again.
+        """
+        path = failed_rows_path(drop_id, partition)
+        failed = self.state.read_parquet(path)
+        if FAILED_OPERATION not in failed.columns:
+            failed = failed.with_columns(pl.lit(None, pl.String).alias(FAILED_OPERATION))
+        # Rows Salesforce refused to delete are no upserts: they stay listed, not resent.
+        refused_deletes = failed.filter(pl.col(FAILED_OPERATION).is_not_null())
+        rows = failed.filter(pl.col(FAILED_OPERATION).is_null()).drop(
+            *FAILURE_COLUMNS, FAILED_OPERATION, SALESFORCE_ID_FIELD, strict=False
+        )
+        folder = resend_checkpoint_folder(drop_id, partition, attempt)
+        result = self.load(rows, drop_id, partition, checkpoint_folder=folder)
+        if not refused_deletes.is_empty():
+            still = self.state.read_parquet(path)
+            kept = pl.concat([still, refused_deletes], how="diagonal_relaxed")
+            self.state.write_parquet(path, kept)
+        return result
+
     def load(
         self,
         rows: pl.DataFrame | pl.LazyFrame,
@@ -53,8 +89,9 @@ class PartitionLoader:
     ) -> LoadResult:
         """Send ``rows`` (Salesforce columns plus ``_row_hash``, sorted by account); record it.
 
-        A load other than the night's upserts (a restore) names its own checkpoint folder and
-        failed-rows file, so it neither resumes nor overwrites the night's.
+        The checkpoint is the drop's partition's, and the failed rows go to its failed-rows file,
+        unless ``checkpoint_folder`` and ``failed_path`` name others: a resend resumes its own
+        jobs, a restore neither resumes nor overwrites the night's.
         """
         connection = self.loader.connection
         bind_org(self.state, connection.org_id, connection.instance_url)

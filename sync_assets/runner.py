@@ -18,11 +18,14 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from sync_assets.drop_runs import DROP_TAG, LAUNCHED_BY_TAG
+from sync_assets.resend import RESEND_TAG
 from sync_assets.settings import adopt_configuration_env, configuration_env, use_dagster_home
 from sync_assets.state.layout import PARTITION_KEYS
 
 # The local instance's configuration, copied into DAGSTER_HOME: Dagster reads it only there.
 LOCAL_INSTANCE_YAML = Path(__file__).with_name("local_instance.yaml")
+LOAD_ASSET = "salesforce_opportunities"
+"""The asset a resend runs (with its checks), by name: what a worker process is handed."""
 # What the fork server imports once for all workers (see `fork_preload`).
 FORK_SERVER_PRELOAD = ["sync_assets.fork_preload"]
 
@@ -68,9 +71,13 @@ def _plain(value: Any) -> Any:
 
 
 def _execute_job(
-    job_name: str, partition: str | None, tags: dict[str, str], env: dict[str, str]
+    job_name: str,
+    partition: str | None,
+    tags: dict[str, str],
+    env: dict[str, str],
+    assets: list[str] | None = None,
 ) -> RunOutcome:
-    """Runs inside a worker process: one job run, recorded in the instance."""
+    """Runs inside a worker process: one job run (of `assets` only, if given), recorded in the instance."""
     import dagster as dg
 
     from sync_assets.definitions import build_defs
@@ -90,6 +97,7 @@ def _execute_job(
             partition_key=partition,
             tags=tags,
             raise_on_error=False,
+            asset_selection=[dg.AssetKey(name) for name in assets] if assets else None,
         )
     error = None
     if not result.success:
@@ -142,7 +150,45 @@ def run_drop(
 ) -> list[RunOutcome]:
     """Sync the given partitions of a drop (one Dagster run each), `parallel` at a time."""
     partitions = list(partitions)
-    covers_all = set(partitions) == set(PARTITION_KEYS)
+    tags = {DROP_TAG: drop_id, LAUNCHED_BY_TAG: launched_by}
+    # The night's summary needs every partition of the drop; a partial re-run leaves it be.
+    summarise = set(partitions) == set(PARTITION_KEYS)
+    return _run_partitions(partitions, tags, parallel, on_done, summarise=summarise)
+
+
+def resend_drop(
+    drop_id: str,
+    partitions: Iterable[str],
+    *,
+    parallel: int,
+    launched_by: str,
+    summarise: bool,
+    on_done: Callable[[RunOutcome], None] | None = None,
+) -> list[RunOutcome]:
+    """Resend the failed rows of a drop's partitions (see `resend.py`).
+
+    One run of the load asset and its checks per partition, tagged `sync/resend`; then the
+    night's summary again if `summarise`.
+    """
+    tags = {DROP_TAG: drop_id, LAUNCHED_BY_TAG: launched_by, RESEND_TAG: "failed"}
+    return _run_partitions(
+        list(partitions), tags, parallel, on_done, summarise=summarise, assets=[LOAD_ASSET]
+    )
+
+
+def _run_partitions(
+    partitions: list[str],
+    tags: dict[str, str],
+    parallel: int,
+    on_done: Callable[[RunOutcome], None] | None,
+    *,
+    summarise: bool,
+    assets: list[str] | None = None,
+) -> list[RunOutcome]:
+    """One run of the sync job per partition, `parallel` at a time.
+
+    Then the night's summary, if asked and every run succeeded.
+    """
     context = multiprocessing.get_context("forkserver")
     # The fork server imports the code location once; every worker is forked from it, clean of any
     # threads the parent started (polars' pool, progress bars), which fork would copy half-alive.
@@ -150,12 +196,11 @@ def run_drop(
     context.set_forkserver_preload(FORK_SERVER_PRELOAD)
     multiprocessing.forkserver.ensure_running()
     _initialise_instance()
-    tags = {DROP_TAG: drop_id, LAUNCHED_BY_TAG: launched_by}
     env = configuration_env()
     outcomes: list[RunOutcome] = []
     with ProcessPoolExecutor(max_workers=parallel, mp_context=context) as pool:
         pending: set[Future[RunOutcome]] = {
-            pool.submit(_execute_job, "opportunity_sync_job", partition, tags, env)
+            pool.submit(_execute_job, "opportunity_sync_job", partition, tags, env, assets)
             for partition in partitions
         }
         while pending:
@@ -165,8 +210,7 @@ def run_drop(
                 outcomes.append(outcome)
                 if on_done is not None:
                     on_done(outcome)
-        # The night's summary needs every partition of the drop; a partial re-run leaves it be.
-        if covers_all and all(outcome.success for outcome in outcomes):
+        if summarise and all(outcome.success for outcome in outcomes):
             summary = pool.submit(_execute_job, "opportunity_summary_job", None, tags, env).result()
             outcomes.append(summary)
     return sorted(outcomes, key=lambda outcome: outcome.partition)

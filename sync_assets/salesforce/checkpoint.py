@@ -68,10 +68,10 @@ class CheckpointStore:
     def __init__(
         self, store: StateStore, drop_id: str, partition: str, folder: str | None = None
     ) -> None:
+        """The drop's partition's checkpoint, or the one in ``folder`` (a resend's, the deletes')."""
         self.store = store
         self.drop_id = drop_id
         self.partition = partition
-        # Another folder keeps another kind of load of the drop's partition (its deletes) apart.
         self.prefix = folder or checkpoint_folder(drop_id, partition)
         self._lock = threading.Lock()
         self._state = self._read()

@@ -55,6 +55,12 @@ class ConcurrencyGate:
         with self._cond:
             return self._limit
 
+    @property
+    def in_flight(self) -> int:
+        """Jobs holding the gate now: uploading, or waiting for Salesforce to process them."""
+        with self._cond:
+            return self._active
+
     def acquire(self) -> None:
         with self._cond:
             while self._active >= self._limit:

@@ -74,8 +74,21 @@ log = logging.getLogger(__name__)
 SUCCESS_STATUSES = (RowStatus.CREATED.value, RowStatus.UPDATED.value)
 # Row errors that say the org is pushing back (locks, CPU): fewer jobs in flight.
 PUSH_BACK_CODES = ("UNABLE_TO_LOCK_ROW", "APEX_CPU_LIMIT")
-ProgressCallback = Callable[[int, int], None]
-"""Called with (rows confirmed so far, rows to send) after every finished job."""
+
+
+class LoadProgress(BaseModel):
+    """How far a load has got, as a person watching it (bars, a pod's log) wants to know."""
+
+    confirmed: int = Field(description="Rows Salesforce confirmed so far.")
+    total: int = Field(description="Rows to send.")
+    sent: int = Field(description="Rows uploaded so far by this load (resends count again).")
+    jobs_in_flight: int = Field(description="Jobs uploading or being processed now.")
+    failed: int = Field(description="Row outcomes that failed for good so far.")
+    resent: int = Field(description="Row outcomes that failed transiently so far (to be resent).")
+
+
+ProgressCallback = Callable[[LoadProgress], None]
+"""Called with the load's progress after every uploaded and every finished job."""
 JobEventHook = Callable[[str, str], None]
 """Called with (event, job id) for "created" and "closed"; a test raises here to simulate a crash."""
 
@@ -223,6 +236,8 @@ class BulkLoader:
         self._confirmed = 0
         self._uploaded = 0
         self._total = 0
+        self._failed = 0
+        self._transient = 0
         self._budget_from = 0
         self._stop_reason = ""
         self._jitter = random.Random()
@@ -249,6 +264,8 @@ class BulkLoader:
         keys = staged.keys
         self._total = keys.height
         self._uploaded = 0
+        self._failed = 0
+        self._transient = 0
         # The resend budget is per load: transient failures of an earlier run (an outage that has
         # since ended) must not stop this run from sending those rows again.
         self._budget_from = checkpoint.next_sequence
@@ -496,6 +513,7 @@ class BulkLoader:
             return
         with self._lock:
             self._uploaded += rows.height
+        self._report_progress()
         self._notify("closed", job.id)
         self._collect(checkpoint, keys, sequence, job.id, created)
 
@@ -548,6 +566,8 @@ class BulkLoader:
         self.gate.job_finished(confirmed, pushed_back)
         with self._lock:
             self._confirmed += confirmed
+            self._failed += int((status == RowStatus.PERMANENT.value).sum())
+            self._transient += int((status == RowStatus.TRANSIENT.value).sum())
         self._report_progress()
 
     def _wait_for(self, job_id: str, created: float) -> JobInfo:
@@ -734,8 +754,18 @@ class BulkLoader:
             self._on_job_event(event, job_id)
 
     def _report_progress(self) -> None:
-        if self._progress is not None:
-            self._progress(self._confirmed, self._total)
+        if self._progress is None:
+            return
+        with self._lock:
+            progress = LoadProgress(
+                confirmed=self._confirmed,
+                total=self._total,
+                sent=self._uploaded,
+                jobs_in_flight=self.gate.in_flight,
+                failed=self._failed,
+                resent=self._transient,
+            )
+        self._progress(progress)
 
 
 def _with_outcomes(rows: pl.DataFrame, outcomes: pl.LazyFrame, columns: list[str]) -> pl.LazyFrame:

@@ -20,3 +20,9 @@ PARTITION_FIELD = "Sync_Partition__c"
 
 SALESFORCE_ID_FIELD = "Id"
 """The record's Salesforce Id: the only column of a Bulk API 2.0 delete or hardDelete upload."""
+
+FAILURE_COLUMNS = ("error_code", "error", "job_id")
+"""What a failed-rows file adds to the row as it was sent: Salesforce's error and the job."""
+
+FAILED_OPERATION = "_operation"
+"""In a failed-rows file, the delete mode of a row Salesforce refused to delete (null: an upsert)."""

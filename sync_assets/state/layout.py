@@ -29,6 +29,21 @@ NOTICES_LOCK_PATH = "locks/notices.lock"
 """Held while a notice is checked and recorded, so ten partition runs alert once."""
 
 
+STAGING_FOLDER = "staging"
+"""Holds a folder per staged drop (`StagingFiles`)."""
+
+FAILED_FOLDER = "failed"
+"""Holds a folder per drop whose load recorded failed rows (`failed_rows_path`)."""
+
+
+def resend_checkpoint_folder(drop_id: str, partition: str | int, attempt: str) -> str:
+    """The loader's checkpoint of one resend of a drop's partition's failed rows (`attempt`: the run).
+
+    A resend has its own: the load's checkpoint already holds these rows' failures as final.
+    """
+    return f"checkpoints/{drop_id}/resends/{attempt}/partition={partition_label(partition)}"
+
+
 def pace_path(partition: str | int) -> str:
     """How fast a partition's Bulk jobs finished in its last load (times the next load's polls)."""
     return f"pace/partition={partition_label(partition)}.json"
@@ -51,7 +66,7 @@ def staging_lock_path(drop_id: str) -> str:
 
 def failed_rows_path(drop_id: str, partition: str | int) -> str:
     """The rows of a drop's partition that failed for good in Salesforce, with their errors."""
-    return f"failed/{drop_id}/partition={partition_label(partition)}/failed.parquet"
+    return f"{FAILED_FOLDER}/{drop_id}/partition={partition_label(partition)}/failed.parquet"
 
 
 def checkpoint_folder(drop_id: str, partition: str | int) -> str:
@@ -88,7 +103,7 @@ class StagingFiles(BaseModel):
 
     @classmethod
     def of(cls, drop_id: str, partition: str | int) -> "StagingFiles":
-        folder = f"staging/{drop_id}/partition={partition_label(partition)}"
+        folder = f"{STAGING_FOLDER}/{drop_id}/partition={partition_label(partition)}"
         return cls(
             folder=folder,
             to_send=f"{folder}/to_send.parquet",

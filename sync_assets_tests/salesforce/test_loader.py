@@ -148,7 +148,7 @@ def test_progress_reports_confirmed_rows(tmp_path: Path) -> None:
     rows = staged_partition(500, "3", accounts=20)
     seen: list[tuple[int, int]] = []
     loader = loader_for(FakeBulkOrg(), tmp_path)
-    loader.loader._progress = lambda done, total: seen.append((done, total))
+    loader.loader._progress = lambda now: seen.append((now.confirmed, now.total))
     loader.load(rows, "d1", "3")
     assert seen[0] == (0, 500) and seen[-1] == (500, 500)
     assert [done for done, _ in seen] == sorted(done for done, _ in seen)

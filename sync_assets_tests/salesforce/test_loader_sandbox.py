@@ -13,7 +13,7 @@ from sync_assets.partition_load import PartitionLoader
 from sync_assets.salesforce.bulk_api import BulkApi
 from sync_assets.salesforce.connection import AuthFlow, SalesforceConnection, SalesforceCredentials
 from sync_assets.salesforce.errors import SalesforceLimitsError
-from sync_assets.salesforce.loader import BulkLoader, LoaderSettings, LoadResult
+from sync_assets.salesforce.loader import BulkLoader, LoaderSettings, LoadProgress, LoadResult
 from sync_assets.salesforce.planning import PlanLimits
 from sync_assets.salesforce.queries import count_partition
 from sync_assets.salesforce.retry import RetryPolicy
@@ -42,15 +42,13 @@ def connect(data_dir: Path) -> SalesforceConnection:
 
 
 def loader(
-    data_dir: Path, state: Path, progress: list[tuple[int, int]] | None = None, **settings: Any
+    data_dir: Path, state: Path, progress: list[LoadProgress] | None = None, **settings: Any
 ) -> PartitionLoader:
     defaults: dict[str, Any] = {"watch": FAST_POLL, "retry": FAST_RETRY, "resend_pause": 0.1}
     bulk = BulkLoader(
         connect(data_dir),
         LoaderSettings(**(defaults | settings)),
-        progress=(lambda done, total: progress.append((done, total)))
-        if progress is not None
-        else None,
+        progress=progress.append if progress is not None else None,
     )
     return PartitionLoader(bulk, StateStore(state))
 
@@ -69,7 +67,7 @@ def assert_accounted(result: LoadResult) -> None:
 def test_load_counts_failures_ledger_and_rerun(sandbox_dir: Path, tmp_path: Path) -> None:
     rows = staged_partition(3_000, "1", accounts=ACCOUNTS, invalid_every=97)
     invalid = rows.filter(pl.col("_invalid_kind").is_not_null())
-    progress: list[tuple[int, int]] = []
+    progress: list[LoadProgress] = []
     result = loader(sandbox_dir, tmp_path, progress, plan=PlanLimits(max_records=700)).load(
         rows, "drop-a", "1"
     )
@@ -82,7 +80,14 @@ def test_load_counts_failures_ledger_and_rerun(sandbox_dir: Path, tmp_path: Path
     )
     assert result.retried == 0 and result.uploaded == 3_000
     assert len(result.job_ids) == 5
-    assert progress[-1] == (3_000 - invalid.height, 3_000)
+    assert (progress[-1].confirmed, progress[-1].total) == (3_000 - invalid.height, 3_000)
+    # What a log line without progress bars says (issue 16, item 6): sent, failed, jobs in flight.
+    assert (progress[-1].sent, progress[-1].failed, progress[-1].resent) == (
+        3_000,
+        invalid.height,
+        0,
+    )
+    assert 1 <= max(now.jobs_in_flight for now in progress) <= 8
     assert sum(result.failed_by_reason.values()) == invalid.height
 
     failed = pl.read_parquet(result.failed_file or "")
