@@ -164,7 +164,8 @@ def test_failures_are_listed_with_reasons_and_resent_once_the_org_is_fixed(
     assert Path(str(load["failed_file"])) == night.state.local_path(failed_rows_path("d2", "0"))
     assert str(load["rejects_file"]).endswith("staging/d2/partition=0/rejects.parquet")
     assert "sync-assets resend --drop-id d2 --partition 0" in str(load["act_on_failures"])
-    assert "2 passed" in said(resent)  # the load's checks: no failed rows, COUNT() = ledger
+    # The load's checks: no failed rows, COUNT() = ledger, the ledger identity.
+    assert "3 passed" in said(resent)
     runs = dg.DagsterInstance.get().get_runs(filters=dg.RunsFilter(tags={"sync/resend": "failed"}))
     assert len(runs) == 2
     after = cli("failures", "--csv", str(csv))
