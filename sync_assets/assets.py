@@ -35,6 +35,7 @@ from sync_assets.night_deletes import (
     ledger_keys,
 )
 from sync_assets.night_plan import NightPlan, plan_night
+from sync_assets.partition_deletes import restores_of_drop
 from sync_assets.partition_load import PartitionLoader
 from sync_assets.partitions import opportunity_partitions
 from sync_assets.resend import RESEND_TAG, is_resend, resend_failed_rows
@@ -437,7 +438,16 @@ def load_staged_partition(
     return staged, result, moved_out, forgotten
 
 
-SUMMARY_COLUMNS = ["source", "rejected", "unchanged", "sent", "succeeded", "failed", "retried"]
+SUMMARY_COLUMNS = [
+    "source",
+    "rejected",
+    "unchanged",
+    "sent",
+    "succeeded",
+    "failed",
+    "retried",
+    "deleted",
+]
 
 
 @dg.asset(
@@ -470,7 +480,14 @@ def opportunity_sync_summary(
         ]
     )
     totals = frame.select(pl.col(SUMMARY_COLUMNS).sum()).row(0, named=True)
-    ledger_total = distinct_synced_keys(storage.state())
+    state = storage.state()
+    ledger_total = distinct_synced_keys(state)
+    confirmations = [
+        {"partition": partition, **meta["deletes_confirmed"]}
+        for partition, meta in sorted(latest.items())
+        if isinstance(meta.get("deletes_confirmed"), dict)
+    ]
+    restores = restores_of_drop(state, drop_id, sorted(latest))
     context.log.info(
         "Drop %s: %d source rows, %d rejected, %d unchanged, %d sent, %d failed; ledger holds %d",
         drop_id,
@@ -487,6 +504,9 @@ def opportunity_sync_summary(
             **{column: dg.MetadataValue.int(int(value)) for column, value in totals.items()},
             "ledger_total": dg.MetadataValue.int(ledger_total),
             "partitions": dg.MetadataValue.md(partition_table(frame)),
+            # Who confirmed a held delete and what was restored since: the night's audit trail.
+            "deletes_confirmed": dg.MetadataValue.json(confirmations),
+            "restores": dg.MetadataValue.json([record.model_dump() for record in restores]),
         },
         tags={DROP_TAG: drop_id},
     )

@@ -30,8 +30,9 @@ class NightVerdict(IntEnum):
     """Every run succeeded and every check passed, or only WARN checks failed (printed)."""
     FAILED = 1
     """A run failed or an ERROR check failed: rows may be missing from Salesforce."""
-    NOT_CONFIGURED = 2
-    """No org is configured (`SALESFORCE_*`): nothing was run or written."""
+    BAD_USAGE = 2
+    """Bad usage (an unknown drop or partition, nothing to act on) or no org configured
+    (`SALESFORCE_*`): nothing was run or written."""
     WARNINGS = 3
     """Only WARN checks failed, and the command was asked to be --strict."""
     NO_DROP = 4
@@ -338,7 +339,7 @@ def run_night(
         problem = configured_org_problem(settings)
         if problem is not None:
             console.print(f"[red]{problem}[/] Nothing was run or written.")
-            return NightVerdict.NOT_CONFIGURED
+            return NightVerdict.BAD_USAGE
     dagster_home = prepare_dagster_home(settings.commands_dagster_home())
     started = time.monotonic()
     if drop_id is None:

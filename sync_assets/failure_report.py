@@ -104,12 +104,12 @@ def run_failures(
             console.print(f"[red]No drop has been staged in {state.url()} yet.")
             return NightVerdict.NO_DROP
     elif unknown_drop(state, drop_id, console):
-        return NightVerdict.NOT_CONFIGURED
+        return NightVerdict.BAD_USAGE
     try:
         key_column = load_mapping(settings.mapping_file).key.column
     except MappingError as error:
         console.print(f"[red]{error}")
-        return NightVerdict.NOT_CONFIGURED
+        return NightVerdict.BAD_USAGE
     rows = failure_rows(state, drop_id, partitions, key_column)
     counts = grouped_counts(rows)
     total = int(counts["rows"].sum())
@@ -176,15 +176,15 @@ def run_resend(
     problem = configured_org_problem(settings)
     if problem is not None:
         console.print(f"[red]{problem}[/] Nothing was resent or written.")
-        return NightVerdict.NOT_CONFIGURED
+        return NightVerdict.BAD_USAGE
     state = StateStore(settings.state_dir)
     if unknown_drop(state, drop_id, console):
-        return NightVerdict.NOT_CONFIGURED
+        return NightVerdict.BAD_USAGE
     prepare_dagster_home(settings.commands_dagster_home())
     to_resend = partitions_to_resend(state, drop_id, partitions, console)
     if to_resend is None:
         console.print("Nothing was resent.")
-        return NightVerdict.NOT_CONFIGURED
+        return NightVerdict.BAD_USAGE
     if rejected := sum(rejected_count(state, drop_id, partition) for partition in partitions):
         console.print(
             f"{rejected:,} rejected rows of drop {drop_id} are not resent: the sync's rules "

@@ -322,6 +322,16 @@ class RestoreResult(BaseModel):
     failed_file: str = ""
 
 
+def restores_of_drop(state: StateStore, drop_id: str, partitions: list[str]) -> list[RestoreResult]:
+    """Every restore of the drop's deletes that `sync-assets restore` recorded, by partition."""
+    folders = [DeleteFiles.of(drop_id, partition) for partition in partitions]
+    return [
+        state.read_json(path, RestoreResult)
+        for files in folders
+        for path in files.restore_records(state.list_names(files.folder))
+    ]
+
+
 def restore_partition(
     loader: PartitionLoader, drop_id: str, partition: str, restore_id: str
 ) -> RestoreResult | None:

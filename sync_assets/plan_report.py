@@ -80,7 +80,7 @@ def run_plan(
     problem = configured_org_problem(settings)
     if problem is not None:
         console.print(f"[red]{problem}[/] Nothing was planned.")
-        return NightVerdict.NOT_CONFIGURED
+        return NightVerdict.BAD_USAGE
     drop_id = drop_id or newest_complete_drop(StateStore(settings.landing_dir))
     if drop_id is None:
         console.print(f"[red]No complete drop in {settings.landing_dir}.")

@@ -47,7 +47,7 @@ def run_restore(drop_id: str, partitions: list[str], console: Console) -> NightV
     problem = configured_org_problem(settings)
     if problem is not None:
         console.print(f"[red]{problem}[/] Nothing was restored.")
-        return NightVerdict.NOT_CONFIGURED
+        return NightVerdict.BAD_USAGE
     state = StateStore(settings.state_dir)
     found = partitions_with_deletes(state, drop_id, partitions)
     if not found:
@@ -56,7 +56,7 @@ def run_restore(drop_id: str, partitions: list[str], console: Console) -> NightV
             f"(no deletes/{drop_id}/partition=<k>/deleted.parquet in {state.url()}). "
             "Nothing was restored."
         )
-        return NightVerdict.NOT_CONFIGURED
+        return NightVerdict.BAD_USAGE
     connection = SalesforceConnection(settings.salesforce())
     resource = BulkLoadResource(api_budget_share=settings.api_budget_share)
     loader = PartitionLoader(BulkLoader(connection, resource.loader_settings()), state)

@@ -112,6 +112,9 @@ def test_first_night_then_unchanged_then_next_night(night: Night) -> None:
     ]
     assert failed_checks == []
     assert {check.name for check in first["summary"].checks} == {"salesforce_total_matches_ledger"}
+    summary = first["summary"].materializations["opportunity_sync_summary"]
+    # Deletes are off by default: none counted, none confirmed, nothing restored.
+    assert (summary["deleted"], summary["deletes_confirmed"], summary["restores"]) == (0, [], [])
     assert night.hook.posts == []
     # The drop was read and staged once for the night, by whichever run got there first.
     staged_by = [

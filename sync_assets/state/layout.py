@@ -114,6 +114,9 @@ class StagingFiles(BaseModel):
         )
 
 
+RESTORE_RECORD_PREFIX = "restore-"
+
+
 class DeleteFiles(BaseModel):
     """The files of one drop's deletes in one partition, relative to the state dir."""
 
@@ -140,9 +143,21 @@ class DeleteFiles(BaseModel):
             checkpoint=f"checkpoints/{drop_id}/deletes/partition={label}",
         )
 
+    @property
+    def folder(self) -> str:
+        return self.deleted.rsplit("/", 1)[0]
+
     def restore_record(self, restore_id: str) -> str:
         """What a restore of these deletes did (`RestoreResult` as JSON)."""
-        return self.deleted.replace("deleted.parquet", f"restore-{restore_id}.json")
+        return f"{self.folder}/{RESTORE_RECORD_PREFIX}{restore_id}.json"
+
+    def restore_records(self, names: list[str]) -> list[str]:
+        """The restore records among the names of this folder (`StateStore.list_names`)."""
+        return [
+            f"{self.folder}/{name}"
+            for name in names
+            if name.startswith(RESTORE_RECORD_PREFIX) and name.endswith(".json")
+        ]
 
     def restore_checkpoint(self, restore_id: str) -> str:
         """A restore's own checkpoint: a later restore of the same rows sends them again."""

@@ -16,6 +16,7 @@ from rich.console import Console
 from sync_assets.demo import NightVerdict
 from sync_assets.drop_runs import ALERTED_TAG
 from sync_assets.night_deletes import CONFIRM_TAG
+from sync_assets.partition_deletes import restores_of_drop
 from sync_assets.restore_report import run_restore
 from sync_assets.state.layout import DeleteFiles
 from sync_assets_tests.drops.helpers import write_drop
@@ -117,9 +118,11 @@ def test_deletes_guard_confirmation_and_restore(
     assert after == before, output.getvalue()
     assert set(night.ledger_keys(PARTITION)) == set(keys[2:])
     assert set(night.external_ids(PARTITION)) == set(keys[2:])
+    [restored] = restores_of_drop(night.state, "night-3", [PARTITION])
+    assert (restored.kept, restored.restored, restored.failed) == (80, 80, 0)
     # A drop that deleted nothing in the partition is refused, nothing restored.
     assert run_restore("night-1", [PARTITION], Console(file=io.StringIO())) == (
-        NightVerdict.NOT_CONFIGURED
+        NightVerdict.BAD_USAGE
     )
 
 
