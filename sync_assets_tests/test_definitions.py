@@ -36,6 +36,7 @@ def test_names_and_partitions_follow_the_design() -> None:
         "rows_accounted_for",
         "reject_rate_below_threshold",
         "no_permanently_failed_rows",
+        "ledger_identity_holds",
         "salesforce_count_matches_ledger",
         "salesforce_total_matches_ledger",
     }
