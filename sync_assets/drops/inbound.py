@@ -30,7 +30,7 @@ def _number_text(column: pl.Expr, scale: int) -> pl.Expr:
     return pl.when(exact).then(at_scale.cast(pl.String)).otherwise(column)
 
 
-def _normalised(spec: FieldSpec, column: pl.Expr) -> pl.Expr:
+def normalised_text(spec: FieldSpec, column: pl.Expr) -> pl.Expr:
     """The org's text of one field as `outbound._text` writes the same value."""
     if spec.kind in ("decimal", "integer"):
         return _number_text(column, spec.decimal_places or 0)
@@ -50,7 +50,7 @@ def _as_sent(spec: FieldSpec, column: pl.Expr) -> pl.Expr:
     Where empty means "keep" (or the field is required) nothing was hashed for an empty value,
     so an empty org value stays null.
     """
-    text = _normalised(spec, column)
+    text = normalised_text(spec, column)
     return text if spec.required or spec.target.empty == "keep" else text.fill_null(NULL_VALUE)
 
 
