@@ -6,6 +6,7 @@ is also posted to the alert webhook.
 """
 
 import warnings
+from datetime import timedelta
 
 import dagster as dg
 import polars as pl
@@ -17,7 +18,7 @@ from sync_assets.assets import (
     opportunity_sync_summary,
     salesforce_opportunities,
 )
-from sync_assets.drift import DriftChecker, DriftCounts
+from sync_assets.drift import DEFAULT_OVERLAP, DriftChecker, DriftCounts
 from sync_assets.drop_runs import (
     DROP_TAG,
     exclusive_partition,
@@ -317,6 +318,12 @@ class DriftCheckConfig(dg.Config):
         description="Read every record of the partition, not only those whose SystemModstamp "
         "moved since the last check (the first check is always full).",
     )
+    overlap_seconds: float = Field(
+        default=DEFAULT_OVERLAP.total_seconds(),
+        ge=0,
+        description="An incremental check also reads records changed this long before the last "
+        "check started (saved in a transaction that was still open then).",
+    )
 
 
 def _drift_description(counts: DriftCounts) -> str:
@@ -352,7 +359,8 @@ def salesforce_matches_what_was_sent(
     drop_id = _staged_drop(context)
     contract = night_contract(storage, drop_id, salesforce)
     checker = DriftChecker(BulkApi(salesforce.connection()), state, contract, salesforce.usernames)
-    check = checker.check(context.partition_key, full=config.full)
+    overlap = timedelta(seconds=config.overlap_seconds)
+    check = checker.check(context.partition_key, full=config.full, overlap=overlap)
     counts = check.counts
     context.log.info(
         "Partition %s: %d records read (%s), %d drifted, in %.1f s query + %.1f s compare",

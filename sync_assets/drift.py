@@ -59,7 +59,7 @@ _REPORTED_SCHEMA = pl.Schema({"external_id": pl.String(), "modified_at": pl.Stri
 
 # A record saved in a transaction that began before the last check's query job and committed
 # after it carries the earlier SystemModstamp: an incremental check reads from this much before.
-INCREMENTAL_OVERLAP = timedelta(minutes=5)
+DEFAULT_OVERLAP = timedelta(minutes=5)
 _STAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%f%z"
 
 
@@ -135,12 +135,18 @@ class DriftChecker:
         self.contract = contract
         self.usernames = usernames
 
-    def check(self, partition: str, full: bool = False) -> DriftCheck:
-        """Read the partition's records (all, or changed since the last check), report the drift."""
+    def check(
+        self, partition: str, full: bool = False, overlap: timedelta = DEFAULT_OVERLAP
+    ) -> DriftCheck:
+        """Read the partition's records (all, or changed since the last check), report the drift.
+
+        An incremental check reads the records whose SystemModstamp is later than the last
+        check's query job's creation less ``overlap``.
+        """
         previous = None if full else last_check(self.state, partition)
         since = None
         if previous is not None:
-            since = datetime.strptime(previous.job_created, _STAMP_FORMAT) - INCREMENTAL_OVERLAP
+            since = datetime.strptime(previous.job_created, _STAMP_FORMAT) - overlap
         started = time.monotonic()
         job = run_query_job(self.bulk, drift_soql(self.contract, partition, since), "queryAll")
         with tempfile.TemporaryDirectory(prefix="drift-") as folder:
