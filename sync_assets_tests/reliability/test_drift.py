@@ -145,6 +145,28 @@ def test_rep_edits_and_deletes_are_reported_with_the_editor_and_repaired(
         assert again["metadata"]["already_reported"] == 10
     assert night.state.read_parquet(report_path(PARTITION)).is_empty()
 
+    # A record the rep creates with our partition tag: unknown to the ledger, reported, not touched.
+    rep.Opportunity.create(
+        {
+            "External_Id__c": "REP-OWN-1",
+            "Name": "Rep's own deal",
+            "StageName": "Prospecting",
+            "CloseDate": "2026-12-31",
+            "Sync_Partition__c": PARTITION,
+        }
+    )
+    unknown = _run(night, "opportunity_drift_job")
+    numbers = unknown.checks[CHECK]["metadata"]
+    assert (numbers["unknown"], numbers["to_resend"], numbers["left_alone"]) == (1, 0, 1)
+    [line] = night.state.read_parquet(report_path(PARTITION)).to_dicts()
+    assert (line["external_id"], line["kind"], line["modified_by"]) == (
+        "REP-OWN-1",
+        "unknown",
+        REP["username"],
+    )
+    assert _run(night, "opportunity_drift_repair_job").success
+    assert "REP-OWN-1" in _records(night)
+
 
 def test_the_drift_check_is_not_part_of_the_nightly_load() -> None:
     job = definitions().resolve_job_def("opportunity_sync_job")
