@@ -233,7 +233,11 @@ class DriftChecker:
         """Ledger rows the org does not hold live: with who deleted them where the org still knows.
 
         A full check sees every live record, so any ledger row absent is missing; an
-        incremental one sees only records deleted since the last check.
+        incremental one sees only records deleted since the last check: a delete sets
+        IsDeleted and moves SystemModstamp, which replication tools rely on (CopyStorm,
+        "Deleted Record Management"). Hard deletes, merges and an emptied recycle bin leave no
+        record: only a full check finds those, without who. That the deleter becomes
+        LastModifiedById is the sandbox's behaviour, not confirmed in Salesforce's documentation.
         """
         audit = deleted.select("external_id", "modified_by_id", "modified_at")
         if full:
