@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from benchmarks.drift import DriftFigures, summary
 from benchmarks.measure import median
 from benchmarks.production import OrgBoundFigures, ProductionFigures
 from benchmarks.scenarios import (
@@ -54,6 +55,9 @@ class Results(BaseModel):
     scale_points: list[ScalePoint]
     production: ProductionFigures | None = Field(
         default=None, description="Scenario 8; may be measured by a later `--only production` run."
+    )
+    drift: DriftFigures | None = Field(
+        default=None, description="Scenario 9; may be measured by a later `--only drift` run."
     )
 
 
@@ -124,6 +128,22 @@ def judge(results: Results) -> list[Target]:
             met=growth <= 1.25,
         ),
         *_production_targets(results.production),
+        *_drift_targets(results.drift),
+    ]
+
+
+def _drift_targets(drift: DriftFigures | None) -> list[Target]:
+    if drift is None:
+        return []
+    load, check = drift.load_peak_rss_mb, drift.check_peak_rss_mb
+    return [
+        Target(
+            name="Drift check: peak memory per partition within 25% of the load's",
+            figures=f"largest check {check:,.0f} MB vs largest load run {load:,.0f} MB "
+            f"({check / load - 1:+.0%}; the median load run "
+            f"{drift.load.peak_rss_mb_run_worker_median:,.0f} MB)",
+            met=check <= 1.25 * load,
+        )
     ]
 
 
@@ -568,6 +588,50 @@ def _production_lines(production: ProductionFigures | None) -> list[str]:
     ]
 
 
+def _drift_lines(drift: DriftFigures | None) -> list[str]:
+    if drift is None:
+        return []
+    scale, totals = drift.scale, summary(drift)
+    checks = [
+        [
+            check.partition,
+            check.mode,
+            f"{check.read:,}",
+            f"{check.drifted:,}",
+            f"{check.query_seconds:.1f}",
+            f"{check.compare_seconds:.1f}",
+            f"{check.run_seconds:.1f}",
+            f"{check.peak_rss_mb:,.0f}",
+        ]
+        for check in [*drift.full, *drift.incremental]
+    ]
+    return [
+        "## 9. Drift: the org read back",
+        "",
+        f"{scale.rows:,} rows loaded into a fresh sandbox by a measured night (run workers' peak "
+        f"RSS: largest {drift.load.peak_rss_mb_run_worker:,.0f} MB, median "
+        f"{drift.load.peak_rss_mb_run_worker_median:,.0f} MB); then {scale.edited:,} Amounts "
+        f"edited and {scale.deleted:,} records deleted in the org by Bulk jobs; then each "
+        "partition's drift check (`opportunity_drift_job`) alone in a measured process, full; "
+        f"then {scale.edited:,} records edited again and each partition's incremental check "
+        "(no overlap: only what changed since the full check started). *Query* is the Bulk API 2.0 `queryAll` job from creation to its "
+        "last page downloaded (normalised and hashed page by page); *compare* the join with the "
+        "ledger, the field-by-field report and the usernames. The peak is the whole process's "
+        "(Dagster, the run and the check). The machine was shared with other work (load "
+        "averages below).",
+        "",
+        f"Full check of all partitions: {totals['full_seconds']:.0f} s "
+        f"({totals['full_query_seconds']:.0f} s query, {totals['full_compare_seconds']:.0f} s "
+        f"compare) for {totals['read']:,.0f} records, {totals['drifted']:,.0f} drifted rows "
+        f"found; incremental afterwards: {totals['incremental_seconds']:.0f} s.",
+        "",
+        *_table(
+            ["partition", "mode", "read", "drifted", "query s", "compare s", "run s", "peak MB"],
+            checks,
+        ),
+    ]
+
+
 def markdown(results: Results) -> str:
     targets = judge(results)
     lines = [
@@ -593,6 +657,7 @@ def markdown(results: Results) -> str:
         *_following_lines(results),
         *_scale_lines(results),
         *_production_lines(results.production),
+        *_drift_lines(results.drift),
         "## When each scenario ran",
         "",
         "Load average (1 min) of the machine just before and after each scenario: the other "

@@ -4,6 +4,7 @@
     uv run python -m benchmarks.run_all --scale smoke    # 20k rows, the CI smoke run
     uv run python -m benchmarks.run_all --scale full --only production
         # scenario 8 alone, added to the figures in docs/benchmarks.json of the last full run
+    uv run python -m benchmarks.run_all --scale full --only drift     # scenario 9 alone, likewise
 
 Generated drops are cached under `benchmarks/out/drops` (generation is not measured); scratch
 state, Dagster homes and sandboxes live under `benchmarks/out/work/<scale>`. Each scenario's
@@ -23,6 +24,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel
 
+from benchmarks import drift as drift_scenario
 from benchmarks import production as production_scenario
 from benchmarks import report, scenarios
 from benchmarks.fixtures import DropCache, use_bytecode_cache
@@ -106,12 +108,12 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true", help="reuse figures saved by a prior run")
     parser.add_argument(
         "--only",
-        choices=["production"],
+        choices=sorted(_ALONE),
         help="measure only this scenario and add it to the figures already in --out-dir",
     )
     args = parser.parse_args()
     if args.only:
-        _only_production(args)
+        _only(args)
         return
 
     scale = scenarios.SCALES[args.scale]
@@ -165,8 +167,21 @@ def main() -> None:
     print("wrote " + " and ".join(str(path) for path in written))
 
 
-def _only_production(args: argparse.Namespace) -> None:
-    """Scenario 8 measured now; every other section stays as its own run measured it."""
+# Scenarios that may be measured alone: step name, figures model, measure, field of the results.
+_ALONE: dict[str, tuple[str, type[BaseModel], Callable[[scenarios.Bench], BaseModel], str]] = {
+    "production": (
+        "8 production org",
+        production_scenario.ProductionFigures,
+        production_scenario.measure_production_org,
+        "production",
+    ),
+    "drift": ("9 drift", drift_scenario.DriftFigures, drift_scenario.measure_drift, "drift"),
+}
+
+
+def _only(args: argparse.Namespace) -> None:
+    """One scenario measured now; every other section stays as its own run measured it."""
+    step, model, measure, field = _ALONE[args.only]
     scale = scenarios.SCALES[args.scale]
     bench = scenarios.Bench(scale, args.work / scale.name, DropCache(args.drop_cache))
     bench.work.mkdir(parents=True, exist_ok=True)
@@ -177,18 +192,13 @@ def _only_production(args: argparse.Namespace) -> None:
         raise SystemExit(f"the saved figures are of scale {results.scale.name}, not {scale.name}")
     use_bytecode_cache(OUT / "pycache")
     steps = Steps(bench.work / "figures", args.resume)
-    production = steps.run(
-        "8 production org",
-        production_scenario.ProductionFigures,
-        lambda: production_scenario.measure_production_org(bench),
-    )
-    results.production = production
+    setattr(results, field, steps.run(step, model, lambda: measure(bench)))
     results.steps |= {
-        f"{name} (code {code_version()}, --only production)": step
-        for name, step in steps.done.items()
+        f"{name} (code {code_version()}, --only {args.only})": record
+        for name, record in steps.done.items()
     }
     written = report.write(results, args.out_dir)
-    for target in report.judge(results)[-4:]:
+    for target in report.judge(results)[-5:]:
         print(f"{'met   ' if target.met else 'MISSED'} {target.name}: {target.figures}")
     print("wrote " + " and ".join(str(path) for path in written))
 

@@ -1,4 +1,4 @@
-"""What runs in a measured subprocess: the floor, a night of our sync, the simple-salesforce peer.
+"""What runs in a measured subprocess: the floor, a night of our sync, the simple-salesforce peer, a drift check.
 
     python -m benchmarks.workers <kind> '<arguments as JSON>' <result file>
 
@@ -30,6 +30,12 @@ class NightArguments(BaseModel):
     drop_id: str
     partitions: list[str]
     parallel: int
+
+
+class DriftArguments(BaseModel):
+    partition: str
+    full: bool
+    overlap_seconds: float
 
 
 class PeerArguments(BaseModel):
@@ -163,10 +169,48 @@ def peer(arguments: PeerArguments) -> dict[str, Any]:
     }
 
 
+def drift(arguments: DriftArguments) -> dict[str, Any]:
+    """One partition's drift check (`opportunity_drift_job`) in this process, on the instance named."""
+    import dagster as dg
+
+    from sync_assets.definitions import build_defs
+
+    check = "salesforce_opportunities_salesforce_matches_what_was_sent"
+    job = build_defs().resolve_job_def("opportunity_drift_job")
+    started = time.perf_counter()
+    with dg.DagsterInstance.get() as instance:
+        result = job.execute_in_process(
+            instance=instance,
+            tags={"dagster/partition": arguments.partition},
+            run_config={
+                "ops": {
+                    check: {
+                        "config": {
+                            "full": arguments.full,
+                            "overlap_seconds": arguments.overlap_seconds,
+                        }
+                    }
+                }
+            },
+        )
+    [evaluation] = result.get_asset_check_evaluations()
+    metadata = {key: value.value for key, value in evaluation.metadata.items()}
+    return {
+        "partition": arguments.partition,
+        "mode": metadata["mode"],
+        "read": metadata["read"],
+        "drifted": metadata["drifted"],
+        "query_seconds": metadata["query_seconds"],
+        "compare_seconds": metadata["compare_seconds"],
+        "run_seconds": time.perf_counter() - started,
+    }
+
+
 _KINDS = {
     "floor": (FloorArguments, floor),
     "night": (NightArguments, night),
     "peer": (PeerArguments, peer),
+    "drift": (DriftArguments, drift),
 }
 
 

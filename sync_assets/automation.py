@@ -13,6 +13,7 @@ from sync_assets.assets import (
     opportunity_sync_summary,
     salesforce_opportunities,
 )
+from sync_assets.drift_jobs import DRIFT_CHECK
 from sync_assets.drop_runs import ALERTED_TAG, DROP_TAG, PARTITION_TAG, latest_partition_syncs
 from sync_assets.drops.reader import newest_complete_drop
 from sync_assets.partitions import opportunity_partitions
@@ -21,7 +22,9 @@ from sync_assets.settings import SyncSettings
 
 opportunity_sync_job = dg.define_asset_job(
     "opportunity_sync_job",
-    selection=dg.AssetSelection.assets(opportunity_batches, salesforce_opportunities),
+    # The drift check reads the partition back from the org: its own job, on its own schedule.
+    selection=dg.AssetSelection.assets(opportunity_batches, salesforce_opportunities)
+    - dg.AssetSelection.checks(DRIFT_CHECK),
     partitions_def=opportunity_partitions,
     description="Stage one partition of a drop and upsert it into Salesforce, with its checks.",
     # One process per run, both steps inside it: a step subprocess would cost more than the step.

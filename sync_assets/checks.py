@@ -6,9 +6,11 @@ is also posted to the alert webhook.
 """
 
 import warnings
+from datetime import timedelta
 
 import dagster as dg
 import polars as pl
+from pydantic import Field
 
 from sync_assets.alerts import Alert, AlertResource
 from sync_assets.assets import (
@@ -16,6 +18,7 @@ from sync_assets.assets import (
     opportunity_sync_summary,
     salesforce_opportunities,
 )
+from sync_assets.drift import DEFAULT_OVERLAP, DriftChecker, DriftCounts
 from sync_assets.drop_runs import (
     DROP_TAG,
     exclusive_partition,
@@ -29,6 +32,7 @@ from sync_assets.drops.staging import StagedPartition, load_staged
 from sync_assets.partition_load import retagged_moved_rows
 from sync_assets.partitions import opportunity_partitions
 from sync_assets.resources import SalesforceResource, SyncStorage
+from sync_assets.salesforce.bulk_api import BulkApi
 from sync_assets.state.layout import failed_rows_path
 from sync_assets.state.ledger import distinct_synced_keys, load_ledger
 from sync_assets.storage import StateStore
@@ -52,8 +56,9 @@ def _result(
     description: str,
     drop_id: str,
     numbers: dict[str, int | float],
+    details: dict[str, dg.MetadataValue] | None = None,
 ) -> dg.AssetCheckResult:
-    """The check result, and an alert when it failed."""
+    """The check result, and an alert when it failed; ``details`` are metadata beyond the numbers."""
     if not passed:
         check_key = next(iter(context.selected_asset_check_keys))
         alerts.send(
@@ -73,7 +78,7 @@ def _result(
         passed=passed,
         severity=severity,
         description=description,
-        metadata={"drop_id": drop_id, **numbers},
+        metadata={"drop_id": drop_id, **numbers, **(details or {})},
     )
 
 
@@ -346,4 +351,87 @@ def ledger_identity_holds(
         ),
         drop_id=drop_id,
         numbers={**terms, "ledger_rows": now},
+    )
+
+
+# ---- drift: the org's values against what the sync sent -----------------------------------------
+
+
+class DriftCheckConfig(dg.Config):
+    full: bool = Field(
+        default=False,
+        description="Read every record of the partition, not only those whose SystemModstamp "
+        "moved since the last check (the first check is always full).",
+    )
+    overlap_seconds: float = Field(
+        default=DEFAULT_OVERLAP.total_seconds(),
+        ge=0,
+        description="An incremental check also reads records changed this long before the last "
+        "check started (saved in a transaction that was still open then).",
+    )
+
+
+def _drift_description(counts: DriftCounts) -> str:
+    if not counts.drifted:
+        return f"The org holds the {counts.read:,} records read as the sync sent them."
+    return (
+        f"{counts.drifted:,} rows drifted in the org ({counts.changed:,} changed, "
+        f"{counts.missing:,} missing, {counts.unknown:,} not in the ledger): the repair "
+        f"(opportunity_drift_repair_job) makes the next load resend {counts.to_resend:,}; "
+        f"{counts.left_alone:,} are left as the org has them."
+    )
+
+
+@dg.asset_check(
+    asset=salesforce_opportunities,
+    partitions_def=opportunity_partitions,
+    description="The org holds the partition's records as the sync sent them: none edited, "
+    "deleted or added by someone else (a Bulk API 2.0 query job, hashed as the ledger is).",
+)
+def salesforce_matches_what_was_sent(
+    context: dg.AssetCheckExecutionContext,
+    config: DriftCheckConfig,
+    storage: SyncStorage,
+    salesforce: SalesforceResource,
+    alerts: AlertResource,
+) -> dg.AssetCheckResult:
+    """Read the partition back from the org and report drift, field by field, with who made it.
+
+    WARN, not ERROR: every row the sync sent was confirmed; a person or automation changed the
+    org since, the repair puts it right, and a scheduler must not treat it as a failed night.
+    """
+    state = storage.state()
+    drop_id = _staged_drop(context)
+    contract = night_contract(storage, drop_id, salesforce)
+    checker = DriftChecker(BulkApi(salesforce.connection()), state, contract, salesforce.usernames)
+    overlap = timedelta(seconds=config.overlap_seconds)
+    check = checker.check(context.partition_key, full=config.full, overlap=overlap)
+    counts = check.counts
+    context.log.info(
+        "Partition %s: %d records read (%s), %d drifted, in %.1f s query + %.1f s compare",
+        context.partition_key,
+        counts.read,
+        check.mode,
+        counts.drifted,
+        check.query_seconds,
+        check.compare_seconds,
+    )
+    return _result(
+        context,
+        alerts,
+        passed=counts.drifted == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=_drift_description(counts),
+        drop_id=drop_id,
+        numbers={
+            **counts.model_dump(),
+            "drifted": counts.drifted,
+            "query_seconds": check.query_seconds,
+            "compare_seconds": check.compare_seconds,
+        },
+        details={
+            "mode": dg.MetadataValue.text(check.mode),
+            "since": dg.MetadataValue.text(check.since or ""),
+            "drifted_rows_file": dg.MetadataValue.path(check.report_file),
+        },
     )

@@ -13,6 +13,7 @@ from sync_assets.automation import (
     opportunity_sync_job,
     sync_run_failure_alert,
 )
+from sync_assets.drift_jobs import opportunity_drift_job, opportunity_drift_repair_job
 from sync_assets.night_deletes import DeletesResource
 from sync_assets.resources import (
     BulkLoadResource,
@@ -31,7 +32,13 @@ def build_defs() -> dg.Definitions:
     return dg.Definitions(
         assets=dg.load_assets_from_modules([assets]),
         asset_checks=dg.load_asset_checks_from_modules([checks]),
-        jobs=[opportunity_sync_job, opportunity_summary_job, opportunity_plan_job],
+        jobs=[
+            opportunity_sync_job,
+            opportunity_summary_job,
+            opportunity_plan_job,
+            opportunity_drift_job,
+            opportunity_drift_repair_job,
+        ],
         schedules=[nightly_opportunity_sync(settings)],
         sensors=[opportunity_drop_sensor, opportunity_summary_sensor, sync_run_failure_alert],
         resources={

@@ -2,7 +2,8 @@
 
 This is the one place a load reaches the ledger: it advances it for the rows Salesforce
 confirmed, keeps the rows that failed for good with their errors, and forgets the rows whose
-opportunity moved to another partition once Salesforce agrees.
+opportunity moved to another partition once Salesforce agrees; and a drift repair marks the
+rows the org no longer holds as sent, so the next load resends them.
 """
 
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from sync_assets.state.layout import (
     pace_path,
     resend_checkpoint_folder,
 )
-from sync_assets.state.ledger import advance_ledger, forget_ledger_rows
+from sync_assets.state.ledger import advance_ledger, forget_ledger_rows, mark_ledger_rows_stale
 from sync_assets.state.org import bind_org
 from sync_assets.storage import StateStore
 
@@ -155,3 +156,8 @@ def retagged_moved_rows(
         return 0, moved
     still_here = still_tagged(staged.counts.partition, moved.to_list())
     return moved.len(), moved.filter(~moved.is_in(sorted(still_here)))
+
+
+def resend_on_next_load(state: StateStore, partition: str, external_ids: pl.Series) -> int:
+    """Drift repair: the next load of the partition resends these rows (the ledger's hash marked)."""
+    return mark_ledger_rows_stale(state, partition, external_ids)

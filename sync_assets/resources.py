@@ -19,6 +19,7 @@ from sync_assets.salesforce.queries import (
     count_partition,
     count_synced,
     keys_tagged_with_partition,
+    usernames,
 )
 from sync_assets.settings import SyncSettings
 from sync_assets.state.org_metadata import OrgMetadata
@@ -78,6 +79,10 @@ class SalesforceResource(dg.ConfigurableResource):
 
     def limits(self) -> dict[str, Any]:
         return BulkApi(self.connection()).limits()
+
+    def usernames(self, user_ids: list[str]) -> dict[str, str]:
+        """Username by User Id (who changed a drifted record)."""
+        return usernames(self.connection(), user_ids)
 
     def org_metadata(self, sobject: str, relationships: list[str]) -> OrgMetadata:
         """The object's describe, record types, stages and currencies, as the org says now."""

@@ -75,3 +75,15 @@ def test_smoke_run_writes_every_scenario(tmp_path: Path) -> None:
         key: figures[key] for key in SCENARIO_KEYS
     }
     assert "## 8. A production org" in (out / "BENCHMARKS.md").read_text()
+
+    # Scenario 9 alone, likewise: the drift found is exactly what was edited and deleted.
+    alone = run_benchmarks(tmp_path, "--only", "drift")
+    assert alone.returncode == 0, alone.stdout[-3000:] + alone.stderr[-5000:]
+    with_drift = json.loads((out / "benchmarks.json").read_text())
+    drift = with_drift["drift"]
+    assert sum(check["drifted"] for check in drift["full"]) == 250  # 200 edited + 50 deleted
+    # queryAll: the deleted records are read too (who deleted them).
+    sent = sum(run["sent"] for run in drift["load"]["runs"])
+    assert sum(check["read"] for check in drift["full"]) == sent
+    assert with_drift["production"] == merged["production"]
+    assert "## 9. Drift: the org read back" in (out / "BENCHMARKS.md").read_text()

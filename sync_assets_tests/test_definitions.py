@@ -39,7 +39,11 @@ def test_names_and_partitions_follow_the_design() -> None:
         "ledger_identity_holds",
         "salesforce_count_matches_ledger",
         "salesforce_total_matches_ledger",
+        "salesforce_matches_what_was_sent",
     }
+    # The drift check has its own job (not the nightly load's); its repair runs per partition.
+    assert defs.resolve_job_def("opportunity_drift_job").name == "opportunity_drift_job"
+    assert defs.resolve_job_def("opportunity_drift_repair_job").partitions_def is not None
 
 
 def test_dagster_cli_validates_the_workspace(tmp_path: Path) -> None:

@@ -492,7 +492,9 @@ def _model(builder: _Builder) -> type[BaseModel]:
 
 def _fingerprint(mapping: Mapping, org: OrgMetadata) -> str:
     """Changes when the mapping or the org's metadata do: a staging made under others is stale."""
-    digest = hashlib.sha256(mapping.model_dump_json().encode())
+    # The drift policy changes nothing that is sent: changing it must not restage a drop.
+    sent = mapping.model_dump_json(exclude={"fields": {"__all__": {"drift"}}})
+    digest = hashlib.sha256(sent.encode())
     digest.update(org.model_dump_json(exclude={"read_at"}).encode())
     return digest.hexdigest()[:16]
 

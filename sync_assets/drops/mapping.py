@@ -27,6 +27,9 @@ Salesforce's API stores extra places as sent and rounds only in its UI (Help 000
 000387302), so a value must be rounded before it is sent.
 """
 Constant = str | int | float | bool
+DriftPolicy = Literal["overwrite", "report"]
+"""What the drift check does when the org holds another value than the sync sent: `overwrite`
+(the row is resent by the next load) or `report` (listed, left as the org has it)."""
 
 
 class MappingError(ValueError):
@@ -61,6 +64,10 @@ class FieldMap(_Strict):
     min: Decimal | None = None
     max: Decimal | None = None
     rounding: Rounding | None = Field(default=None, description="None: the file's rounding.")
+    drift: DriftPolicy = Field(
+        default="overwrite",
+        description="A value edited in the org: overwrite (the source owns the field) or report.",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> "FieldMap":
@@ -106,6 +113,10 @@ class Mapping(_Strict):
         targets = [self.key.field, self.parent.field, self.partition_field]
         _unique("field", [*targets, *(entry.field for entry in self.fields)])
         return self
+
+    def drift_policy(self, field: str) -> DriftPolicy:
+        """The drift policy of a sent field; the key, parent and partition field are overwritten."""
+        return next((entry.drift for entry in self.fields if entry.field == field), "overwrite")
 
 
 def _unique(what: str, names: list[str]) -> None:

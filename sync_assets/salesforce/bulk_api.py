@@ -1,4 +1,4 @@
-"""Raw Bulk API 2.0 ingest calls with HTTP-level retries, re-authentication and API-call counting."""
+"""Raw Bulk API 2.0 ingest (and query job) calls with HTTP-level retries, re-authentication and API-call counting."""
 
 import logging
 import random
@@ -30,6 +30,7 @@ TERMINAL_STATES = frozenset({"JobComplete", "Failed", "Aborted"})
 ResultKind = Literal["successfulResults", "failedResults", "unprocessedrecords"]
 IngestOperation = Literal["upsert", "delete", "hardDelete"]
 """The ingest operations the sync uses: upserts by external id, deletes by Salesforce Id."""
+QueryOperation = Literal["query", "queryAll"]
 REQUEST_TIMEOUT_SECONDS = 300.0
 MAX_REAUTHENTICATIONS_PER_CALL = 2
 # A lost PUT response may hide an upload that was applied; the retry then hears this (typo is Salesforce's).
@@ -236,6 +237,33 @@ class BulkApi:
 
     def limits(self) -> dict[str, Any]:
         return self._call("GET", "limits/").response.json()
+
+    # ---- query jobs (the drift check reads the org back) ------------------------------------------
+
+    def create_query_job(self, soql: str, operation: QueryOperation = "query") -> JobInfo:
+        """A Bulk API 2.0 query job (``queryAll`` also returns deleted records, ``IsDeleted``)."""
+        body = {"operation": operation, "query": soql, "contentType": "CSV", "lineEnding": "LF"}
+        outcome = self._call("POST", "jobs/query", json_body=body)
+        return JobInfo.model_validate(outcome.response.json())
+
+    def query_job_info(self, job_id: str) -> JobInfo:
+        outcome = self._call("GET", f"jobs/query/{job_id}")
+        return JobInfo.model_validate(outcome.response.json())
+
+    def download_query_page(
+        self, job_id: str, destination: Path, locator: str | None, max_records: int
+    ) -> str | None:
+        """Stream one page of a query job's CSV results to ``destination``; the next locator.
+
+        ``Sforce-Locator`` is the literal ``null`` on the last page ("Get Results for a Query
+        Job"), where None is returned.
+        """
+        query = f"?maxRecords={max_records}" + (f"&locator={locator}" if locator else "")
+        outcome = self._call(
+            "GET", f"jobs/query/{job_id}/results{query}", accept="text/csv", sink=destination
+        )
+        following = outcome.response.headers.get("Sforce-Locator", "null")
+        return None if following in ("", "null") else following
 
     def abort_orphans(self, sobject: str, known_job_ids: set[str], grace: float = 2.0) -> list[str]:
         """Abort Open jobs that a lost create answer may have left behind.

@@ -174,3 +174,21 @@ def keys_tagged_with_partition(
         answer = call_with_retries(connection, lambda client, q=soql: client.query_all(q), retry)
         tagged.update(record[external_id_field] for record in answer["records"])
     return tagged
+
+
+def usernames(
+    connection: SalesforceConnection, user_ids: list[str], retry: RetryPolicy | None = None
+) -> dict[str, str]:
+    """Username by User Id, for the ids given (``SELECT Id, Username FROM User WHERE Id IN …``).
+
+    Ids come back in their 18-character form; both forms of each asked id are answered.
+    """
+    head = "SELECT Id, Username FROM User WHERE Id IN ("
+    budget = MAX_ENCODED_QUERY_BYTES - encoded_bytes(head + ")")
+    names: dict[str, str] = {}
+    for chunk in chunk_by_encoded_bytes([soql_literal(key) for key in user_ids], budget):
+        soql = head + ", ".join(chunk) + ")"
+        answer = call_with_retries(connection, lambda client, q=soql: client.query_all(q), retry)
+        for record in answer["records"]:
+            names[record["Id"]] = names[record["Id"][:15]] = record["Username"]
+    return names

@@ -49,6 +49,16 @@ def pace_path(partition: str | int) -> str:
     return f"pace/partition={partition_label(partition)}.json"
 
 
+def drift_folder(partition: str | int) -> str:
+    """The drift check's files of a partition: its last report, when it ran, rows already reported.
+
+    ``drifted.parquet`` (the last check's drifted rows), ``check.json`` (its counts and the
+    SystemModstamp the next incremental check starts from), ``reported.parquet`` (rows whose
+    drift is left alone and was reported once).
+    """
+    return f"drift/partition={partition_label(partition)}"
+
+
 def ledger_path(partition: str | int) -> str:
     """A partition's ledger: what Salesforce confirmed holding, across drops."""
     return f"ledger/partition={partition_label(partition)}.parquet"

@@ -66,6 +66,30 @@ def advance_ledger(store: StateStore, partition: str, confirmed: pl.DataFrame, d
     return int(merged[ADVANCED].sum())
 
 
+STALE_ROW_HASH = 0
+"""The hash of a ledger row the org no longer holds as sent: the next staging sees it changed."""
+
+
+def mark_ledger_rows_stale(store: StateStore, partition: str, external_ids: pl.Series) -> int:
+    """Give rows a hash no staged row has, so the next load resends them (drift repair).
+
+    The Salesforce id stays (a deleted record's upsert creates a new one, which the load
+    records). Returns the number of rows marked.
+    """
+    if external_ids.is_empty():
+        return 0
+    ledger = load_ledger(store, partition)
+    stale = pl.col("external_id").is_in(external_ids.implode())
+    marked = int(ledger.select(stale.sum()).item())
+    if marked:
+        hashes = pl.when(stale).then(pl.lit(STALE_ROW_HASH, dtype=pl.UInt64))
+        store.write_parquet(
+            ledger_path(partition),
+            ledger.with_columns(hashes.otherwise(pl.col("row_hash")).alias("row_hash")),
+        )
+    return marked
+
+
 def forget_ledger_rows(store: StateStore, partition: str, external_ids: pl.Series) -> int:
     """Drop rows from the partition's ledger (opportunities that moved to another partition)."""
     if external_ids.is_empty():

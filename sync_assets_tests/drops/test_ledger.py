@@ -2,7 +2,13 @@ import polars as pl
 import pytest
 
 from sync_assets.state.layout import ledger_path
-from sync_assets.state.ledger import LEDGER_SCHEMA, advance_ledger, load_ledger
+from sync_assets.state.ledger import (
+    LEDGER_SCHEMA,
+    STALE_ROW_HASH,
+    advance_ledger,
+    load_ledger,
+    mark_ledger_rows_stale,
+)
 from sync_assets.storage import StateStore
 
 
@@ -70,3 +76,13 @@ def test_a_key_confirmed_twice_keeps_its_last_version_and_its_id(state: StateSto
         ("B", 5, None, "d2"),  # no id known anywhere
         ("Z", 10, "006Z2", "d2"),
     ]
+
+
+def test_rows_marked_stale_keep_their_id_and_are_resent_as_changed(state: StateStore) -> None:
+    advance_ledger(state, "4", confirmed(("A", 1, "006A"), ("B", 2, "006B")), "d1")
+    assert mark_ledger_rows_stale(state, "4", pl.Series(["B", "Z"])) == 1
+    assert load_ledger(state, "4").sort("external_id").rows() == [
+        ("A", 1, "006A", "d1"),
+        ("B", STALE_ROW_HASH, "006B", "d1"),
+    ]
+    assert mark_ledger_rows_stale(state, "4", pl.Series([], dtype=pl.String)) == 0

@@ -95,6 +95,23 @@ def test_an_unreadable_mapping_file_is_named(tmp_path: Path) -> None:
         load_mapping(tmp_path / "nowhere.yaml")
 
 
+def test_the_drift_policy_is_overwrite_unless_the_mapping_says_report() -> None:
+    builtin = load_mapping()
+    document = builtin.model_dump(mode="json")
+    document["fields"][-1]["drift"] = "report"
+    reported = Mapping.model_validate(document)
+    assert {builtin.drift_policy(field) for field in ("Name", "Description", "External_Id__c")} == {
+        "overwrite"
+    }
+    assert reported.drift_policy("Description") == "report"
+    document["fields"][-1]["drift"] = "ignore"
+    with pytest.raises(ValidationError, match="drift"):
+        Mapping.model_validate(document)
+    # The policy changes nothing sent: a staging made before stays valid.
+    org = standard_org()
+    assert build_contract(reported, org).fingerprint == build_contract(builtin, org).fingerprint
+
+
 # ---- the contract with an org ----------------------------------------------------------------
 
 
