@@ -17,6 +17,7 @@ from sync_assets.drift_jobs import DRIFT_CHECK
 from sync_assets.drop_runs import ALERTED_TAG, DROP_TAG, PARTITION_TAG, latest_partition_syncs
 from sync_assets.drops.reader import newest_complete_drop
 from sync_assets.partitions import opportunity_partitions
+from sync_assets.resend import RESEND_TAG
 from sync_assets.resources import SyncStorage
 from sync_assets.settings import SyncSettings
 
@@ -45,6 +46,19 @@ opportunity_plan_job = dg.define_asset_job(
     "staged or sent and no ledger moves; the plan is an observation of opportunity_batches.",
     config=DRY_RUN_CONFIG,
     executor_def=dg.in_process_executor,
+)
+
+opportunity_resend_job = dg.define_asset_job(
+    "opportunity_resend_job",
+    # The load and its nightly checks, not the staging (the rows come from the failed-rows file)
+    # nor the drift check (a read of the whole partition).
+    selection=dg.AssetSelection.assets(salesforce_opportunities)
+    - dg.AssetSelection.checks(DRIFT_CHECK),
+    partitions_def=opportunity_partitions,
+    description="Send one partition's rows that failed in Salesforce again (`sync-assets resend`), "
+    "once the org or the data is fixed; give the drop as the run tag sync/drop_id.",
+    executor_def=dg.in_process_executor,
+    tags={RESEND_TAG: "failed"},
 )
 
 opportunity_summary_job = dg.define_asset_job(
@@ -170,7 +184,7 @@ def opportunity_summary_sensor(
 
 
 @dg.run_failure_sensor(
-    monitored_jobs=[opportunity_sync_job, opportunity_summary_job],
+    monitored_jobs=[opportunity_sync_job, opportunity_resend_job, opportunity_summary_job],
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Post every failed sync run to the alert webhook.",
 )

@@ -18,14 +18,16 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from sync_assets.drop_runs import DROP_TAG, LAUNCHED_BY_TAG
-from sync_assets.resend import RESEND_TAG
 from sync_assets.settings import adopt_configuration_env, configuration_env, use_dagster_home
 from sync_assets.state.layout import PARTITION_KEYS
 
 # The local instance's configuration, copied into DAGSTER_HOME: Dagster reads it only there.
 LOCAL_INSTANCE_YAML = Path(__file__).with_name("local_instance.yaml")
 LOAD_ASSET = "salesforce_opportunities"
-"""The asset a resend runs (with its checks), by name: what a worker process is handed."""
+"""The load asset, by name: its materializations hold a partition's counts."""
+SYNC_JOB = "opportunity_sync_job"
+RESEND_JOB = "opportunity_resend_job"
+"""Jobs by name: what a worker process is handed."""
 # What the fork server imports once for all workers (see `fork_preload`).
 FORK_SERVER_PRELOAD = ["sync_assets.fork_preload"]
 
@@ -75,9 +77,8 @@ def _execute_job(
     partition: str | None,
     tags: dict[str, str],
     env: dict[str, str],
-    assets: list[str] | None = None,
 ) -> RunOutcome:
-    """Runs inside a worker process: one job run (of `assets` only, if given), recorded in the instance."""
+    """Runs inside a worker process: one job run, recorded in the instance."""
     import dagster as dg
 
     from sync_assets.definitions import build_defs
@@ -97,7 +98,6 @@ def _execute_job(
             partition_key=partition,
             tags=tags,
             raise_on_error=False,
-            asset_selection=[dg.AssetKey(name) for name in assets] if assets else None,
         )
     error = None
     if not result.success:
@@ -170,9 +170,9 @@ def resend_drop(
     One run of the load asset and its checks per partition, tagged `sync/resend`; then the
     night's summary again if `summarise`.
     """
-    tags = {DROP_TAG: drop_id, LAUNCHED_BY_TAG: launched_by, RESEND_TAG: "failed"}
+    tags = {DROP_TAG: drop_id, LAUNCHED_BY_TAG: launched_by}
     return _run_partitions(
-        list(partitions), tags, parallel, on_done, summarise=summarise, assets=[LOAD_ASSET]
+        list(partitions), tags, parallel, on_done, summarise=summarise, job=RESEND_JOB
     )
 
 
@@ -183,9 +183,9 @@ def _run_partitions(
     on_done: Callable[[RunOutcome], None] | None,
     *,
     summarise: bool,
-    assets: list[str] | None = None,
+    job: str = SYNC_JOB,
 ) -> list[RunOutcome]:
-    """One run of the sync job per partition, `parallel` at a time.
+    """One run of `job` per partition, `parallel` at a time.
 
     Then the night's summary, if asked and every run succeeded.
     """
@@ -200,8 +200,7 @@ def _run_partitions(
     outcomes: list[RunOutcome] = []
     with ProcessPoolExecutor(max_workers=parallel, mp_context=context) as pool:
         pending: set[Future[RunOutcome]] = {
-            pool.submit(_execute_job, "opportunity_sync_job", partition, tags, env, assets)
-            for partition in partitions
+            pool.submit(_execute_job, job, partition, tags, env) for partition in partitions
         }
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
