@@ -147,6 +147,9 @@ def pause_automation(gql: DagsterGraphQL) -> None:
         selector=sensor["selectorId"],
     )
     assert stopped["stopSensor"]["instigationState"]["status"] == "STOPPED"
+    # A tick the daemon started before the stop may still be reading the landing folder: were the
+    # drop written under it, it would request runs of its own beside the backfill's.
+    wait_for("the drop sensor's last tick to end", lambda: sensor_idle(gql), timeout=120)
     schedule = gql(
         """query($s: ScheduleSelector!) { scheduleOrError(scheduleSelector: $s) {
              ... on Schedule { scheduleState { id selectorId } } } }""",
@@ -160,6 +163,15 @@ def pause_automation(gql: DagsterGraphQL) -> None:
         selector=schedule["selectorId"],
     )
     assert stopped["stopRunningSchedule"]["scheduleState"]["status"] == "STOPPED"
+
+
+def sensor_idle(gql: DagsterGraphQL) -> bool:
+    ticks = gql(
+        """query($s: SensorSelector!) { sensorOrError(sensorSelector: $s) {
+             ... on Sensor { sensorState { ticks(limit: 1) { status } } } } }""",
+        s={**REPOSITORY, "sensorName": "opportunity_drop_sensor"},
+    )["sensorOrError"]["sensorState"]["ticks"]
+    return not ticks or ticks[0]["status"] != "STARTED"
 
 
 def tags_of(run: dict[str, Any]) -> dict[str, str]:
