@@ -93,6 +93,17 @@ def configured_org_problem(settings: SyncSettings) -> str | None:
     return None
 
 
+def refused_without_org(settings: SyncSettings, console: Console, nothing_done: str) -> bool:
+    """True, saying why and ``nothing_done``, when no org is configured.
+
+    Commands other than `demo` and `ui` never fall back to the local sandbox.
+    """
+    problem = configured_org_problem(settings)
+    if problem is not None:
+        console.print(f"[red]{problem}[/] {nothing_done}")
+    return problem is not None
+
+
 def ensure_demo_drop(settings: SyncSettings, rows: int, console: Console) -> str:
     """The newest complete drop, after generating one of `rows` rows if the landing dir has none."""
     from sync_assets.drops.generate import GenerateOptions, generate_drop
@@ -335,11 +346,11 @@ def run_night(
     the local sandbox. Without it (`sync`) an unconfigured org ends here, before anything is written.
     """
     settings = SyncSettings()
-    if rows_if_missing is None:
-        problem = configured_org_problem(settings)
-        if problem is not None:
-            console.print(f"[red]{problem}[/] Nothing was run or written.")
-            return NightVerdict.BAD_USAGE
+    # `sync` (no rows to make a drop with) syncs only into the org it was given.
+    if rows_if_missing is None and refused_without_org(
+        settings, console, "Nothing was run or written."
+    ):
+        return NightVerdict.BAD_USAGE
     dagster_home = prepare_dagster_home(settings.commands_dagster_home())
     started = time.monotonic()
     if drop_id is None:

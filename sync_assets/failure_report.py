@@ -7,7 +7,7 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
-from sync_assets.demo import NightVerdict, configured_org_problem, night_verdict, print_checks
+from sync_assets.demo import NightVerdict, night_verdict, print_checks, refused_without_org
 from sync_assets.drop_runs import latest_partition_syncs
 from sync_assets.drops.mapping import MappingError, load_mapping
 from sync_assets.failures import (
@@ -173,9 +173,7 @@ def run_resend(
 ) -> NightVerdict:
     """Resend a drop's failed rows against the configured org (like `sync`, never a sandbox)."""
     settings = SyncSettings()
-    problem = configured_org_problem(settings)
-    if problem is not None:
-        console.print(f"[red]{problem}[/] Nothing was resent or written.")
+    if refused_without_org(settings, console, "Nothing was resent or written."):
         return NightVerdict.BAD_USAGE
     state = StateStore(settings.state_dir)
     if unknown_drop(state, drop_id, console):

@@ -5,7 +5,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from sync_assets.demo import NightVerdict, configured_org_problem
+from sync_assets.demo import NightVerdict, refused_without_org
 from sync_assets.drops.contract import ContractError, contract_for_drop, relationships
 from sync_assets.drops.mapping import MappingError, load_mapping
 from sync_assets.drops.reader import DropError, newest_complete_drop
@@ -77,9 +77,7 @@ def run_plan(
 ) -> NightVerdict:
     """Print the plan's table and write its JSON; FAILED (and why) if no plan could be made."""
     settings = SyncSettings()
-    problem = configured_org_problem(settings)
-    if problem is not None:
-        console.print(f"[red]{problem}[/] Nothing was planned.")
+    if refused_without_org(settings, console, "Nothing was planned."):
         return NightVerdict.BAD_USAGE
     drop_id = drop_id or newest_complete_drop(StateStore(settings.landing_dir))
     if drop_id is None:

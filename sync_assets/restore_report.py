@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from rich.console import Console
 from rich.table import Table
 
-from sync_assets.demo import NightVerdict, configured_org_problem
+from sync_assets.demo import NightVerdict, refused_without_org
 from sync_assets.partition_deletes import RestoreResult, restore_partition
 from sync_assets.partition_load import PartitionLoader
 from sync_assets.resources import BulkLoadResource
@@ -44,9 +44,7 @@ def restore_table(results: list[RestoreResult]) -> Table:
 def run_restore(drop_id: str, partitions: list[str], console: Console) -> NightVerdict:
     """Restore the drop's deleted rows; FAILED when a row could not be upserted back."""
     settings = SyncSettings()
-    problem = configured_org_problem(settings)
-    if problem is not None:
-        console.print(f"[red]{problem}[/] Nothing was restored.")
+    if refused_without_org(settings, console, "Nothing was restored."):
         return NightVerdict.BAD_USAGE
     state = StateStore(settings.state_dir)
     found = partitions_with_deletes(state, drop_id, partitions)
