@@ -27,7 +27,7 @@ from sync_assets.state.layout import (
     pace_path,
     resend_checkpoint_folder,
 )
-from sync_assets.state.ledger import advance_ledger, forget_ledger_rows
+from sync_assets.state.ledger import advance_ledger, forget_ledger_rows, keys_with_ids
 from sync_assets.state.org import bind_org
 from sync_assets.storage import StateStore
 
@@ -97,7 +97,12 @@ class PartitionLoader:
         bind_org(self.state, connection.org_id, connection.instance_url)
         checkpoint = CheckpointStore(self.state, drop_id, partition, checkpoint_folder)
         try:
-            outcome = self.loader.load(rows.lazy(), checkpoint, self._last_pace(partition))
+            outcome = self.loader.load(
+                rows.lazy(),
+                checkpoint,
+                self._last_pace(partition),
+                known_ids=keys_with_ids(self.state, partition),
+            )
         except LoadStoppedError as stopped:
             # A daily limit or the API budget: what Salesforce confirmed is kept, so the next
             # night does not send it again; nothing is recorded as failed.

@@ -212,6 +212,31 @@ class BulkApi:
         )
         return destination
 
+    # ---- query jobs ------------------------------------------------------------------------------
+
+    def create_query_job(self, soql: str) -> JobInfo:
+        """Start a Bulk API 2.0 query job (a POST: its SOQL travels in the body, not the URL)."""
+        body = {"operation": "query", "query": soql, "contentType": "CSV", "lineEnding": "LF"}
+        return JobInfo.model_validate(
+            self._call("POST", "jobs/query", json_body=body).response.json()
+        )
+
+    def query_job_info(self, job_id: str) -> JobInfo:
+        return JobInfo.model_validate(self._call("GET", f"jobs/query/{job_id}").response.json())
+
+    def download_query_page(
+        self, job_id: str, destination: Path, locator: str | None = None
+    ) -> str | None:
+        """Stream one page of a query job's CSV to ``destination``; the next page's locator.
+
+        Bulk API 2.0 Developer Guide, "Get Results for a Query Job": the ``Sforce-Locator``
+        header names the next page, and is the string ``null`` on the last one.
+        """
+        path = f"jobs/query/{job_id}/results" + (f"?locator={locator}" if locator else "")
+        response = self._call("GET", path, accept="text/csv", sink=destination).response
+        following = response.headers.get("Sforce-Locator", "null")
+        return None if following in ("", "null") else following
+
     def list_jobs(self) -> Iterator[JobInfo]:
         """Every ingest job the org lists, following ``nextRecordsUrl`` pages."""
         path: str | None = self.ingest_path()

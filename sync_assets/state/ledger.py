@@ -32,6 +32,20 @@ def load_ledger(store: StateStore, partition: str) -> pl.DataFrame:
     )
 
 
+def keys_with_ids(store: StateStore, partition: str) -> pl.Series:
+    """The external ids the partition's ledger holds a Salesforce Id for."""
+    path = ledger_path(partition)
+    if not store.exists(path):
+        return pl.Series("external_id", [], pl.String)
+    return (
+        store.scan_parquet([path])
+        .filter(pl.col("salesforce_id").is_not_null())
+        .select(pl.col("external_id").cast(pl.String))
+        .collect()
+        .get_column("external_id")
+    )
+
+
 def advance_ledger(store: StateStore, partition: str, confirmed: pl.DataFrame, drop_id: str) -> int:
     """Record rows Salesforce confirmed (columns external_id, row_hash, salesforce_id).
 
