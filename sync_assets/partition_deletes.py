@@ -247,7 +247,9 @@ class PartitionDeleter:
         sent = archive_rows(rows, policy) if policy.mode == "archive" else rows
         try:
             # An archive is an upsert: the rows' Ids are the ledger's, none is looked up.
-            known = rows.filter(pl.col(SALESFORCE_ID_FIELD).is_not_null())[EXTERNAL_ID_FIELD]
+            known = rows.select(
+                EXTERNAL_ID_FIELD, pl.col(SALESFORCE_ID_FIELD).alias("salesforce_id")
+            ).drop_nulls()
             outcome = loader.load(sent.lazy(), checkpoint, known_ids=known)
         except BulkApiError as error:
             if operation == "hardDelete" and error.error_code == "FEATURENOTENABLED":

@@ -27,7 +27,7 @@ from sync_assets.state.layout import (
     pace_path,
     resend_checkpoint_folder,
 )
-from sync_assets.state.ledger import advance_ledger, forget_ledger_rows, keys_with_ids
+from sync_assets.state.ledger import advance_ledger, forget_ledger_rows, known_ids
 from sync_assets.state.org import bind_org
 from sync_assets.storage import StateStore
 
@@ -101,7 +101,9 @@ class PartitionLoader:
                 rows.lazy(),
                 checkpoint,
                 self._last_pace(partition),
-                known_ids=keys_with_ids(self.state, partition),
+                known_ids=known_ids(self.state, partition).rename(
+                    {"external_id": EXTERNAL_ID_FIELD}
+                ),
             )
         except LoadStoppedError as stopped:
             # A daily limit or the API budget: what Salesforce confirmed is kept, so the next

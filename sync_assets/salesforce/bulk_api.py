@@ -60,13 +60,18 @@ class JobInfo(BaseModel):
     object: str | None = None
     operation: str | None = None
     createdDate: str | None = None
-    numberRecordsProcessed: int = 0
-    numberRecordsFailed: int = 0
+    # None where the answer carries no counters: the job list ("Get All Jobs") has none.
+    numberRecordsProcessed: int | None = None
+    numberRecordsFailed: int | None = None
     errorMessage: str | None = None
 
     @property
     def is_terminal(self) -> bool:
         return self.state in TERMINAL_STATES
+
+    def processed_all(self, carried: int) -> bool:
+        """Whether the job processed every row it carried (failed rows count as processed)."""
+        return self.numberRecordsProcessed is not None and self.numberRecordsProcessed >= carried
 
     @property
     def created_at(self) -> datetime | None:

@@ -59,34 +59,41 @@ def resolve_applied(
     api: BulkApi,
     query: IdQuery,
     applied: pl.Series,
-    known: pl.Series,
+    known: pl.DataFrame,
     since: datetime,
 ) -> pl.DataFrame:
     """Created or updated, and the Id, of each applied external id (``status``, ``salesforce_id``).
 
-    Created rows are the partition's records with ``CreatedDate`` at or after ``since`` (an upsert
-    that matched a record never changes its CreatedDate or Id). An updated row the ledger already
-    knows (``known``) keeps its Id there (``salesforce_id`` null); the others are looked up.
+    ``known``: the external ids (``EXTERNAL_ID_FIELD``) whose Id the caller holds
+    (``salesforce_id``). Created rows are the partition's records with ``CreatedDate`` at or
+    after ``since`` (an upsert that matched a record never changes its CreatedDate or Id) whose
+    Id was not known before: SOQL datetimes have whole seconds, so a record an earlier load
+    created in the second this load began is told apart by its known Id. An updated row whose Id
+    is known keeps it (``salesforce_id`` null); the others are looked up.
     """
-    created = _created_since(api, query, since).filter(
-        pl.col(query.external_id_field).is_in(applied.implode())
-    )
+    key = query.external_id_field
+    holds = known.select(pl.col(EXTERNAL_ID_FIELD).alias(key), pl.col("salesforce_id"))
     rows = (
-        applied.rename(query.external_id_field)
+        applied.rename(key)
         .to_frame()
-        .join(created, on=query.external_id_field, how="left")
+        .join(_created_since(api, query, since), on=key, how="left")
+        .join(holds, on=key, how="left")
+        .with_columns(
+            created=pl.col("Id").is_not_null() & pl.col("Id").ne_missing(pl.col("salesforce_id"))
+        )
     )
-    missing = rows.filter(
-        pl.col("Id").is_null() & ~pl.col(query.external_id_field).is_in(known.implode())
-    ).get_column(query.external_id_field)
-    found = _ids_of(api, query, missing)
-    return rows.join(found, on=query.external_id_field, how="left", suffix="_found").select(
-        pl.col(query.external_id_field).alias(EXTERNAL_ID_FIELD),
-        pl.when(pl.col("Id").is_not_null())
+    missing = rows.filter(pl.col("Id").is_null() & pl.col("salesforce_id").is_null())
+    found = _ids_of(api, query, missing.get_column(key))
+    return rows.join(found, on=key, how="left", suffix="_found").select(
+        pl.col(key).alias(EXTERNAL_ID_FIELD),
+        pl.when("created")
         .then(pl.lit(RowStatus.CREATED.value))
         .otherwise(pl.lit(RowStatus.UPDATED.value))
         .alias("status"),
-        pl.coalesce("Id", "Id_found").alias("salesforce_id"),
+        pl.when("created")
+        .then("Id")
+        .otherwise(pl.coalesce("Id_found", "Id"))
+        .alias("salesforce_id"),
     )
 
 

@@ -248,13 +248,14 @@ class BulkLoader:
         rows: pl.LazyFrame,
         checkpoint: CheckpointStore,
         pace: Pace | None = None,
-        known_ids: pl.Series | None = None,
+        known_ids: pl.DataFrame | None = None,
     ) -> LoadOutcome:
         """Send ``rows`` (Salesforce columns plus ``_row_hash``, sorted by account).
 
         ``pace``, how fast the partition's jobs finished last time, times the first polls.
-        ``known_ids``: the external ids whose Salesforce Id the caller already holds (the
-        ledger's); an upsert never changes a record's Id, so only the others are looked up.
+        ``known_ids``: the Salesforce Ids the caller already holds (the ledger's), by external
+        id (``salesforce_id``); an upsert never changes a record's Id, so only the others are
+        looked up.
 
         Each job reads its own rows from ``rows`` when it is sent, so a scan of a file is never
         held whole. Jobs the checkpoint knows of (a crashed earlier attempt) are collected first.
@@ -277,7 +278,11 @@ class BulkLoader:
         # since ended) must not stop this run from sending those rows again.
         self._budget_from = checkpoint.next_sequence
 
-        known = known_ids if known_ids is not None else pl.Series(EXTERNAL_ID_FIELD, [], pl.String)
+        known = (
+            known_ids
+            if known_ids is not None
+            else pl.DataFrame(schema={EXTERNAL_ID_FIELD: pl.String, "salesforce_id": pl.String})
+        )
         try:
             resumed, latest = self._send_rounds(staged, checkpoint)
         except DailyApiLimitError as error:
@@ -383,7 +388,7 @@ class BulkLoader:
         return self._budget.exhausted(self.connection.api_usage, reserve)
 
     def _stopped(
-        self, reason: str, keys: pl.DataFrame, checkpoint: CheckpointStore, known: pl.Series
+        self, reason: str, keys: pl.DataFrame, checkpoint: CheckpointStore, known: pl.DataFrame
     ) -> LoadStoppedError:
         """A clean stop: what Salesforce confirmed so far, for the caller to record.
 
@@ -408,7 +413,7 @@ class BulkLoader:
         )
 
     def _resolve_applied(
-        self, latest: pl.DataFrame, checkpoint: CheckpointStore, known: pl.Series
+        self, latest: pl.DataFrame, checkpoint: CheckpointStore, known: pl.DataFrame
     ) -> bool:
         """Record, as one more outcome, whether each applied row was created or updated, and its Id.
 
@@ -671,13 +676,14 @@ class BulkLoader:
         its results mention are sent again.
         """
         key = self.settings.result_key
+        upsert = self.settings.operation == "upsert"
+        if upsert and info.state == "JobComplete" and info.numberRecordsProcessed is None:
+            # Seen in the job list, which has no counters: one call for them, in place of the
+            # successes' download.
+            info = self.api.job_info(info.id)
         with tempfile.TemporaryDirectory(prefix=f"bulk-{info.id}-") as scratch:
             folder = Path(scratch)
-            if (
-                self.settings.operation == "upsert"
-                and info.state == "JobComplete"
-                and info.numberRecordsProcessed >= carried
-            ):
+            if upsert and info.state == "JobComplete" and info.processed_all(carried):
                 if not info.numberRecordsFailed:
                     return [], RowStatus.APPLIED
                 failed = self._download(info, "failedResults", folder / "failed.csv")
@@ -690,7 +696,7 @@ class BulkLoader:
             failures = failed_outcomes(
                 self._download(info, "failedResults", folder / "failed.csv"), key
             )
-            if info.state == "JobComplete" or info.numberRecordsProcessed >= carried:
+            if info.state == "JobComplete" or info.processed_all(carried):
                 return [successes, failures], RowStatus.TRANSIENT
             unprocessed = self._download(info, "unprocessedrecords", folder / "unprocessed.csv")
             reported = [

@@ -32,17 +32,16 @@ def load_ledger(store: StateStore, partition: str) -> pl.DataFrame:
     )
 
 
-def keys_with_ids(store: StateStore, partition: str) -> pl.Series:
-    """The external ids the partition's ledger holds a Salesforce Id for."""
+def known_ids(store: StateStore, partition: str) -> pl.DataFrame:
+    """The partition's ledger rows that hold a Salesforce Id: ``external_id``, ``salesforce_id``."""
     path = ledger_path(partition)
     if not store.exists(path):
-        return pl.Series("external_id", [], pl.String)
+        return LEDGER_SCHEMA.to_frame().select("external_id", "salesforce_id")
     return (
         store.scan_parquet([path])
+        .select(pl.col("external_id").cast(pl.String), pl.col("salesforce_id").cast(pl.String))
         .filter(pl.col("salesforce_id").is_not_null())
-        .select(pl.col("external_id").cast(pl.String))
         .collect()
-        .get_column("external_id")
     )
 
 
