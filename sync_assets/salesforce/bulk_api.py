@@ -31,6 +31,7 @@ ResultKind = Literal["successfulResults", "failedResults", "unprocessedrecords"]
 IngestOperation = Literal["upsert", "delete", "hardDelete"]
 """The ingest operations the sync uses: upserts by external id, deletes by Salesforce Id."""
 REQUEST_TIMEOUT_SECONDS = 300.0
+FIRST_QUERY_VERSION = 47.0
 MAX_REAUTHENTICATIONS_PER_CALL = 2
 # A lost PUT response may hide an upload that was applied; the retry then hears this (typo is Salesforce's).
 _ALREADY_UPLOADED = re.compile(r"found multip?l?e contents for job", re.IGNORECASE)
@@ -219,15 +220,25 @@ class BulkApi:
 
     # ---- query jobs ------------------------------------------------------------------------------
 
+    def query_path(self, suffix: str = "") -> str:
+        """``jobs/query`` at the connection's version, or at 47.0 where it is older.
+
+        Bulk API 2.0 query jobs exist from API 47.0, ingest from 41.0 (Bulk API 2.0 Developer
+        Guide): a sync pinned to an older version still has its queries answered.
+        """
+        if float(self.connection.api_version) >= FIRST_QUERY_VERSION:
+            return f"jobs/query{suffix}"
+        return f"/services/data/v{FIRST_QUERY_VERSION:.1f}/jobs/query{suffix}"
+
     def create_query_job(self, soql: str) -> JobInfo:
         """Start a Bulk API 2.0 query job (a POST: its SOQL travels in the body, not the URL)."""
         body = {"operation": "query", "query": soql, "contentType": "CSV", "lineEnding": "LF"}
-        return JobInfo.model_validate(
-            self._call("POST", "jobs/query", json_body=body).response.json()
-        )
+        answer = self._call("POST", self.query_path(), json_body=body).response
+        return JobInfo.model_validate(answer.json())
 
     def query_job_info(self, job_id: str) -> JobInfo:
-        return JobInfo.model_validate(self._call("GET", f"jobs/query/{job_id}").response.json())
+        answer = self._call("GET", self.query_path(f"/{job_id}")).response
+        return JobInfo.model_validate(answer.json())
 
     def download_query_page(
         self, job_id: str, destination: Path, locator: str | None = None
@@ -237,7 +248,7 @@ class BulkApi:
         Bulk API 2.0 Developer Guide, "Get Results for a Query Job": the ``Sforce-Locator``
         header names the next page, and is the string ``null`` on the last one.
         """
-        path = f"jobs/query/{job_id}/results" + (f"?locator={locator}" if locator else "")
+        path = self.query_path(f"/{job_id}/results") + (f"?locator={locator}" if locator else "")
         response = self._call("GET", path, accept="text/csv", sink=destination).response
         following = response.headers.get("Sforce-Locator", "null")
         return None if following in ("", "null") else following
