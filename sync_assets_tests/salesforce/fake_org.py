@@ -33,6 +33,7 @@ class FakeBulkOrg:
         self.created: dict[str, datetime] = {}
         self.jobs: dict[str, dict[str, Any]] = {}
         self.queries: dict[str, str] = {}
+        self.downloads: list[str] = []
         self.uploaded_rows = 0
 
     def __call__(self, request: requests.PreparedRequest) -> FakeAnswer:
@@ -68,6 +69,7 @@ class FakeBulkOrg:
             return FakeAnswer(200, {"id": job_id, "state": job["info"]["state"]})
         if part is None:
             return FakeAnswer(200, {"id": job_id, **job["info"]})
+        self.downloads.append(part)
         return FakeAnswer(200, job["results"][part.lower()], {"Content-Type": "text/csv"})
 
     def _query(self, request: requests.PreparedRequest, match: re.Match[str]) -> FakeAnswer:
