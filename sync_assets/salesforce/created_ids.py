@@ -120,7 +120,7 @@ def _ids_of(api: BulkApi, query: IdQuery, external_ids: pl.Series) -> pl.DataFra
     head = f"SELECT Id, {key} FROM {query.sobject} WHERE {key} IN ("
     pages = [
         bulk_query(api, head + ", ".join(chunk) + ")", [key])
-        for chunk in _chunks_by_length(
+        for chunk in chunks_by_length(
             [soql_literal(value) for value in external_ids.to_list()],
             MAX_SOQL_CHARACTERS - len(head) - 1,
         )
@@ -128,7 +128,7 @@ def _ids_of(api: BulkApi, query: IdQuery, external_ids: pl.Series) -> pl.DataFra
     return pl.concat(pages, how="vertical")
 
 
-def _chunks_by_length(literals: list[str], budget: int) -> list[list[str]]:
+def chunks_by_length(literals: list[str], budget: int) -> list[list[str]]:
     """``literals`` cut into runs whose joined length (``, `` between them) fits ``budget``."""
     chunks: list[list[str]] = [[]]
     used = 0
