@@ -246,7 +246,11 @@ class PartitionDeleter:
         checkpoint = CheckpointStore(self.state, drop_id, partition, files.checkpoint)
         sent = archive_rows(rows, policy) if policy.mode == "archive" else rows
         try:
-            outcome = loader.load(sent.lazy(), checkpoint)
+            # An archive is an upsert: the rows' Ids are the ledger's, none is looked up.
+            known = rows.select(
+                EXTERNAL_ID_FIELD, pl.col(SALESFORCE_ID_FIELD).alias("salesforce_id")
+            ).drop_nulls()
+            outcome = loader.load(sent.lazy(), checkpoint, known_ids=known)
         except BulkApiError as error:
             if operation == "hardDelete" and error.error_code == "FEATURENOTENABLED":
                 raise HardDeleteNotPermittedError(

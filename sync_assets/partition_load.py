@@ -28,7 +28,12 @@ from sync_assets.state.layout import (
     pace_path,
     resend_checkpoint_folder,
 )
-from sync_assets.state.ledger import advance_ledger, forget_ledger_rows, mark_ledger_rows_stale
+from sync_assets.state.ledger import (
+    advance_ledger,
+    forget_ledger_rows,
+    known_ids,
+    mark_ledger_rows_stale,
+)
 from sync_assets.state.org import bind_org
 from sync_assets.storage import StateStore
 
@@ -98,7 +103,14 @@ class PartitionLoader:
         bind_org(self.state, connection.org_id, connection.instance_url)
         checkpoint = CheckpointStore(self.state, drop_id, partition, checkpoint_folder)
         try:
-            outcome = self.loader.load(rows.lazy(), checkpoint, self._last_pace(partition))
+            outcome = self.loader.load(
+                rows.lazy(),
+                checkpoint,
+                self._last_pace(partition),
+                known_ids=known_ids(self.state, partition).rename(
+                    {"external_id": EXTERNAL_ID_FIELD}
+                ),
+            )
         except LoadStoppedError as stopped:
             # A daily limit or the API budget: what Salesforce confirmed is kept, so the next
             # night does not send it again; nothing is recorded as failed.

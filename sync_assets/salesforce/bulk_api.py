@@ -32,6 +32,7 @@ IngestOperation = Literal["upsert", "delete", "hardDelete"]
 """The ingest operations the sync uses: upserts by external id, deletes by Salesforce Id."""
 QueryOperation = Literal["query", "queryAll"]
 REQUEST_TIMEOUT_SECONDS = 300.0
+FIRST_QUERY_VERSION = 47.0
 MAX_REAUTHENTICATIONS_PER_CALL = 2
 # A lost PUT response may hide an upload that was applied; the retry then hears this (typo is Salesforce's).
 _ALREADY_UPLOADED = re.compile(r"found multip?l?e contents for job", re.IGNORECASE)
@@ -61,13 +62,18 @@ class JobInfo(BaseModel):
     object: str | None = None
     operation: str | None = None
     createdDate: str | None = None
-    numberRecordsProcessed: int = 0
-    numberRecordsFailed: int = 0
+    # None where the answer carries no counters: the job list ("Get All Jobs") has none.
+    numberRecordsProcessed: int | None = None
+    numberRecordsFailed: int | None = None
     errorMessage: str | None = None
 
     @property
     def is_terminal(self) -> bool:
         return self.state in TERMINAL_STATES
+
+    def processed_all(self, carried: int) -> bool:
+        """Whether the job processed every row it carried (failed rows count as processed)."""
+        return self.numberRecordsProcessed is not None and self.numberRecordsProcessed >= carried
 
     @property
     def created_at(self) -> datetime | None:
@@ -213,6 +219,50 @@ class BulkApi:
         )
         return destination
 
+    # ---- query jobs ------------------------------------------------------------------------------
+
+    def query_path(self, suffix: str = "") -> str:
+        """``jobs/query`` at the connection's version, or at 47.0 where it is older.
+
+        Bulk API 2.0 query jobs exist from API 47.0, ingest from 41.0 (Bulk API 2.0 Developer
+        Guide): a sync pinned to an older version still has its queries answered.
+        """
+        if float(self.connection.api_version) >= FIRST_QUERY_VERSION:
+            return f"jobs/query{suffix}"
+        return f"/services/data/v{FIRST_QUERY_VERSION:.1f}/jobs/query{suffix}"
+
+    def create_query_job(self, soql: str, operation: QueryOperation = "query") -> JobInfo:
+        """A Bulk API 2.0 query job (a POST: its SOQL travels in the body, not the URL).
+
+        ``queryAll`` also returns deleted records (``IsDeleted``).
+        """
+        body = {"operation": operation, "query": soql, "contentType": "CSV", "lineEnding": "LF"}
+        answer = self._call("POST", self.query_path(), json_body=body).response
+        return JobInfo.model_validate(answer.json())
+
+    def query_job_info(self, job_id: str) -> JobInfo:
+        answer = self._call("GET", self.query_path(f"/{job_id}")).response
+        return JobInfo.model_validate(answer.json())
+
+    def download_query_page(
+        self,
+        job_id: str,
+        destination: Path,
+        locator: str | None = None,
+        max_records: int | None = None,
+    ) -> str | None:
+        """Stream one page of a query job's CSV to ``destination``; the next page's locator.
+
+        Bulk API 2.0 Developer Guide, "Get Results for a Query Job": the ``Sforce-Locator``
+        header names the next page, and is the string ``null`` on the last one (None here).
+        """
+        options = [f"maxRecords={max_records}"] if max_records else []
+        options += [f"locator={locator}"] if locator else []
+        path = self.query_path(f"/{job_id}/results") + ("?" + "&".join(options) if options else "")
+        response = self._call("GET", path, accept="text/csv", sink=destination).response
+        following = response.headers.get("Sforce-Locator", "null")
+        return None if following in ("", "null") else following
+
     def list_jobs(self) -> Iterator[JobInfo]:
         """Every ingest job the org lists, following ``nextRecordsUrl`` pages."""
         path: str | None = self.ingest_path()
@@ -237,33 +287,6 @@ class BulkApi:
 
     def limits(self) -> dict[str, Any]:
         return self._call("GET", "limits/").response.json()
-
-    # ---- query jobs (the drift check reads the org back) ------------------------------------------
-
-    def create_query_job(self, soql: str, operation: QueryOperation = "query") -> JobInfo:
-        """A Bulk API 2.0 query job (``queryAll`` also returns deleted records, ``IsDeleted``)."""
-        body = {"operation": operation, "query": soql, "contentType": "CSV", "lineEnding": "LF"}
-        outcome = self._call("POST", "jobs/query", json_body=body)
-        return JobInfo.model_validate(outcome.response.json())
-
-    def query_job_info(self, job_id: str) -> JobInfo:
-        outcome = self._call("GET", f"jobs/query/{job_id}")
-        return JobInfo.model_validate(outcome.response.json())
-
-    def download_query_page(
-        self, job_id: str, destination: Path, locator: str | None, max_records: int
-    ) -> str | None:
-        """Stream one page of a query job's CSV results to ``destination``; the next locator.
-
-        ``Sforce-Locator`` is the literal ``null`` on the last page ("Get Results for a Query
-        Job"), where None is returned.
-        """
-        query = f"?maxRecords={max_records}" + (f"&locator={locator}" if locator else "")
-        outcome = self._call(
-            "GET", f"jobs/query/{job_id}/results{query}", accept="text/csv", sink=destination
-        )
-        following = outcome.response.headers.get("Sforce-Locator", "null")
-        return None if following in ("", "null") else following
 
     def abort_orphans(self, sobject: str, known_job_ids: set[str], grace: float = 2.0) -> list[str]:
         """Abort Open jobs that a lost create answer may have left behind.

@@ -21,8 +21,16 @@ class JobStatus(StrEnum):
 
 
 class RowStatus(StrEnum):
+    """How a row sent in a job ended.
+
+    ``applied``: Salesforce saved the row (an upsert job that did not fail it); whether it
+    created or updated the record, and its Id, are learned at the end of the load by a query
+    (see `created_ids`) and recorded as a later outcome of ``created`` or ``updated``.
+    """
+
     CREATED = "created"
     UPDATED = "updated"
+    APPLIED = "applied"
     PERMANENT = "permanent"
     TRANSIENT = "transient"
 
@@ -46,6 +54,10 @@ class CheckpointedJob(BaseModel):
     job_id: str
     records: int
     created_at: datetime
+    server_created: datetime | None = Field(
+        default=None,
+        description="The job's createdDate by Salesforce's clock: no record it saved is older.",
+    )
     status: JobStatus = JobStatus.CREATED
 
 
@@ -62,7 +74,9 @@ class CheckpointStore:
     * ``rows/<sequence>.parquet``: the keys a job carries, written *before* the job is created,
       so a checkpointed job id always has its rows on record;
     * ``outcomes/<sequence>.parquet``: one row per carried row and how it ended, written before the
-      job is marked collected, so a crash never loses a result Salesforce already produced.
+      job is marked collected, so a crash never loses a result Salesforce already produced. A
+      sequence with no job holds what the load's Id query learned of rows jobs ``applied``
+      (created or updated, and the Id), so a re-run neither asks again nor counts differently.
     """
 
     def __init__(
@@ -101,11 +115,17 @@ class CheckpointStore:
         self.store.write_parquet(self._rows_file(sequence), keys)
         return sequence
 
-    def record_created(self, sequence: int, job_id: str, records: int) -> None:
+    def record_created(
+        self, sequence: int, job_id: str, records: int, server_created: datetime | None = None
+    ) -> None:
         with self._lock:
             self._state.jobs.append(
                 CheckpointedJob(
-                    sequence=sequence, job_id=job_id, records=records, created_at=datetime.now(UTC)
+                    sequence=sequence,
+                    job_id=job_id,
+                    records=records,
+                    created_at=datetime.now(UTC),
+                    server_created=server_created,
                 )
             )
             self._write()

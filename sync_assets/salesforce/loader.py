@@ -28,6 +28,7 @@ from sync_assets.salesforce.checkpoint import (
 )
 from sync_assets.salesforce.concurrency import ConcurrencyGate, ConcurrencySettings
 from sync_assets.salesforce.connection import SalesforceConnection
+from sync_assets.salesforce.created_ids import IdQuery, load_started, resolve_applied
 from sync_assets.salesforce.errors import (
     BulkApiError,
     DailyApiLimitError,
@@ -71,7 +72,7 @@ from sync_assets.state.columns import (
 
 log = logging.getLogger(__name__)
 
-SUCCESS_STATUSES = (RowStatus.CREATED.value, RowStatus.UPDATED.value)
+SUCCESS_STATUSES = (RowStatus.CREATED.value, RowStatus.UPDATED.value, RowStatus.APPLIED.value)
 # Row errors that say the org is pushing back (locks, CPU): fewer jobs in flight.
 PUSH_BACK_CODES = ("UNABLE_TO_LOCK_ROW", "APEX_CPU_LIMIT")
 
@@ -243,11 +244,18 @@ class BulkLoader:
         self._jitter = random.Random()
 
     def load(
-        self, rows: pl.LazyFrame, checkpoint: CheckpointStore, pace: Pace | None = None
+        self,
+        rows: pl.LazyFrame,
+        checkpoint: CheckpointStore,
+        pace: Pace | None = None,
+        known_ids: pl.DataFrame | None = None,
     ) -> LoadOutcome:
         """Send ``rows`` (Salesforce columns plus ``_row_hash``, sorted by account).
 
         ``pace``, how fast the partition's jobs finished last time, times the first polls.
+        ``known_ids``: the Salesforce Ids the caller already holds (the ledger's), by external
+        id (``salesforce_id``); an upsert never changes a record's Id, so only the others are
+        looked up.
 
         Each job reads its own rows from ``rows`` when it is sent, so a scan of a file is never
         held whole. Jobs the checkpoint knows of (a crashed earlier attempt) are collected first.
@@ -270,13 +278,20 @@ class BulkLoader:
         # since ended) must not stop this run from sending those rows again.
         self._budget_from = checkpoint.next_sequence
 
+        known = (
+            known_ids
+            if known_ids is not None
+            else pl.DataFrame(schema={EXTERNAL_ID_FIELD: pl.String, "salesforce_id": pl.String})
+        )
         try:
             resumed, latest = self._send_rounds(staged, checkpoint)
         except DailyApiLimitError as error:
-            raise self._stopped(str(error), keys, checkpoint) from error
+            raise self._stopped(str(error), keys, checkpoint, known) from error
         if self._stop_reason:
-            raise self._stopped(self._stop_reason, keys, checkpoint)
+            raise self._stopped(self._stop_reason, keys, checkpoint, known)
 
+        if self._resolve_applied(latest, checkpoint, known):
+            latest = self._latest(keys, checkpoint.outcomes())
         final = self._final_statuses(latest)
         failures = self._final_outcomes(final, checkpoint.outcomes(), succeeded=False)
         orphans = self.api.abort_orphans(
@@ -373,10 +388,19 @@ class BulkLoader:
         return self._budget.exhausted(self.connection.api_usage, reserve)
 
     def _stopped(
-        self, reason: str, keys: pl.DataFrame, checkpoint: CheckpointStore
+        self, reason: str, keys: pl.DataFrame, checkpoint: CheckpointStore, known: pl.DataFrame
     ) -> LoadStoppedError:
-        """A clean stop: what Salesforce confirmed so far, for the caller to record."""
+        """A clean stop: what Salesforce confirmed so far, for the caller to record.
+
+        The Ids of applied rows are asked for if the org still answers; if it does not (the
+        daily limit), they are recorded without one and the ledger keeps any Id it had.
+        """
         latest = self._latest(keys, checkpoint.outcomes())
+        try:
+            if self._resolve_applied(latest, checkpoint, known):
+                latest = self._latest(keys, checkpoint.outcomes())
+        except SalesforceError as error:
+            log.warning("could not look up the Ids of the rows applied before the stop: %s", error)
         confirmed = self._final_outcomes(latest, checkpoint.outcomes(), succeeded=True).select(
             EXTERNAL_ID_FIELD, ROW_HASH, "salesforce_id"
         )
@@ -387,6 +411,46 @@ class BulkLoader:
             "a re-run once the limit has room again.",
             confirmed,
         )
+
+    def _resolve_applied(
+        self, latest: pl.DataFrame, checkpoint: CheckpointStore, known: pl.DataFrame
+    ) -> bool:
+        """Record, as one more outcome, whether each applied row was created or updated, and its Id.
+
+        Written to the checkpoint before the ledger hears of it: a re-run reads the answer
+        instead of asking again (by then the ledger knows the Ids, and would call them updates).
+        Returns whether there was anything to resolve.
+        """
+        applied = latest.filter(pl.col("status") == RowStatus.APPLIED.value).select(
+            EXTERNAL_ID_FIELD, ROW_HASH
+        )
+        if applied.is_empty():
+            return False
+        query = IdQuery(
+            self.settings.sobject, checkpoint.partition, self.settings.external_id_field
+        )
+        since = load_started(checkpoint.jobs)
+        resolved = resolve_applied(
+            self.api, query, applied.get_column(EXTERNAL_ID_FIELD), known, since
+        )
+        sequence = checkpoint.reserve_sequence(applied)
+        outcome = applied.join(resolved, on=EXTERNAL_ID_FIELD, how="left").select(
+            EXTERNAL_ID_FIELD,
+            ROW_HASH,
+            "status",
+            "salesforce_id",
+            pl.lit(None, pl.String).alias("error_code"),
+            pl.lit(None, pl.String).alias("error"),
+            pl.lit("", pl.String).alias("job_id"),
+            pl.lit(sequence, pl.Int64).alias("sequence"),
+        )
+        checkpoint.record_outcome(sequence, outcome, JobStatus.COLLECTED)
+        log.info(
+            "created or updated, and Ids, of %d applied rows learned by query (%d created)",
+            applied.height,
+            int((outcome["status"] == RowStatus.CREATED.value).sum()),
+        )
+        return True
 
     # ---- rounds and jobs -------------------------------------------------------------------
 
@@ -503,7 +567,7 @@ class BulkLoader:
         except BulkApiUnavailableError as error:
             self._record_not_run(checkpoint, keys, sequence, "", "JOB_NOT_CREATED", str(error))
             return
-        checkpoint.record_created(sequence, job.id, rows.height)
+        checkpoint.record_created(sequence, job.id, rows.height, job.created_at)
         self._notify("created", job.id)
         try:
             self.api.upload(job.id, body)
@@ -549,8 +613,9 @@ class BulkLoader:
     ) -> None:
         """Wait for the job (aborting it past its deadline), record how each of its rows ended."""
         info = self._wait_for(job_id, created)
+        results, unmentioned = self._results(info, keys.height)
         outcome = job_outcome(
-            keys, self._results(info, keys.height), job_id, sequence, self.settings.result_key
+            keys, results, job_id, sequence, self.settings.result_key, unmentioned
         )
         checkpoint.record_outcome(sequence, outcome, JobStatus.COLLECTED)
         if (
@@ -598,28 +663,48 @@ class BulkLoader:
             )
         return info
 
-    def _results(self, info: JobInfo, carried: int) -> list[pl.DataFrame]:
-        """The job's outcomes, downloading only the result sets that can hold rows.
+    def _results(self, info: JobInfo, carried: int) -> tuple[list[pl.DataFrame], RowStatus]:
+        """The job's reported outcomes, and the status of rows they do not mention.
 
-        A complete job whose successes cover every carried row has no failed rows, and only
-        Failed or Aborted jobs have unprocessed ones ("Get Job Unprocessed Record Results"):
-        a clean job costs one download, not three.
+        An upsert job that completed and processed every row it carried saved each row but its
+        ``numberRecordsFailed`` failed ones ("Get Job Info": processed counts failed rows too):
+        only failedResults is read, and only when it holds rows. The successes, which repeat
+        every field of every row, are not downloaded; whether a row was created, and its Id,
+        are learned once per load (`_resolve_applied`). A delete, or a job that failed, was
+        aborted or processed fewer rows than it carried, has its successes read as well, and its
+        unprocessed rows once any remain ("Get Job Unprocessed Record Results"); rows none of
+        its results mention are sent again.
         """
         key = self.settings.result_key
+        upsert = self.settings.operation == "upsert"
+        if upsert and info.state == "JobComplete" and info.numberRecordsProcessed is None:
+            # Seen in the job list, which has no counters: one call for them, in place of the
+            # successes' download.
+            info = self.api.job_info(info.id)
         with tempfile.TemporaryDirectory(prefix=f"bulk-{info.id}-") as scratch:
             folder = Path(scratch)
+            if upsert and info.state == "JobComplete" and info.processed_all(carried):
+                if not info.numberRecordsFailed:
+                    return [], RowStatus.APPLIED
+                failed = self._download(info, "failedResults", folder / "failed.csv")
+                return [failed_outcomes(failed, key)], RowStatus.APPLIED
             successes = successful_outcomes(
                 self._download(info, "successfulResults", folder / "successful.csv"), key
             )
             if info.state == "JobComplete" and successes.height >= carried:
-                return [successes]
+                return [successes], RowStatus.TRANSIENT
             failures = failed_outcomes(
                 self._download(info, "failedResults", folder / "failed.csv"), key
             )
-            if info.state == "JobComplete":
-                return [successes, failures]
+            if info.state == "JobComplete" or info.processed_all(carried):
+                return [successes, failures], RowStatus.TRANSIENT
             unprocessed = self._download(info, "unprocessedrecords", folder / "unprocessed.csv")
-            return [successes, failures, unprocessed_outcomes(unprocessed, _job_error(info), key)]
+            reported = [
+                successes,
+                failures,
+                unprocessed_outcomes(unprocessed, _job_error(info), key),
+            ]
+            return reported, RowStatus.TRANSIENT
 
     def _download(self, info: JobInfo, kind: ResultKind, destination: Path) -> Path | None:
         try:

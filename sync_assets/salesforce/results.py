@@ -14,6 +14,8 @@ from sync_assets.salesforce.errors import (
 )
 from sync_assets.state.columns import EXTERNAL_ID_FIELD, ROW_HASH
 
+RESULT_COLUMNS = ("status", "salesforce_id", "error_code", "error")
+
 
 def read_result_csv(path: Path | None, columns: list[str]) -> pl.DataFrame:
     """The wanted columns of a result CSV, all as strings; a missing or empty file gives no rows."""
@@ -35,6 +37,11 @@ def successful_outcomes(path: Path | None, key: str = EXTERNAL_ID_FIELD) -> pl.D
         pl.lit(None, dtype=pl.String).alias("error_code"),
         pl.lit(None, dtype=pl.String).alias("error"),
     )
+
+
+def empty_result(key: str = EXTERNAL_ID_FIELD) -> pl.DataFrame:
+    """A result set with no rows (a job that failed none)."""
+    return pl.DataFrame(schema={key: pl.String, **{name: pl.String for name in RESULT_COLUMNS}})
 
 
 def failed_outcomes(path: Path | None, key: str = EXTERNAL_ID_FIELD) -> pl.DataFrame:
@@ -73,25 +80,31 @@ def job_outcome(
     job_id: str,
     sequence: int,
     key: str = EXTERNAL_ID_FIELD,
+    unmentioned: RowStatus = RowStatus.TRANSIENT,
 ) -> pl.DataFrame:
-    """One outcome per carried key; a key no result mentions is transient (sent again).
+    """One outcome per carried key; a key no result mentions gets ``unmentioned``.
+
+    ``unmentioned`` is transient (sent again) when the results should name every row, and
+    ``applied`` when only failed and unprocessed rows were downloaded: a job that processed
+    every row it carried saved each one its failed results do not list.
 
     The results name rows by ``key``: the upsert's external id, or a delete's Salesforce Id (a
     delete's upload and results carry only ``Id``), matched back to the carried external ids.
     """
-    reported = pl.concat(results, how="vertical").unique(subset=key, keep="first")
+    reported = pl.concat([empty_result(key), *results], how="vertical").unique(
+        subset=key, keep="first"
+    )
+    missing = pl.col("status").is_null() & (unmentioned is RowStatus.TRANSIENT)
     return (
         keys.select(*dict.fromkeys([EXTERNAL_ID_FIELD, ROW_HASH, key]))
         .join(reported, on=key, how="left")
         .with_columns(
-            pl.col("status").fill_null(RowStatus.TRANSIENT.value),
+            pl.col("status").fill_null(unmentioned.value),
             pl.col("error_code").fill_null(
-                pl.when(pl.col("status").is_null()).then(pl.lit(MISSING_RESULT_ERROR_CODE))
+                pl.when(missing).then(pl.lit(MISSING_RESULT_ERROR_CODE))
             ),
             pl.col("error").fill_null(
-                pl.when(pl.col("status").is_null()).then(
-                    pl.lit("the job's results did not mention this row")
-                )
+                pl.when(missing).then(pl.lit("the job's results did not mention this row"))
             ),
             pl.lit(job_id).alias("job_id"),
             pl.lit(sequence, dtype=pl.Int64).alias("sequence"),

@@ -160,6 +160,7 @@ class _Handler(BaseHTTPRequestHandler):
                 )
             )
             return
+        self.server.app.count("request_body_bytes", len(body))
         split = urlsplit(self.path)
         request = Request(
             method=self.command,
@@ -227,6 +228,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if body and self.command != "HEAD":
+            self._count_sent(len(body))
             self.wfile.write(body)
 
     def _send_stream(self, chunks: Iterator[bytes]) -> None:
@@ -244,7 +246,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _write_chunk(self, data: bytes) -> None:
         if data:
+            self._count_sent(len(data))
             self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+    def _count_sent(self, size: int) -> None:
+        """Response body bytes as sent (after gzip): what a night downloads over the WAN."""
+        self.server.app.count("response_body_bytes", size)
 
 
 def _gzip(body: bytes) -> bytes:

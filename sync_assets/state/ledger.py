@@ -32,6 +32,19 @@ def load_ledger(store: StateStore, partition: str) -> pl.DataFrame:
     )
 
 
+def known_ids(store: StateStore, partition: str) -> pl.DataFrame:
+    """The partition's ledger rows that hold a Salesforce Id: ``external_id``, ``salesforce_id``."""
+    path = ledger_path(partition)
+    if not store.exists(path):
+        return LEDGER_SCHEMA.to_frame().select("external_id", "salesforce_id")
+    return (
+        store.scan_parquet([path])
+        .select(pl.col("external_id").cast(pl.String), pl.col("salesforce_id").cast(pl.String))
+        .filter(pl.col("salesforce_id").is_not_null())
+        .collect()
+    )
+
+
 def advance_ledger(store: StateStore, partition: str, confirmed: pl.DataFrame, drop_id: str) -> int:
     """Record rows Salesforce confirmed (columns external_id, row_hash, salesforce_id).
 

@@ -2,12 +2,15 @@
 
 Jobs complete the moment they are closed. A row with an empty ``Name`` fails with
 ``REQUIRED_FIELD_MISSING``; a key in ``lock_once`` fails with ``UNABLE_TO_LOCK_ROW`` the first time
-it is processed. Everything else is upserted on ``External_Id__c``.
+it is processed. Everything else is upserted on ``External_Id__c``. Query jobs answer the loader's
+Id lookups: ``CreatedDate >= <datetime>`` (each ingest job is created one second after the
+previous one; a record's CreatedDate is its creating job's) or ``External_Id__c IN (...)``.
 """
 
 import io
 import json
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import polars as pl
@@ -16,6 +19,10 @@ import requests
 from sync_assets_tests.salesforce.http_fakes import FakeAnswer
 
 INGEST = re.compile(r"/services/data/v[\d.]+/jobs/ingest/?(?P<job>[^/?]+)?/?(?P<part>[A-Za-z]+)?")
+QUERY = re.compile(r"/services/data/v[\d.]+/jobs/query/?(?P<job>[^/?]+)?/?(?P<part>results)?")
+CREATED_SINCE = re.compile(r"CreatedDate >= (\S+)")
+KEYS_IN = re.compile(r"IN \((.*)\)")
+EPOCH = datetime(2026, 11, 28, tzinfo=UTC)
 
 
 class FakeBulkOrg:
@@ -23,7 +30,10 @@ class FakeBulkOrg:
         self.lock_once = set(lock_once or ())
         self.batches_remaining = batches_remaining
         self.records: dict[str, str] = {}
+        self.created: dict[str, datetime] = {}
         self.jobs: dict[str, dict[str, Any]] = {}
+        self.queries: dict[str, str] = {}
+        self.downloads: list[str] = []
         self.uploaded_rows = 0
 
     def __call__(self, request: requests.PreparedRequest) -> FakeAnswer:
@@ -36,6 +46,8 @@ class FakeBulkOrg:
                     "DailyBulkApiBatches": {"Max": 15_000, "Remaining": self.batches_remaining},
                 },
             )
+        if QUERY.search(path):
+            return self._query(request, QUERY.search(path))
         match = INGEST.search(path)
         assert match, path
         job_id, part = match["job"], match["part"]
@@ -57,18 +69,42 @@ class FakeBulkOrg:
             return FakeAnswer(200, {"id": job_id, "state": job["info"]["state"]})
         if part is None:
             return FakeAnswer(200, {"id": job_id, **job["info"]})
+        self.downloads.append(part)
         return FakeAnswer(200, job["results"][part.lower()], {"Content-Type": "text/csv"})
+
+    def _query(self, request: requests.PreparedRequest, match: re.Match[str]) -> FakeAnswer:
+        if request.method == "POST":
+            job_id = f"750QUERY{len(self.queries):010d}"
+            self.queries[job_id] = json.loads(request.body or b"{}")["query"]
+            return FakeAnswer(200, {"id": job_id, "state": "UploadComplete"})
+        job_id = match["job"]
+        if match["part"] is None:
+            return FakeAnswer(200, {"id": job_id, "state": "JobComplete"})
+        soql = self.queries[job_id]
+        if since := CREATED_SINCE.search(soql):
+            moment = datetime.strptime(since.group(1), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+            keys = [key for key, created in self.created.items() if created >= moment]
+        else:
+            wanted = {key.strip().strip("'") for key in KEYS_IN.search(soql).group(1).split(",")}
+            keys = [key for key in self.records if key in wanted]
+        body = '"Id","External_Id__c"\n' + "".join(
+            f'"{self.records[key]}","{key}"\n' for key in keys
+        )
+        return FakeAnswer(200, body, {"Content-Type": "text/csv", "Sforce-Locator": "null"})
 
     def _create(self) -> FakeAnswer:
         job_id = f"750FAKE{len(self.jobs):011d}"
         info = {
             "state": "Open",
             "object": "Opportunity",
-            "createdDate": "2026-11-28T00:00:00.000+0000",
+            "createdDate": (EPOCH + timedelta(seconds=len(self.jobs))).strftime(
+                "%Y-%m-%dT%H:%M:%S.000+0000"
+            ),
             "numberRecordsProcessed": 0,
             "numberRecordsFailed": 0,
         }
-        self.jobs[job_id] = {"info": info, "csv": b""}
+        created = datetime.strptime(info["createdDate"], "%Y-%m-%dT%H:%M:%S.%f%z")
+        self.jobs[job_id] = {"info": info, "csv": b"", "created": created}
         return FakeAnswer(200, {"id": job_id, **info})
 
     def _process(self, job: dict[str, Any]) -> None:
@@ -90,6 +126,7 @@ class FakeBulkOrg:
             else:
                 created = key not in self.records
                 self.records.setdefault(key, f"006{len(self.records):015d}")
+                self.created.setdefault(key, job["created"])
                 success.append((self.records[key], "true" if created else "false", key))
         job["results"] = {
             "successfulresults": '"sf__Id","sf__Created",External_Id__c\n'

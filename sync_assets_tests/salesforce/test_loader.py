@@ -176,3 +176,44 @@ def test_an_account_larger_than_a_job_is_sent_first(tmp_path: Path) -> None:
     first_jobs = [job["csv"].decode() for job in list(org.jobs.values())[:4]]
     assert all(f",{big}," in body or f'"{big}"' in body for body in first_jobs)
     assert all(big not in job["csv"].decode() for job in list(org.jobs.values())[4:])
+
+
+def test_clean_upsert_jobs_download_no_results_and_counts_stay_exact(tmp_path: Path) -> None:
+    """Issue 17: failedResults only where a job failed rows ("Get Job Info":
+    numberRecordsFailed); created/updated and Ids from one query per load, kept in the checkpoint."""
+    org = FakeBulkOrg()
+    first = staged_partition(300, "3", accounts=40, invalid_every=50)
+    nameless = int((first["_invalid_kind"] == "missing_name").sum())
+    result = loader_for(org, tmp_path).load(first, "d1", "3")
+    assert nameless == 2
+    assert (result.created, result.updated, result.failed) == (298, 0, 2)
+    # Of the account-aligned jobs, those that failed a row are the only downloads.
+    failing = [job for job in org.jobs.values() if job["info"]["numberRecordsFailed"]]
+    assert len(result.job_ids) > len(failing) > 0
+    assert org.downloads == ["failedResults"] * len(failing)
+    assert len(org.queries) == 1
+    ledger = load_ledger(StateStore(tmp_path), "3")
+    assert dict(zip(ledger["external_id"], ledger["salesforce_id"], strict=True)) == {
+        key: org.records[key] for key in ledger["external_id"]
+    }
+
+    # A re-run of the drop reads the answer from the checkpoint: same counts, no query.
+    again = loader_for(org, tmp_path).load(first, "d1", "3")
+    assert (again.created, again.updated, again.uploaded) == (298, 0, 0)
+    assert len(org.queries) == 1
+
+    # The next night: 100 changed rows (the ledger knows their Ids) and 50 new ones.
+    known = first["External_Id__c"].implode()
+    changed = pl.concat(
+        [
+            staged_partition(300, "3", accounts=40, version="v2").head(100),
+            staged_partition(350, "3", accounts=40).filter(~pl.col("External_Id__c").is_in(known)),
+        ]
+    ).sort("Account.External_Id__c", maintain_order=True)
+    night = loader_for(org, tmp_path).load(changed, "d2", "3")
+    assert (night.created, night.updated, night.failed) == (50, 100, 0)
+    assert org.downloads == ["failedResults"] * len(failing)
+    assert len(org.queries) == 2
+    ledger = load_ledger(StateStore(tmp_path), "3")
+    assert ledger["salesforce_id"].is_not_null().all()
+    assert (ledger["salesforce_id"] == ledger["external_id"].replace_strict(org.records)).all()

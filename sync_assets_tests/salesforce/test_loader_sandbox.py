@@ -1,5 +1,6 @@
 """The Bulk loader end to end against the local HTTPS sandbox: counts, failures, faults, locks, expiry, resume."""
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -293,3 +294,83 @@ def test_staged_drop_partitions_load_and_a_restaged_drop_sends_nothing(
     assert restaged.counts.to_send == 0
     again = bulk.load_staged("night-1", "5")
     assert (again.sent, again.uploaded) == (0, 0)
+
+
+def successful_results(
+    connection: SalesforceConnection, job_ids: list[str], folder: Path
+) -> pl.DataFrame:
+    """What the loader no longer downloads: every job's successfulResults (key, Id, created)."""
+    api = BulkApi(connection)
+    frames = [
+        pl.read_csv(
+            api.download_results(job_id, "successfulResults", folder / f"{job_id}.csv"),
+            columns=["sf__Id", "sf__Created", "External_Id__c"],
+            infer_schema=False,
+        )
+        for job_id in job_ids
+    ]
+    return pl.concat(frames)
+
+
+def test_created_counts_and_ids_equal_those_of_successful_results(
+    sandbox_dir: Path, tmp_path: Path
+) -> None:
+    """A night of new and existing records, with the ledger and without it (issue 17, item 1).
+
+    The load reads only failedResults and asks one query for the Ids: its created and updated
+    counts equal those the jobs' successfulResults give ("Get Job Successful Record Results":
+    ``sf__Created``), and the ledger's Id is SOQL's for every row.
+    """
+    connection = connect(sandbox_dir)
+    downloaded: list[str] = []
+
+    def night(state: Path, rows: pl.DataFrame, drop_id: str) -> LoadResult:
+        partition_loader = loader(sandbox_dir, state, plan=PlanLimits(max_records=250))
+        api = partition_loader.loader.api
+        original = api.download_results
+
+        def spy(job_id: str, kind: Any, destination: Path) -> Path:
+            downloaded.append(kind)
+            return original(job_id, kind, destination)
+
+        api.download_results = spy  # type: ignore[method-assign]
+        return partition_loader.load(rows, drop_id, "5")
+
+    first = staged_partition(600, "5", accounts=ACCOUNTS, invalid_every=97)
+    mixed = staged_partition(900, "5", accounts=ACCOUNTS, invalid_every=89, version="v2")
+    without_ledger = staged_partition(1_000, "5", accounts=ACCOUNTS, version="v3")
+    nights = [
+        (tmp_path / "state", first, "drop-a"),
+        (tmp_path / "state", mixed, "drop-b"),
+        # A lost ledger: the updated records' Ids come from a lookup by key.
+        (tmp_path / "fresh-state", without_ledger, "drop-c"),
+    ]
+    for number, (state, rows, drop_id) in enumerate(nights):
+        # Nights are apart: SOQL datetimes have whole seconds, and without a ledger a record the
+        # previous load created in the second this one began could not be told from its own.
+        time.sleep(1.0)
+        result = night(state, rows, drop_id)
+        assert_accounted(result)
+        reported = successful_results(connection, result.job_ids, tmp_path / f"results-{number}")
+        created = int((reported["sf__Created"] == "true").sum())
+        assert (result.created, result.updated) == (created, reported.height - created)
+        ledger = load_ledger(StateStore(state), "5")
+        in_org = pl.DataFrame(
+            connection.client.query_all(
+                "SELECT Id, External_Id__c FROM Opportunity WHERE Sync_Partition__c = '5'"
+            )["records"]
+        ).select(pl.col("External_Id__c").alias("external_id"), pl.col("Id"))
+        joined = ledger.join(in_org, on="external_id", how="left")
+        assert joined.height == ledger.height and joined["Id"].is_not_null().all()
+        assert (joined["salesforce_id"] == joined["Id"]).all()
+        ids = reported.select(pl.col("External_Id__c").alias("external_id"), "sf__Id")
+        assert (
+            ids.join(joined, on="external_id")
+            .filter(pl.col("sf__Id") != pl.col("salesforce_id"))
+            .is_empty()
+        )
+    # Two of the nights had new records and failed rows, the third updated records it had no Id of.
+    assert [
+        night_result for night_result in downloaded if night_result == "successfulResults"
+    ] == []
+    assert "failedResults" in downloaded
