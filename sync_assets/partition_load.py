@@ -98,7 +98,7 @@ class PartitionLoader:
         bind_org(self.state, connection.org_id, connection.instance_url)
         checkpoint = CheckpointStore(self.state, drop_id, partition, checkpoint_folder)
         try:
-            outcome = self.loader.load(rows.lazy(), checkpoint, self._last_pace(partition))
+            outcome = self.loader.load(rows.lazy(), checkpoint, last_pace(self.state, partition))
         except LoadStoppedError as stopped:
             # A daily limit or the API budget: what Salesforce confirmed is kept, so the next
             # night does not send it again; nothing is recorded as failed.
@@ -115,9 +115,6 @@ class PartitionLoader:
         if result.pace is not None and failed_path is None:
             self.state.write_json(pace_path(result.partition), result.pace)
         return result.model_copy(update={"failed_file": self.state.url(path)})
-
-    def _last_pace(self, partition: str) -> Pace | None:
-        return last_pace(self.state, partition)
 
     def _advance(self, partition: str, confirmed: pl.DataFrame, drop_id: str) -> None:
         renamed = confirmed.rename({EXTERNAL_ID_FIELD: "external_id", ROW_HASH: "row_hash"})
