@@ -24,6 +24,7 @@ from sync_assets.drop_runs import (
     exclusive_partition,
     exclusive_staging,
     last_staged_drop,
+    latest_partition_sync,
     night_contract,
 )
 from sync_assets.drops.reader import open_drop
@@ -323,13 +324,9 @@ def ledger_identity_holds(
 ) -> dg.AssetCheckResult:
     """The load's ledger terms against the partition's ledger as it is on disk now."""
     partition = context.partition_key
-    records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=salesforce_opportunities.key, asset_partitions=[partition]),
-        limit=1,
-    ).records
-    metadata = records[0].asset_materialization.metadata if records else {}
-    terms = {name: int(getattr(metadata.get(name), "value", 0) or 0) for name in LEDGER_TERMS}
-    drop_id = str(getattr(metadata.get("drop_id"), "value", metadata.get("drop_id", "")))
+    metadata = latest_partition_sync(context.instance, salesforce_opportunities.key, partition)
+    terms = {name: int(str((metadata or {}).get(name) or 0)) for name in LEDGER_TERMS}
+    drop_id = str((metadata or {}).get("drop_id", ""))
     state = storage.state()
     with exclusive_partition(context, state, partition):
         now = load_ledger(state, partition).height

@@ -106,7 +106,7 @@ class PartitionLoader:
             outcome = self.loader.load(
                 rows.lazy(),
                 checkpoint,
-                self._last_pace(partition),
+                last_pace(self.state, partition),
                 known_ids=known_ids(self.state, partition).rename(
                     {"external_id": EXTERNAL_ID_FIELD}
                 ),
@@ -127,9 +127,6 @@ class PartitionLoader:
         if result.pace is not None and failed_path is None:
             self.state.write_json(pace_path(result.partition), result.pace)
         return result.model_copy(update={"failed_file": self.state.url(path)})
-
-    def _last_pace(self, partition: str) -> Pace | None:
-        return last_pace(self.state, partition)
 
     def _advance(self, partition: str, confirmed: pl.DataFrame, drop_id: str) -> None:
         renamed = confirmed.rename({EXTERNAL_ID_FIELD: "external_id", ROW_HASH: "row_hash"})
