@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import dagster as dg
 import polars as pl
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from sync_assets.alerts import Alert, AlertResource
 from sync_assets.assets import (
@@ -27,6 +27,7 @@ from sync_assets.drop_runs import (
     latest_partition_sync,
     night_contract,
 )
+from sync_assets.drops.contract import DropContract
 from sync_assets.drops.reader import open_drop
 from sync_assets.drops.shards import shard_expr
 from sync_assets.drops.staging import StagedPartition, load_staged
@@ -34,7 +35,7 @@ from sync_assets.partition_load import retagged_moved_rows
 from sync_assets.partitions import opportunity_partitions
 from sync_assets.resources import SalesforceResource, SyncStorage
 from sync_assets.salesforce.bulk_api import BulkApi
-from sync_assets.state.layout import failed_rows_path
+from sync_assets.state.layout import drop_census_path, failed_rows_path
 from sync_assets.state.ledger import distinct_synced_keys, load_ledger
 from sync_assets.storage import StateStore
 
@@ -102,6 +103,56 @@ def _staging(state: StateStore, drop_id: str, partition: str) -> StagedPartition
     return staged
 
 
+class DropCensus(BaseModel):
+    """Rows of a drop per partition, counted from the drop itself (not from its staging)."""
+
+    contract_version: str
+    rows: dict[str, int]
+
+
+def drop_census(
+    context: dg.AssetCheckExecutionContext,
+    storage: SyncStorage,
+    drop_id: str,
+    contract: DropContract,
+) -> DropCensus:
+    """The drop's rows per partition: counted by the first partition's check, read by the others.
+
+    One pass over the drop's account column serves the ten checks of a night (each used to scan
+    the whole drop for its own partition). A drop never changes once complete; a new mapping
+    (another account column) counts again. The file is replaced atomically, so it is read
+    without the lock; counting takes the drop's staging lock so that ten checks count once.
+    """
+    state = storage.state()
+    path = drop_census_path(drop_id)
+
+    def counted() -> DropCensus | None:
+        census = state.read_json(path, DropCensus) if state.exists(path) else None
+        return census if census and census.contract_version == contract.fingerprint else None
+
+    census = counted()
+    if census is not None:
+        return census
+    with exclusive_staging(context, state, drop_id):
+        census = counted()
+        if census is not None:
+            return census
+        counts = (
+            open_drop(storage.landing(), drop_id, contract)
+            .scan()
+            .select(shard_expr(contract.parent_column).alias("partition"))
+            .group_by("partition")
+            .len()
+            .collect()
+        )
+        census = DropCensus(
+            contract_version=contract.fingerprint,
+            rows={str(row["partition"]): row["len"] for row in counts.iter_rows(named=True)},
+        )
+        state.write_json(path, census)
+        return census
+
+
 @dg.asset_check(
     asset=opportunity_batches,
     partitions_def=opportunity_partitions,
@@ -117,14 +168,7 @@ def rows_accounted_for(
     state = storage.state()
     drop_id = _staged_drop(context)
     contract = night_contract(storage, drop_id, salesforce)
-    in_drop = (
-        open_drop(storage.landing(), drop_id, contract)
-        .scan()
-        .filter(shard_expr(contract.parent_column) == int(context.partition_key))
-        .select(pl.len())
-        .collect()
-        .item()
-    )
+    in_drop = drop_census(context, storage, drop_id, contract).rows.get(context.partition_key, 0)
     # Another run of the partition may be staging it again (its ledger has moved on since): the
     # counts and both files must come from one staging, not half from each.
     with exclusive_staging(context, state, drop_id):

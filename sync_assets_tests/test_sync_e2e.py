@@ -16,6 +16,7 @@ import polars as pl
 import pytest
 from simple_salesforce import Salesforce
 
+from sync_assets.checks import DropCensus
 from sync_assets.definitions import build_defs
 from sync_assets.drop_runs import DROP_TAG
 from sync_assets.drops.generate import GenerateOptions, generate_drop
@@ -25,7 +26,7 @@ from sync_assets.drops.staging import load_staged
 from sync_assets.runner import RunOutcome, run_drop
 from sync_assets.salesforce.transport import verified_session
 from sync_assets.sandbox.runner import SandboxHandle
-from sync_assets.state.layout import PARTITION_KEYS, ledger_path
+from sync_assets.state.layout import PARTITION_KEYS, drop_census_path, ledger_path
 from sync_assets.state.ledger import advance_ledger, load_ledger
 from sync_assets.state.locks import drop_staging_lock, partition_lock
 from sync_assets.storage import StateStore
@@ -274,6 +275,40 @@ def test_rows_accounted_for_never_reads_half_of_a_staging(night: Night) -> None:
         evaluation = check.result()
     assert evaluation.passed, evaluation.description
     assert evaluation.metadata["unchanged"].value == staged.counts.to_send
+
+
+def test_rows_accounted_for_fails_when_a_staged_row_is_missing(night: Night) -> None:
+    """The check recounts the drop itself: a row lost from the staged files is an ERROR."""
+    night.land("d1", rows=1_000)
+    [synced] = night.sync("d1", ["0"]).values()
+    assert synced.success
+    staged = load_staged(night.state, "d1", "0")
+    assert staged is not None and staged.counts.to_send > 0
+    night.state.write_parquet(staged.to_send, night.state.read_parquet(staged.to_send).slice(1))
+
+    evaluation = check_alone("opportunity_batches_rows_accounted_for", "0", "d1")
+    assert not evaluation.passed
+    assert evaluation.severity == dg.AssetCheckSeverity.ERROR
+    assert evaluation.metadata["rows_in_drop"].value == staged.counts.source
+    assert evaluation.metadata["to_send"].value == staged.counts.to_send - 1
+
+
+def test_the_drop_is_recounted_once_for_the_nights_checks(night: Night) -> None:
+    """One count of the drop per partition, from the drop's own account keys, serves every check."""
+    night.land("d1", rows=2_000)
+    outcomes = night.sync("d1", ["0", "1"])
+    assert all(outcome.success for outcome in outcomes.values())
+    census = night.state.read_json(drop_census_path("d1"), DropCensus)
+    drop = open_drop(StateStore(night.landing), "d1").scan().collect()
+    expected = drop.group_by(
+        pl.col("account_key").map_elements(shard_of, return_dtype=pl.String)
+    ).len()
+    assert census.rows == dict(expected.iter_rows())
+    assert sum(census.rows.values()) == 2_000
+    # A check of another partition reads the same count: the file is not written again.
+    written = night.state.local_path(drop_census_path("d1")).stat().st_mtime_ns
+    assert check_alone("opportunity_batches_rows_accounted_for", "2", "d1").passed
+    assert night.state.local_path(drop_census_path("d1")).stat().st_mtime_ns == written
 
 
 def test_the_count_check_waits_for_another_runs_load(night: Night) -> None:

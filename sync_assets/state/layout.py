@@ -74,6 +74,11 @@ def staging_lock_path(drop_id: str) -> str:
     return f"locks/staging-{drop_id}.lock"
 
 
+def drop_census_path(drop_id: str) -> str:
+    """How many rows of a drop each partition holds, recounted from the drop by the checks."""
+    return f"checks/{drop_id}/rows_per_partition.json"
+
+
 def failed_rows_path(drop_id: str, partition: str | int) -> str:
     """The rows of a drop's partition that failed for good in Salesforce, with their errors."""
     return f"{FAILED_FOLDER}/{drop_id}/partition={partition_label(partition)}/failed.parquet"
