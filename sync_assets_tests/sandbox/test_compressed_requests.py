@@ -74,6 +74,7 @@ def test_a_sandbox_refusing_compressed_uploads_answers_415_and_takes_plain_ones(
     refused = bulk.upload(job, gzip.compress(data), headers={"Content-Encoding": "gzip"})
 
     assert refused.status_code == 415
+    assert stats(bulk)["totals"]["request_body_refused:415"] == 1
     assert refused.json() == [
         {
             "errorCode": "UNSUPPORTED_MEDIA_TYPE",

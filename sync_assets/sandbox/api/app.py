@@ -160,12 +160,7 @@ class SandboxApp:
         if not self.limits.try_consume(API_REQUESTS):
             raise ApiError(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
         # Counted as an API request before it is decoded: the client counts every call it makes.
-        request.body = decoded_body(
-            request.body,
-            request.headers.get("content-encoding", ""),
-            MAX_UPLOAD_BYTES,
-            refuse=self.refuse_compressed_requests,
-        )
+        request.body = self._decoded_body(request)
         response = self._versioned(request, major, matched.group(3) or "")
         used, maximum = self.limits.usage(API_REQUESTS)
         response.headers["Sforce-Limit-Info"] = f"api-usage={used}/{maximum}"
@@ -175,6 +170,19 @@ class SandboxApp:
         client = _call_options_client(request.headers.get("sforce-call-options", ""))
         self.count(f"client:{client or '(none)'}")
         return response
+
+    def _decoded_body(self, request: Request) -> bytes:
+        """The body as the resources read it; a refused or broken one is counted, then answered."""
+        try:
+            return decoded_body(
+                request.body,
+                request.headers.get("content-encoding", ""),
+                MAX_UPLOAD_BYTES,
+                refuse=self.refuse_compressed_requests,
+            )
+        except ApiError as refused:
+            self.count(f"request_body_refused:{refused.status}")
+            raise
 
     def _versioned(self, request: Request, major: int, rest: str) -> Response:
         parts = [p for p in rest.split("/") if p]
