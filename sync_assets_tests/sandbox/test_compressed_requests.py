@@ -96,6 +96,7 @@ AB = b"a" * 64 + b"b" * 64
         (AB, "identity"),
         (AB, ""),
     ],
+    ids=["gzip-two-members", "deflate", "x-gzip", "identity", "none"],
 )
 def test_every_gzip_member_is_read_and_identity_is_as_sent(body: bytes, coding: str) -> None:
     assert decoded_body(body, coding, 1_000, refuse=False) == AB
