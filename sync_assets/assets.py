@@ -261,6 +261,7 @@ def load_metadata(result: LoadResult) -> dict[str, Any]:
         "peak_jobs_in_flight": dg.MetadataValue.int(result.peak_jobs_in_flight),
         "lowest_jobs_in_flight": dg.MetadataValue.int(result.lowest_jobs_in_flight),
         "preflight": dg.MetadataValue.text(result.preflight),
+        "upload_compression": dg.MetadataValue.text(result.upload_compression),
         "http_retries": dg.MetadataValue.int(result.http_retries),
         "duration_seconds": dg.MetadataValue.float(round(result.duration_seconds, 3)),
         "records_per_second": dg.MetadataValue.float(round(result.records_per_second, 1)),

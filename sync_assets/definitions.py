@@ -50,7 +50,7 @@ def build_defs() -> dg.Definitions:
                 mapping_file=settings.mapping_file or "",
             ),
             "salesforce": salesforce_resource_from_env(settings),
-            "bulk_load": BulkLoadResource(api_budget_share=settings.api_budget_share),
+            "bulk_load": BulkLoadResource.from_settings(settings),
             "alerts": AlertResource(**webhook),
             "deletes": DeletesResource(
                 mode=settings.delete_mode,

@@ -16,7 +16,7 @@ from sync_assets.drops.reader import newest_complete_drop
 from sync_assets.runner import RunOutcome, prepare_dagster_home, run_drop
 from sync_assets.salesforce.connection import SalesforceCredentials
 from sync_assets.salesforce.errors import SalesforceConfigError
-from sync_assets.settings import SyncSettings, salesforce_env
+from sync_assets.settings import SyncSettings, local_sandbox_env
 from sync_assets.state.progress import PartitionProgress, read_progress
 from sync_assets.storage import StateStore
 
@@ -80,7 +80,7 @@ def salesforce_for_commands(settings: SyncSettings, console: Console) -> Iterato
     )
     with running_sandbox(Path(settings.sandbox_dir)) as sandbox:
         org = SalesforceCredentials.from_sandbox(sandbox.data_dir).to_env()
-        with salesforce_env(org):
+        with local_sandbox_env(org):
             yield f"the local sandbox at {sandbox.connection.instance_url}"
 
 

@@ -21,6 +21,7 @@ from sync_assets.salesforce.queries import (
     keys_tagged_with_partition,
     usernames,
 )
+from sync_assets.salesforce.upload_compression import UploadCompression
 from sync_assets.settings import SyncSettings
 from sync_assets.state.org_metadata import OrgMetadata
 from sync_assets.storage import StateStore
@@ -110,6 +111,17 @@ class BulkLoadResource(dg.ConfigurableResource):
     account_aligned_jobs: bool = True
     job_timeout_seconds: float = LoaderSettings.model_fields["job_timeout"].default
     api_budget_share: float = LoaderSettings.model_fields["api_budget_share"].default
+    upload_compression: UploadCompression = LoaderSettings.model_fields[
+        "upload_compression"
+    ].default
+
+    @classmethod
+    def from_settings(cls, settings: SyncSettings) -> "BulkLoadResource":
+        """The loader as `SYNC_API_BUDGET_SHARE` and `SYNC_UPLOAD_COMPRESSION` configure it."""
+        return cls(
+            api_budget_share=settings.api_budget_share,
+            upload_compression=settings.resolved_upload_compression(),
+        )
 
     def loader_settings(self) -> LoaderSettings:
         return LoaderSettings(
@@ -122,6 +134,7 @@ class BulkLoadResource(dg.ConfigurableResource):
             max_resend_rounds=self.max_resend_rounds,
             job_timeout=self.job_timeout_seconds,
             api_budget_share=self.api_budget_share,
+            upload_compression=self.upload_compression,
         )
 
     def loader(

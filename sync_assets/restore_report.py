@@ -56,7 +56,7 @@ def run_restore(drop_id: str, partitions: list[str], console: Console) -> NightV
         )
         return NightVerdict.BAD_USAGE
     connection = SalesforceConnection(settings.salesforce())
-    resource = BulkLoadResource(api_budget_share=settings.api_budget_share)
+    resource = BulkLoadResource.from_settings(settings)
     loader = PartitionLoader(BulkLoader(connection, resource.loader_settings()), state)
     restore_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     console.print(f"Restoring drop {drop_id}'s deletes into {connection.instance_url}…")

@@ -19,6 +19,8 @@ from sync_assets.salesforce.connection import ENV_VARIABLES, SalesforceCredentia
 DEMO_DAGSTER_HOME = Path(".dagster_home")
 """The Dagster home of the commands when DAGSTER_HOME is not set: runs stay in the project."""
 
+UPLOAD_COMPRESSION_VARIABLE = "SYNC_UPLOAD_COMPRESSION"
+
 # The variables that configure a run; a run in another process must see exactly these.
 _CONFIGURATION_PREFIXES = ("SYNC_", "SALESFORCE_", "DAGSTER_HOME")
 
@@ -75,6 +77,12 @@ class SyncSettings(BaseSettings):
         default_factory=dict,
         description='Archive mode: JSON of field → value, e.g. {"StageName": "Closed Lost"}.',
     )
+    upload_compression: Literal["auto", "gzip", "none"] = Field(
+        default="auto",
+        description="Bulk job CSVs uploaded gzipped (Content-Encoding: gzip) or plain (none); "
+        "auto: gzip, except into the local sandbox `demo` and `ui` start (loopback, where "
+        "compression only costs CPU). An org that refuses gzip gets plain uploads.",
+    )
     schedule_cron: str = Field(default="0 2 * * *", description="The nightly schedule.")
     schedule_timezone: str = Field(default="UTC", description="The schedule's time zone.")
     dagster_home: str | None = Field(
@@ -91,9 +99,42 @@ class SyncSettings(BaseSettings):
         """Each credential field whose `SALESFORCE_*` variable is set now, with that name."""
         return {field: name for field, name in ENV_VARIABLES.items() if os.environ.get(name)}
 
+    def resolved_upload_compression(self) -> Literal["gzip", "none"]:
+        """How the runs upload: `auto` is gzip here (the commands pin their sandbox's choice)."""
+        return upload_compression_for(self.upload_compression, local_sandbox=False)
+
     def commands_dagster_home(self) -> Path:
         """Where `demo`, `sync` and `ui` keep run history: DAGSTER_HOME, else ./.dagster_home."""
         return Path(self.dagster_home) if self.dagster_home else DEMO_DAGSTER_HOME
+
+
+def upload_compression_for(
+    choice: Literal["auto", "gzip", "none"], *, local_sandbox: bool
+) -> Literal["gzip", "none"]:
+    """`SYNC_UPLOAD_COMPRESSION` resolved: `auto` is plain into the commands' own sandbox."""
+    if choice == "auto":
+        return "none" if local_sandbox else "gzip"
+    return choice
+
+
+@contextlib.contextmanager
+def local_sandbox_env(variables: Mapping[str, str]) -> Iterator[None]:
+    """`salesforce_env` for the local sandbox a command started, with its upload compression.
+
+    The runs see the sandbox as any org (`SALESFORCE_*`); `SYNC_UPLOAD_COMPRESSION` resolved for
+    it is what tells them it is on loopback, where gzip only costs CPU.
+    """
+    compression = upload_compression_for(SyncSettings().upload_compression, local_sandbox=True)
+    before = os.environ.get(UPLOAD_COMPRESSION_VARIABLE)
+    os.environ[UPLOAD_COMPRESSION_VARIABLE] = compression
+    try:
+        with salesforce_env(variables):
+            yield
+    finally:
+        if before is None:
+            del os.environ[UPLOAD_COMPRESSION_VARIABLE]
+        else:
+            os.environ[UPLOAD_COMPRESSION_VARIABLE] = before
 
 
 @contextlib.contextmanager

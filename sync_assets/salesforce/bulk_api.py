@@ -23,6 +23,11 @@ from sync_assets.salesforce.errors import (
     request_limit_class,
 )
 from sync_assets.salesforce.retry import RetryPolicy
+from sync_assets.salesforce.upload_compression import (
+    REFUSED_CODING_STATUSES,
+    UploadCompression,
+    gzip_body,
+)
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +104,10 @@ class BulkApi:
         timeout: float = REQUEST_TIMEOUT_SECONDS,
         rng: random.Random | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        upload_compression: UploadCompression = "none",
     ) -> None:
         self.connection = connection
+        self._upload_compression = upload_compression
         self.retry = retry or RetryPolicy()
         self.timeout = timeout
         self._rng = rng or random.Random()
@@ -158,14 +165,53 @@ class BulkApi:
         return JobInfo.model_validate(outcome.response.json())
 
     def upload(self, job_id: str, csv_body: bytes) -> None:
+        """PUT the job's CSV, gzipped while the org takes compressed uploads.
+
+        An org that answers a gzip body with 400 or 415 gets the same upload plain at once; if
+        that is accepted, the body's coding was the problem and this `BulkApi` sends plain from
+        then on (a warning says why). If the plain upload fails too, its error is raised.
+        """
+        if self._upload_compression == "none":
+            self._put_upload(job_id, csv_body)
+            return
+        try:
+            self._put_upload(job_id, gzip_body(csv_body), content_encoding="gzip")
+            return
+        except BulkApiError as error:
+            if error.status not in REFUSED_CODING_STATUSES:
+                raise
+            refused = error
+        self._put_upload(job_id, csv_body)
+        self._stop_compressing(refused)
+
+    @property
+    def upload_compression(self) -> UploadCompression:
+        """How uploads go now: ``none`` once the org refused a gzip one."""
+        return self._upload_compression
+
+    def _stop_compressing(self, refused: BulkApiError) -> None:
+        with self._lock:
+            if self._upload_compression == "none":
+                return
+            self._upload_compression = "none"
+        log.warning(
+            "Salesforce refused a gzip upload (HTTP %d %s: %s) and accepted it plain: the "
+            "uploads of this load are sent plain (SYNC_UPLOAD_COMPRESSION=none skips the try)",
+            refused.status,
+            refused.error_code,
+            refused.error_message,
+        )
+
+    def _put_upload(self, job_id: str, body: bytes, content_encoding: str | None = None) -> None:
         def already_uploaded(error: BulkApiError, ambiguous: bool) -> bool:
             return ambiguous and bool(_ALREADY_UPLOADED.search(error.error_message))
 
         self._call(
             "PUT",
             self.ingest_path(f"/{job_id}/batches"),
-            body=csv_body,
+            body=body,
             content_type="text/csv",
+            content_encoding=content_encoding,
             expected=(201,),
             tolerate=already_uploaded,
         )
@@ -339,6 +385,7 @@ class BulkApi:
         json_body: dict[str, Any] | None = None,
         body: bytes | None = None,
         content_type: str | None = None,
+        content_encoding: str | None = None,
         accept: str = "application/json",
         expected: tuple[int, ...] = (200,),
         sink: Path | None = None,
@@ -361,6 +408,8 @@ class BulkApi:
             headers = {"Authorization": f"Bearer {token}", "Accept": accept}
             if content_type:
                 headers["Content-Type"] = content_type
+            if content_encoding:
+                headers["Content-Encoding"] = content_encoding
             self._count_call(retried=attempt > 0)
             try:
                 response = self.connection.http.request(

@@ -61,6 +61,7 @@ from sync_assets.salesforce.results import (
 )
 from sync_assets.salesforce.retry import RetryPolicy
 from sync_assets.salesforce.staged_rows import CSV_BYTES, StagedRows
+from sync_assets.salesforce.upload_compression import UploadCompression
 from sync_assets.salesforce.watcher import JobWatcher, Pace, WatchSettings
 from sync_assets.state.columns import (
     ACCOUNT_EXTERNAL_ID_FIELD,
@@ -128,6 +129,11 @@ class LoaderSettings(BaseModel):
     )
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     watch: WatchSettings = Field(default_factory=WatchSettings)
+    upload_compression: UploadCompression = Field(
+        default="gzip",
+        description="Upload job CSVs gzipped (`Content-Encoding: gzip`, REST API 'Compression "
+        "Headers'), or plain; an org that refuses gzip gets plain uploads for the rest of the load.",
+    )
     check_limits: bool = True
     api_budget_share: float = Field(
         default=0.5,
@@ -175,6 +181,9 @@ class LoadResult(BaseModel):
     )
     http_retries: int
     logins: int
+    upload_compression: UploadCompression = Field(
+        default="none", description="How the load's last upload went: gzip, or plain (none)."
+    )
     orphan_jobs_aborted: list[str] = Field(default_factory=list)
     duration_seconds: float
     records_per_second: float
@@ -223,7 +232,9 @@ class BulkLoader:
     ) -> None:
         self.connection = connection
         self.settings = settings or LoaderSettings()
-        self.api = api or BulkApi(connection, self.settings.retry)
+        self.api = api or BulkApi(
+            connection, self.settings.retry, upload_compression=self.settings.upload_compression
+        )
         self.watcher = JobWatcher(self.api, self.settings.watch)
         self.gate = ConcurrencyGate(self.settings.concurrency())
         self.api.on_throttled = self.gate.throttled
@@ -306,6 +317,7 @@ class BulkLoader:
         result.peak_jobs_in_flight = self.gate.peak
         result.lowest_jobs_in_flight = self.gate.lowest
         result.preflight = self._preflight
+        result.upload_compression = self.api.upload_compression
         result.pace = self._measured_pace(result)
         confirmed = self._final_outcomes(final, checkpoint.outcomes(), succeeded=True)
         return LoadOutcome(

@@ -67,6 +67,12 @@ class SandboxConfig(BaseModel):
     token_ttl: float = Field(
         default=0.0, ge=0, description="Seconds an access token stays valid; 0 = forever."
     )
+    refuse_compressed_uploads: bool = Field(
+        default=False,
+        description="Answer 415 to a request body sent with Content-Encoding (gzip, deflate), as "
+        "an org that does not decompress requests would; by default they are decompressed (REST "
+        "API 'Compression Headers').",
+    )
     verbose: bool = Field(default=False, description="Log every request.")
 
 

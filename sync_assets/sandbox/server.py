@@ -37,6 +37,7 @@ from sync_assets.sandbox.limits import API_REQUESTS, BULK_BATCHES, INGEST_RECORD
 from sync_assets.sandbox.metadata import open_org
 from sync_assets.sandbox.org import load_org
 from sync_assets.sandbox.processing import ProcessingConfig, Processor
+from sync_assets.sandbox.request_encoding import body_too_large
 from sync_assets.sandbox.seed import seed_accounts
 from sync_assets.sandbox.store import Database
 from sync_assets.sandbox.tls import ensure_certificates, server_context
@@ -148,18 +149,9 @@ class _Handler(BaseHTTPRequestHandler):
             body = self._read_body()
         except _BodyTooLarge:
             self.close_connection = True
-            self._send(
-                json_response(
-                    ApiError(
-                        400,
-                        "BULK_API_ERROR",
-                        f"The uploaded data exceeds the maximum of {MAX_UPLOAD_BYTES} bytes "
-                        "(100 MB) for one job; split it into several jobs",
-                    ).body(),
-                    400,
-                )
-            )
+            self._send_error(body_too_large(MAX_UPLOAD_BYTES))
             return
+        # As sent (compressed where the client compressed): what a night uploads over the WAN.
         self.server.app.count("request_body_bytes", len(body))
         split = urlsplit(self.path)
         request = Request(
@@ -195,7 +187,10 @@ class _Handler(BaseHTTPRequestHandler):
             answer = ApiError(403, "REQUEST_LIMIT_EXCEEDED", message)
         else:
             answer = _FAULT_ANSWERS[name]
-        self._send(json_response(answer.body(), answer.status))
+        self._send_error(answer)
+
+    def _send_error(self, error: ApiError) -> None:
+        self._send(json_response(error.body(), error.status))
 
     def _reset(self) -> None:
         self.close_connection = True
@@ -395,6 +390,7 @@ def serve(config: SandboxConfig) -> None:
         catalog,
         lambda: address["login"],
         deprecated_through=config.deprecated_through,
+        refuse_compressed_requests=config.refuse_compressed_uploads,
     )
     server = _SandboxHTTPServer(
         (config.host, config.port), app, faults, server_context(server_path), config.verbose

@@ -1,3 +1,4 @@
+import gzip
 import random
 import re
 from pathlib import Path
@@ -13,6 +14,7 @@ from sync_assets.salesforce.connection import (
 )
 from sync_assets.salesforce.errors import BulkApiError, DailyApiLimitError, SalesforceAuthError
 from sync_assets.salesforce.retry import RetryPolicy
+from sync_assets.salesforce.upload_compression import UploadCompression
 from sync_assets_tests.salesforce.http_fakes import FakeAnswer, FakeTransport, mounted
 
 JOB = "7505f000000ABCDAAA"
@@ -20,7 +22,9 @@ INGEST = f"https://org.example.com/services/data/v{DEFAULT_API_VERSION}/jobs/ing
 
 
 def bulk_api(
-    handler, credentials: SalesforceCredentials | None = None
+    handler,
+    credentials: SalesforceCredentials | None = None,
+    upload_compression: UploadCompression = "none",
 ) -> tuple[BulkApi, FakeTransport]:
     http = requests.Session()
     transport = mounted(http, handler)
@@ -33,6 +37,7 @@ def bulk_api(
         connection,
         RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.02),
         rng=random.Random(0),
+        upload_compression=upload_compression,
     )
     return api, transport
 
@@ -258,3 +263,37 @@ def test_the_daily_request_limit_stops_without_a_retry() -> None:
     with pytest.raises(DailyApiLimitError, match="TotalRequests Limit exceeded"):
         api.job_info(JOB)
     assert len(transport.requests) == 1 and api.throttles == 0
+
+
+BAD_BODY = FakeAnswer(400, [{"errorCode": "INVALID_REQUEST", "message": "not gzip"}])
+WRONG_STATE = FakeAnswer(400, [{"errorCode": "INVALIDJOBSTATE", "message": "Job is Closed"}])
+
+
+def test_a_gzip_upload_goes_with_its_header_and_is_the_csv_when_decompressed() -> None:
+    api, transport = bulk_api(scripted(FakeAnswer(201)), upload_compression="gzip")
+    api.upload(JOB, b"External_Id__c\nA\n" * 100)
+    [put] = transport.requests
+    assert put.headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(put.body) == b"External_Id__c\nA\n" * 100
+
+
+def test_a_gzip_upload_refused_as_a_bad_body_goes_plain_and_so_does_the_next() -> None:
+    api, transport = bulk_api(
+        scripted(BAD_BODY, FakeAnswer(201), FakeAnswer(201)), upload_compression="gzip"
+    )
+    api.upload(JOB, b"a,b\n1,2\n")
+    api.upload(JOB, b"a,b\n3,4\n")
+    assert [request.headers.get("Content-Encoding") for request in transport.requests] == [
+        "gzip",
+        None,
+        None,
+    ]
+    assert transport.requests[1].body == b"a,b\n1,2\n"
+    assert api.upload_compression == "none" and api.api_calls == 3
+
+
+def test_a_400_the_plain_upload_gets_too_is_raised_and_gzip_stays_on() -> None:
+    api, _ = bulk_api(scripted(WRONG_STATE, WRONG_STATE), upload_compression="gzip")
+    with pytest.raises(BulkApiError, match="INVALIDJOBSTATE"):
+        api.upload(JOB, b"a,b\n1,2\n")
+    assert api.upload_compression == "gzip" and api.api_calls == 2

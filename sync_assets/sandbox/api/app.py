@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from sync_assets.sandbox.api.ingest import IngestResources
+from sync_assets.sandbox.api.ingest import MAX_UPLOAD_BYTES, IngestResources
 from sync_assets.sandbox.api.messages import Request, Response, allow, json_response
 from sync_assets.sandbox.api.oauth import OAuthResources
 from sync_assets.sandbox.api.query_jobs import QueryJobResources
@@ -30,6 +30,7 @@ from sync_assets.sandbox.processing import Processor
 from sync_assets.sandbox.query import QueryService
 from sync_assets.sandbox.query_jobs import QueryJobStore
 from sync_assets.sandbox.query_runner import QueryRunner
+from sync_assets.sandbox.request_encoding import decoded_body
 from sync_assets.sandbox.store import Database
 
 FIRST_INGEST_VERSION = 41
@@ -70,12 +71,15 @@ class SandboxApp:
         catalog: Catalog,
         login_url: Callable[[], str],
         deprecated_through: int = 0,
+        refuse_compressed_requests: bool = False,
     ) -> None:
         """``instance_url`` is the org's (My Domain) URL, ``login_url`` the generic login one.
 
         Versions up to ``deprecated_through`` are deprecated: their answers carry a Warning.
+        ``refuse_compressed_requests`` plays an org that answers a compressed body with 415.
         """
         self.deprecated_through = deprecated_through
+        self.refuse_compressed_requests = refuse_compressed_requests
         self.org = org
         self.catalog = catalog
         self.db = db
@@ -155,6 +159,8 @@ class SandboxApp:
             self.count("write_requests")
         if not self.limits.try_consume(API_REQUESTS):
             raise ApiError(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
+        # Counted as an API request before it is decoded: the client counts every call it makes.
+        request.body = self._decoded_body(request)
         response = self._versioned(request, major, matched.group(3) or "")
         used, maximum = self.limits.usage(API_REQUESTS)
         response.headers["Sforce-Limit-Info"] = f"api-usage={used}/{maximum}"
@@ -164,6 +170,19 @@ class SandboxApp:
         client = _call_options_client(request.headers.get("sforce-call-options", ""))
         self.count(f"client:{client or '(none)'}")
         return response
+
+    def _decoded_body(self, request: Request) -> bytes:
+        """The body as the resources read it; a refused or broken one is counted, then answered."""
+        try:
+            return decoded_body(
+                request.body,
+                request.headers.get("content-encoding", ""),
+                MAX_UPLOAD_BYTES,
+                refuse=self.refuse_compressed_requests,
+            )
+        except ApiError as refused:
+            self.count(f"request_body_refused:{refused.status}")
+            raise
 
     def _versioned(self, request: Request, major: int, rest: str) -> Response:
         parts = [p for p in rest.split("/") if p]
