@@ -1,4 +1,4 @@
-"""Run the seven benchmark scenarios and write `docs/BENCHMARKS.md` and `docs/benchmarks.json`.
+"""Run the benchmark scenarios and write `docs/BENCHMARKS.md` and `docs/benchmarks.json`.
 
     uv run python -m benchmarks.run_all --scale full     # 2M rows, ~40 minutes; the report
     uv run python -m benchmarks.run_all --scale smoke    # 20k rows, the CI smoke run
