@@ -160,10 +160,19 @@ class Night(BaseModel):
     def dagster_home(self) -> Path:
         return self.root / "dagster_home"
 
-    def env(self, sandbox: SandboxHandle, bytecode_cache: bool = True) -> dict[str, str]:
+    def env(
+        self,
+        sandbox: SandboxHandle,
+        bytecode_cache: bool = True,
+        instance_url: str | None = None,
+        extra: dict[str, str] | None = None,
+    ) -> dict[str, str]:
         """This process's environment, configured for the sandbox as if it were a real org.
 
         Without ``bytecode_cache`` every interpreter compiles every module it imports from source.
+        ``instance_url`` replaces the sandbox's own (a proxy in front of it: the session flow never
+        asks the org for its URL, so every call goes there); ``extra`` (`SYNC_*` settings) is
+        added last.
         """
         connection = sandbox.connection
         env = {
@@ -175,14 +184,18 @@ class Night(BaseModel):
             env.pop(PYCACHE_VARIABLE, None)
             env[NO_BYTECODE_VARIABLE] = "1"
         self.dagster_home.mkdir(parents=True, exist_ok=True)
-        return env | {
-            "SYNC_LANDING_DIR": str(self.landing),
-            "SYNC_STATE_DIR": str(self.state),
-            "DAGSTER_HOME": str(self.dagster_home),
-            "SALESFORCE_INSTANCE_URL": connection.instance_url,
-            "SALESFORCE_ACCESS_TOKEN": connection.access_token.get_secret_value(),
-            "SALESFORCE_CA_BUNDLE": str(connection.ca_cert),
-        }
+        return (
+            env
+            | {
+                "SYNC_LANDING_DIR": str(self.landing),
+                "SYNC_STATE_DIR": str(self.state),
+                "DAGSTER_HOME": str(self.dagster_home),
+                "SALESFORCE_INSTANCE_URL": instance_url or connection.instance_url,
+                "SALESFORCE_ACCESS_TOKEN": connection.access_token.get_secret_value(),
+                "SALESFORCE_CA_BUNDLE": str(connection.ca_cert),
+            }
+            | (extra or {})
+        )
 
 
 @contextlib.contextmanager

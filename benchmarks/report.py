@@ -7,6 +7,13 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from benchmarks.drift import DriftFigures, summary
+from benchmarks.limited_link import (
+    LimitedLinkFigures,
+    LinkUse,
+    OurLinkNight,
+    PeerLinkNight,
+    VariantNights,
+)
 from benchmarks.measure import median
 from benchmarks.production import OrgBoundFigures, ProductionFigures
 from benchmarks.scenarios import (
@@ -58,6 +65,9 @@ class Results(BaseModel):
     )
     drift: DriftFigures | None = Field(
         default=None, description="Scenario 9; may be measured by a later `--only drift` run."
+    )
+    link: LimitedLinkFigures | None = Field(
+        default=None, description="Scenario 10; may be measured by a later `--only link` run."
     )
 
 
@@ -129,7 +139,48 @@ def judge(results: Results) -> list[Target]:
         ),
         *_production_targets(results.production),
         *_drift_targets(results.drift),
+        *_link_targets(results.link),
     ]
+
+
+def _link_targets(link: LimitedLinkFigures | None) -> list[Target]:
+    """Judged on the last loader configuration: where a change puts its "after"."""
+    if link is None:
+        return []
+    after = link.variants[-1]
+    nights = _our_link_nights(link, after)
+    names = ", ".join(variant.variant.name for variant in link.variants)
+    return [
+        Target(
+            name="Limited link: bytes downloaded per night ≤ 10% of bytes uploaded",
+            figures="; ".join(
+                f"{label}: {_mb(night.link.traffic.bytes_down)} MB down / "
+                f"{_mb(night.link.traffic.bytes_up)} MB up = {night.link.down_per_up:.1%} "
+                f"(bodies alone {night.link.body_down_per_up:.1%})"
+                for label, night in nights
+            )
+            + (f" (loader: {after.variant.name})" if len(link.variants) > 1 else ""),
+            met=all(night.link.down_per_up <= 0.10 for _, night in nights),
+        ),
+        Target(
+            name="Limited-link nights measured before and after a change, in the same run",
+            figures=f"{len(link.variants)} loader configuration(s) measured: {names}",
+            met=len(link.variants) >= 2,
+        ),
+    ]
+
+
+def _our_link_nights(
+    link: LimitedLinkFigures, nights: VariantNights
+) -> list[tuple[str, OurLinkNight]]:
+    return [
+        ("first night", nights.first),
+        (f"{link.changed_fraction:.0%} changed", nights.changed),
+    ]
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1e6:,.2f}"
 
 
 def _drift_targets(drift: DriftFigures | None) -> list[Target]:
@@ -632,6 +683,169 @@ def _drift_lines(drift: DriftFigures | None) -> list[str]:
     ]
 
 
+LINK_HEADER = [
+    "client, night",
+    "rows sent",
+    "failed",
+    "wall s",
+    "client CPU s",
+    "MB up",
+    "MB down",
+    "down ÷ up",
+    "body MB up / down (sandbox)",
+    "HTTP requests",
+    "API calls (loader's count)",
+    "connections",
+]
+
+
+def _link_cells(link: LinkUse) -> list[Any]:
+    return [
+        _mb(link.traffic.bytes_up),
+        _mb(link.traffic.bytes_down),
+        f"{link.down_per_up:.1%}",
+        f"{_mb(link.request_body_bytes)} / {_mb(link.response_body_bytes)}",
+        f"{link.http_requests:,}",
+    ]
+
+
+def _our_link_row(label: str, night: OurLinkNight) -> list[Any]:
+    figures = night.night
+    return [
+        label,
+        f"{figures.total('sent'):,}",
+        f"{figures.total('failed'):,}",
+        f"{figures.seconds:.1f}",
+        f"{figures.cpu_seconds:.1f}",
+        *_link_cells(night.link),
+        f"{night.api_calls:,}",
+        night.link.traffic.connections,
+    ]
+
+
+def _peer_link_row(label: str, night: PeerLinkNight) -> list[Any]:
+    run = night.run
+    return [
+        label + (f" — {run.error}" if run.error else ""),
+        f"{run.processed:,}",
+        f"{run.failed:,}",
+        f"{run.seconds:.1f}",
+        f"{run.cpu_seconds:.1f}",
+        *_link_cells(night.link),
+        "n/a",
+        night.link.traffic.connections,
+    ]
+
+
+def _ratio(new: float, old: float) -> str:
+    return f"{new / old:.2f}" if old else "n/a"
+
+
+def _link_ratio_lines(link: LimitedLinkFigures) -> list[str]:
+    """Each later loader configuration against the first (its "before"), night by night."""
+    before = link.variants[0]
+    rows = [
+        [
+            f"{after.variant.name} ÷ {before.variant.name}, {label}",
+            _ratio(new.night.seconds, old.night.seconds),
+            _ratio(new.night.cpu_seconds, old.night.cpu_seconds),
+            _ratio(new.link.traffic.bytes_up, old.link.traffic.bytes_up),
+            _ratio(new.link.traffic.bytes_down, old.link.traffic.bytes_down),
+            _ratio(new.link.http_requests, old.link.http_requests),
+        ]
+        for after in link.variants[1:]
+        for (label, old), (_, new) in zip(
+            _our_link_nights(link, before), _our_link_nights(link, after), strict=True
+        )
+    ]
+    if not rows:
+        return [
+            f"- One loader configuration measured (`{before.variant.name}`): no before/after "
+            "ratio yet (`LOADER_VARIANTS` in `benchmarks/limited_link.py`).",
+            "",
+        ]
+    return _table(
+        ["ratio (after ÷ before)", "wall", "client CPU", "bytes up", "bytes down", "HTTP requests"],
+        rows,
+    )
+
+
+def _link_lines(link: LimitedLinkFigures | None) -> list[str]:
+    if link is None:
+        return []
+    model, calibration, peer, direct = link.link, link.calibration, link.peer, link.direct
+    rows = [
+        _our_link_row(f"ours ({nights.variant.name}), {label}", night)
+        for nights in link.variants
+        for label, night in _our_link_nights(link, nights)
+    ]
+    batch = f", batch_size={peer.first.run.batch_size:,}" if peer.first.run.batch_size else ""
+    rows.append(_peer_link_row(f"simple-salesforce{batch}, first night", peer.first))
+    if peer.changed is not None:
+        rows.append(
+            _peer_link_row(
+                f"simple-salesforce{batch}, {link.changed_fraction:.0%} changed (whole drop)",
+                peer.changed,
+            )
+        )
+    linked = link.variants[0]
+    first = link.variants[-1].first.link
+    up_mb, down_mb = first.traffic.bytes_up / 1e6, first.traffic.bytes_down / 1e6
+    return [
+        "## 10. A limited link",
+        "",
+        f"The first night and the {link.changed_fraction:.0%}-changed night of section 6, and the "
+        f"peer's, over a link of **{model.describe()}**: a TCP proxy in its own process in front "
+        "of a fresh sandbox (`benchmarks/link_proxy.py`) holds each direction to its rate (one "
+        "bottleneck shared by every connection, a buffer of a round trip) and delays it by half "
+        "the round trip; a new connection waits a round trip (TCP's handshake). TLS stays end to "
+        "end and verified. The clients are configured as for a real org with the session flow "
+        "(`SALESFORCE_INSTANCE_URL` is the proxy), so every call crosses the link. *MB up/down* "
+        "are what crossed it, TLS and headers included (the proxy's count); *body MB* are the "
+        "request and response bodies the sandbox counted (as sent, after gzip); HTTP requests "
+        "are the sandbox's own count; API calls are our loader's (its `api_calls` metadata; the "
+        "other requests of a night are its checks' queries). Each loader configuration "
+        "(`LOADER_VARIANTS`: the first is the before, the last the after) runs on its own sandbox "
+        "and link. The peer keeps no state, so each of its nights upserts every valid row of the "
+        "drop; it does not download results.",
+        "",
+        f"Calibration through the proxy and TLS: a {calibration.upload_mb:g} MB upload took "
+        f"{calibration.upload_seconds:.2f} s = {calibration.upload_mbit_per_s:.0f} Mbit/s (the "
+        f"model: {calibration.upload_model_seconds:.2f} s); a small request on an open connection "
+        f"{calibration.round_trip_ms:.1f} ms (median of 10); the first request on a new "
+        f"connection {calibration.first_request_ms:.0f} ms (TCP and TLS handshakes, then the "
+        "request: three round trips).",
+        "",
+        *_table(LINK_HEADER, rows),
+        "- Bytes down ÷ bytes up, ours: "
+        + "; ".join(
+            f"{label} {night.link.down_per_up:.1%}"
+            for label, night in _our_link_nights(link, link.variants[-1])
+        )
+        + " (target ≤ 10%).",
+        f"- The link's cost, in this run: the same two nights of `{direct.variant.name}` straight "
+        f"to a fresh sandbox took {direct.first.seconds:.1f} s and {direct.changed.seconds:.1f} s "
+        f"(client CPU {direct.first.cpu_seconds:.1f} s and {direct.changed.cpu_seconds:.1f} s); "
+        f"through the link {_ratio(linked.first.night.seconds, direct.first.seconds)}× and "
+        f"{_ratio(linked.changed.night.seconds, direct.changed.seconds)}× as long.",
+        f"- Our first night's bytes up are {up_mb / peer.first.csv_mb:.0%} of the CSV of the "
+        f"same rows ({peer.first.csv_mb:,.1f} MB, what the peer uploads). At the link's rates "
+        f"its bytes alone need {up_mb * 8 / model.up_mbit_per_s:.1f} s up and "
+        f"{down_mb * 8 / model.down_mbit_per_s:.1f} s down. The proxy itself used "
+        f"{first.proxy_cpu_seconds:.2f} CPU-s over that night (not ours).",
+        *(
+            [
+                f"- simple-salesforce's defaults failed on the first file ({peer.defaults_error}); "
+                "both of its nights ran again on a fresh sandbox with batch_size set."
+            ]
+            if peer.defaults_error
+            else []
+        ),
+        "",
+        *_link_ratio_lines(link),
+    ]
+
+
 def markdown(results: Results) -> str:
     targets = judge(results)
     lines = [
@@ -658,6 +872,7 @@ def markdown(results: Results) -> str:
         *_scale_lines(results),
         *_production_lines(results.production),
         *_drift_lines(results.drift),
+        *_link_lines(results.link),
         "## When each scenario ran",
         "",
         "Load average (1 min) of the machine just before and after each scenario: the other "

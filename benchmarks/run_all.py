@@ -1,10 +1,11 @@
-"""Run the seven benchmark scenarios and write `docs/BENCHMARKS.md` and `docs/benchmarks.json`.
+"""Run the benchmark scenarios and write `docs/BENCHMARKS.md` and `docs/benchmarks.json`.
 
     uv run python -m benchmarks.run_all --scale full     # 2M rows, ~40 minutes; the report
     uv run python -m benchmarks.run_all --scale smoke    # 20k rows, the CI smoke run
     uv run python -m benchmarks.run_all --scale full --only production
         # scenario 8 alone, added to the figures in docs/benchmarks.json of the last full run
     uv run python -m benchmarks.run_all --scale full --only drift     # scenario 9 alone, likewise
+    uv run python -m benchmarks.run_all --scale full --only link      # scenario 10 alone, likewise
 
 Generated drops are cached under `benchmarks/out/drops` (generation is not measured); scratch
 state, Dagster homes and sandboxes live under `benchmarks/out/work/<scale>`. Each scenario's
@@ -25,8 +26,8 @@ from typing import TypeVar
 from pydantic import BaseModel
 
 from benchmarks import drift as drift_scenario
+from benchmarks import limited_link, report, scenarios
 from benchmarks import production as production_scenario
-from benchmarks import report, scenarios
 from benchmarks.fixtures import DropCache, use_bytecode_cache
 from benchmarks.measure import machine
 
@@ -176,6 +177,12 @@ _ALONE: dict[str, tuple[str, type[BaseModel], Callable[[scenarios.Bench], BaseMo
         "production",
     ),
     "drift": ("9 drift", drift_scenario.DriftFigures, drift_scenario.measure_drift, "drift"),
+    "link": (
+        "10 limited link",
+        limited_link.LimitedLinkFigures,
+        limited_link.measure_limited_link,
+        "link",
+    ),
 }
 
 

@@ -1,4 +1,4 @@
-"""The seven benchmark scenarios; each returns its figures as a pydantic model."""
+"""Benchmark scenarios 1–7 (8 to 10 have modules of their own); each returns its figures as a pydantic model."""
 
 import math
 import shutil
@@ -10,6 +10,7 @@ from typing import Literal
 
 import numpy as np
 import polars as pl
+import requests
 from pydantic import BaseModel, Field
 
 from benchmarks.fixtures import (
@@ -186,12 +187,16 @@ def measure_night(
     partitions: list[str] | None = None,
     parallel: int = 10,
     bytecode_cache: bool = True,
+    instance_url: str | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> NightFigures:
+    """``instance_url`` and ``extra_env``: see `Night.env`."""
     arguments = NightArguments(
         drop_id=drop_id, partitions=partitions or PARTITION_KEYS, parallel=parallel
     )
+    env = night.env(sandbox, bytecode_cache, instance_url, extra_env)
     with SandboxCpu(sandbox.process.pid) as sandbox_cpu:
-        measured = run_worker("night", arguments, env=night.env(sandbox, bytecode_cache))
+        measured = run_worker("night", arguments, env=env)
     runs = [RunFigures.model_validate(run) for run in measured.result["runs"]]
     broken = [run for run in runs if not run.success]
     if broken:
@@ -385,14 +390,18 @@ class PeerFigures(BaseModel):
 _PEER_CHUNK_BYTES = 80_000_000
 
 
-def _peer_run(bench: Bench, csv_file: Path, batch_size: int | None) -> PeerRun:
-    name = "peer" if batch_size is None else "peer-sized"
-    with fresh_sandbox(bench.sandbox_dir(name), accounts=bench.scale.accounts) as sandbox:
-        arguments = PeerArguments(
-            csv_file=csv_file, sandbox_dir=sandbox.data_dir, batch_size=batch_size
-        )
-        with SandboxCpu(sandbox.process.pid) as sandbox_cpu:
-            measured: Measured = run_worker("peer", arguments)
+def peer_upsert(
+    sandbox: SandboxHandle, csv_file: Path, batch_size: int | None, instance_url: str | None = None
+) -> PeerRun:
+    """The peer's upsert of ``csv_file`` in a fresh process, through ``instance_url`` if set."""
+    arguments = PeerArguments(
+        csv_file=csv_file,
+        sandbox_dir=sandbox.data_dir,
+        batch_size=batch_size,
+        instance_url=instance_url,
+    )
+    with SandboxCpu(sandbox.process.pid) as sandbox_cpu:
+        measured: Measured = run_worker("peer", arguments)
     result = measured.result
     return PeerRun(
         batch_size=batch_size,
@@ -407,15 +416,26 @@ def _peer_run(bench: Bench, csv_file: Path, batch_size: int | None) -> PeerRun:
     )
 
 
+def peer_batch_size(rows: int, csv_file: Path) -> int:
+    """The batch size a user sets when the peer's defaults fail: about 80 MB of CSV per job."""
+    return max(1, rows * _PEER_CHUNK_BYTES // csv_file.stat().st_size)
+
+
+def _peer_run(bench: Bench, csv_file: Path, batch_size: int | None) -> PeerRun:
+    name = "peer" if batch_size is None else "peer-sized"
+    with fresh_sandbox(bench.sandbox_dir(name), accounts=bench.scale.accounts) as sandbox:
+        return peer_upsert(sandbox, csv_file, batch_size)
+
+
 def measure_peer(bench: Bench, csv_file: Path, rows: int) -> PeerFigures:
     """The peer with its defaults; if they fail, again with a batch size a user would then pick."""
-    csv_bytes = csv_file.stat().st_size
     defaults = _peer_run(bench, csv_file, None)
     sized = None
     if defaults.error:
-        batch_size = max(1, rows * _PEER_CHUNK_BYTES // csv_bytes)
-        sized = _peer_run(bench, csv_file, batch_size)
-    return PeerFigures(rows=rows, csv_mb=csv_bytes / 1e6, defaults=defaults, sized=sized)
+        sized = _peer_run(bench, csv_file, peer_batch_size(rows, csv_file))
+    return PeerFigures(
+        rows=rows, csv_mb=csv_file.stat().st_size / 1e6, defaults=defaults, sized=sized
+    )
 
 
 # ---- 4. Salesforce-bound ----------------------------------------------------------------------
@@ -480,13 +500,38 @@ class LockFigures(BaseModel):
     offset: LockSchemeFigures
 
 
-def sandbox_stats(sandbox: SandboxHandle) -> dict[str, int]:
+class SandboxCounters(BaseModel):
+    """The sandbox's own counters (``/__sandbox/stats``), asked of it directly (no proxy)."""
+
+    totals: dict[str, int]
+    answer_bytes: int = Field(
+        description="This answer's own body: the sandbox counts it in `response_body_bytes` "
+        "after it read the totals, so the next answer's totals include it."
+    )
+
+
+def sandbox_session(sandbox: SandboxHandle) -> requests.Session:
+    """A session with the sandbox's token, verifying its certificate (whichever address is asked)."""
     connection = sandbox.connection
     session = verified_session(connection.ca_cert)
     session.headers["Authorization"] = f"Bearer {connection.access_token.get_secret_value()}"
-    response = session.get(f"{connection.instance_url}/__sandbox/stats", timeout=60)
+    return session
+
+
+def sandbox_counters(sandbox: SandboxHandle) -> SandboxCounters:
+    session = sandbox_session(sandbox)
+    # Uncompressed, so the bytes the sandbox counted for this answer are the bytes received.
+    response = session.get(
+        f"{sandbox.connection.instance_url}/__sandbox/stats",
+        headers={"Accept-Encoding": "identity"},
+        timeout=60,
+    )
     response.raise_for_status()
-    return dict(response.json()["totals"])
+    return SandboxCounters(totals=response.json()["totals"], answer_bytes=len(response.content))
+
+
+def sandbox_stats(sandbox: SandboxHandle) -> dict[str, int]:
+    return sandbox_counters(sandbox).totals
 
 
 def _load_side_by_side(

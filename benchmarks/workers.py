@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from benchmarks.measure import Clock, descendants_cpu_seconds, peak_rss_mb_self
 
@@ -42,6 +42,9 @@ class PeerArguments(BaseModel):
     csv_file: Path
     sandbox_dir: Path
     batch_size: int | None = None
+    instance_url: str | None = Field(
+        default=None, description="Where to send every call instead of the sandbox (a proxy)."
+    )
 
 
 def floor(arguments: FloorArguments) -> dict[str, Any]:
@@ -143,7 +146,7 @@ def peer(arguments: PeerArguments) -> dict[str, Any]:
 
     connection = SandboxConnection.read(arguments.sandbox_dir)
     sf = Salesforce(
-        instance_url=connection.instance_url,
+        instance_url=arguments.instance_url or connection.instance_url,
         session_id=connection.access_token.get_secret_value(),
         session=verified_session(connection.ca_cert),
     )

@@ -5,8 +5,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from benchmarks.limited_link import LOADER_VARIANTS
 
 pytestmark = pytest.mark.slow
 
@@ -87,3 +90,62 @@ def test_smoke_run_writes_every_scenario(tmp_path: Path) -> None:
     assert sum(check["read"] for check in drift["full"]) == sent
     assert with_drift["production"] == merged["production"]
     assert "## 9. Drift: the org read back" in (out / "BENCHMARKS.md").read_text()
+
+    # Scenario 10 alone, likewise: every section before it the same, byte for byte.
+    report_before = (out / "BENCHMARKS.md").read_text()
+    linked = run_benchmarks(tmp_path, "--only", "link")
+    assert linked.returncode == 0, linked.stdout[-3000:] + linked.stderr[-5000:]
+    with_link = json.loads((out / "benchmarks.json").read_text())
+    for key in [*SCENARIO_KEYS, "production", "drift"]:
+        assert with_link[key] == with_drift[key], key
+    report_after = (out / "BENCHMARKS.md").read_text()
+    assert _sections(report_after, "## 10. A limited link") == _sections(
+        report_before, "## When each scenario ran"
+    )
+    _check_limited_link(with_link["link"])
+
+
+def _sections(report: str, until: str) -> str:
+    return report[report.index("## 1. ") : report.index(until)]
+
+
+def _check_limited_link(link: dict[str, Any]) -> None:
+    calibration = link["calibration"]
+    # The proxy is never faster than its model (a token bucket one 64 KiB chunk deep).
+    assert calibration["upload_seconds"] >= calibration["upload_model_seconds"] - 0.01
+    assert calibration["round_trip_ms"] >= link["link"]["rtt_ms"]
+    variants = link["variants"]
+    assert [nights["variant"]["name"] for nights in variants] == [v.name for v in LOADER_VARIANTS]
+    for nights in variants:
+        first_sent = sum(run["sent"] for run in nights["first"]["night"]["runs"])
+        changed_sent = sum(run["sent"] for run in nights["changed"]["night"]["runs"])
+        assert 0 < changed_sent < first_sent
+        for night in (nights["first"], nights["changed"]):
+            api_calls = sum(run["api_calls"] for run in night["night"]["runs"])
+            use = night["link"]
+            # Our loader's calls are some of the requests the sandbox answered (checks ask too).
+            assert 0 < api_calls <= use["http_requests"]
+            # What crossed the link holds the bodies the sandbox counted, plus TLS and headers.
+            assert 0 < use["request_body_bytes"] < use["traffic"]["bytes_up"]
+            assert 0 < use["response_body_bytes"] < use["traffic"]["bytes_down"]
+    # Plain, then gzip uploads (issue 17 item 2): the same rows for under a third of the bytes.
+    plain, gzipped = variants[0], variants[-1]
+    for night in ("first", "changed"):
+        assert sum(run["sent"] for run in gzipped[night]["night"]["runs"]) == sum(
+            run["sent"] for run in plain[night]["night"]["runs"]
+        )
+        plain_up = plain[night]["link"]["request_body_bytes"]
+        assert gzipped[night]["link"]["request_body_bytes"] < 0.3 * plain_up
+    # The control: the same nights with no link sent the same rows.
+    for night in ("first", "changed"):
+        assert sum(run["sent"] for run in link["direct"][night]["runs"]) == sum(
+            run["sent"] for run in variants[0][night]["night"]["runs"]
+        )
+    peer = link["peer"]
+    first_sent = sum(run["sent"] for run in variants[0]["first"]["night"]["runs"])
+    assert peer["first"]["run"]["processed"] == peer["first"]["rows"] == first_sent
+    # It keeps no state: the changed night sends the whole drop again.
+    assert peer["changed"]["run"]["processed"] == peer["changed"]["rows"] == first_sent
+    # The peer's uploads went through the link: its CSV, plus TLS and headers.
+    for night in (peer["first"], peer["changed"]):
+        assert night["link"]["traffic"]["bytes_up"] >= night["csv_mb"] * 1e6
