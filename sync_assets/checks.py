@@ -28,7 +28,7 @@ from sync_assets.drop_runs import (
     night_contract,
 )
 from sync_assets.drops.reader import open_drop
-from sync_assets.drops.shards import shard_expr
+from sync_assets.drops.shards import rows_in_partition
 from sync_assets.drops.staging import StagedPartition, load_staged
 from sync_assets.partition_load import retagged_moved_rows
 from sync_assets.partitions import opportunity_partitions
@@ -117,13 +117,10 @@ def rows_accounted_for(
     state = storage.state()
     drop_id = _staged_drop(context)
     contract = night_contract(storage, drop_id, salesforce)
-    in_drop = (
-        open_drop(storage.landing(), drop_id, contract)
-        .scan()
-        .filter(shard_expr(contract.parent_column) == int(context.partition_key))
-        .select(pl.len())
-        .collect()
-        .item()
+    in_drop = rows_in_partition(
+        open_drop(storage.landing(), drop_id, contract).scan(),
+        contract.parent_column,
+        context.partition_key,
     )
     # Another run of the partition may be staging it again (its ledger has moved on since): the
     # counts and both files must come from one staging, not half from each.

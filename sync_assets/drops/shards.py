@@ -37,6 +37,17 @@ def shard_expr(account_key: str | pl.Expr) -> pl.Expr:
     return column.map_batches(_shard_series, return_dtype=pl.UInt8)
 
 
+def rows_in_partition(rows: pl.LazyFrame, account_key: str, partition: str) -> int:
+    """How many of `rows` fall in `partition`: counted per account (streamed), then sharded.
+
+    Memory holds one count per account, not the rows' keys: a 20M-row drop's recount in the
+    place of its rows' shards took a run from 1.5 to 2.25 GB.
+    """
+    per_account = rows.group_by(account_key).agg(pl.len()).collect(engine="streaming")
+    in_partition = per_account.filter(shard_expr(account_key) == int(partition))
+    return int(in_partition.get_column("len").sum())
+
+
 def account_order(account_keys: pl.Series) -> pl.DataFrame:
     """Each distinct account key with its partition (UInt8) and its rank (UInt32, `order`).
 
