@@ -5,6 +5,8 @@
     uv run python -m benchmarks.run_all --scale full --only production
         # scenario 8 alone, added to the figures in docs/benchmarks.json of the last full run
     uv run python -m benchmarks.run_all --scale full --only drift     # scenario 9 alone, likewise
+    uv run python -m benchmarks.run_all --scale full --only night_memory
+        # scenario 10 alone: every process of a 20M-row `sync-assets demo` night (~40 minutes)
 
 Generated drops are cached under `benchmarks/out/drops` (generation is not measured); scratch
 state, Dagster homes and sandboxes live under `benchmarks/out/work/<scale>`. Each scenario's
@@ -25,6 +27,7 @@ from typing import TypeVar
 from pydantic import BaseModel
 
 from benchmarks import drift as drift_scenario
+from benchmarks import night_memory as night_memory_scenario
 from benchmarks import production as production_scenario
 from benchmarks import report, scenarios
 from benchmarks.fixtures import DropCache, use_bytecode_cache
@@ -176,6 +179,12 @@ _ALONE: dict[str, tuple[str, type[BaseModel], Callable[[scenarios.Bench], BaseMo
         "production",
     ),
     "drift": ("9 drift", drift_scenario.DriftFigures, drift_scenario.measure_drift, "drift"),
+    "night_memory": (
+        "10 night memory",
+        night_memory_scenario.NightMemoryFigures,
+        night_memory_scenario.measure_night_memory,
+        "night_memory",
+    ),
 }
 
 
