@@ -75,7 +75,8 @@ class ProcessPeak(BaseModel):
 
 
 def _role(process: psutil.Process, root: int, forkservers: set[int]) -> str:
-    """Parent, fork server (the parent's child serving forks), run worker (forked by it), other."""
+    """Parent, fork server (the parent's child serving forks), run worker (forked by it), the local
+    sandbox (when the measured command starts it), other."""
     if process.pid == root:
         return "parent"
     parent = process.ppid()
@@ -85,6 +86,8 @@ def _role(process: psutil.Process, root: int, forkservers: set[int]) -> str:
     if parent == root and "forkserver" in command:
         forkservers.add(process.pid)
         return "fork server"
+    if "sync_assets.sandbox" in command:
+        return "sandbox"
     if "resource_tracker" in command:
         return "resource tracker"
     return "other"
@@ -96,7 +99,8 @@ class TreeSampler:
     def __init__(self, root: int, interval: float = SAMPLE_SECONDS) -> None:
         self._root = root
         self._interval = interval
-        self._peaks: dict[int, ProcessPeak] = {}
+        # By pid and start time: a pid the system hands again to another process is another process.
+        self._peaks: dict[tuple[int, float], ProcessPeak] = {}
         self._forkservers: set[int] = set()
         self.peak_total_rss_mb = 0.0
         self._stop = threading.Event()
@@ -128,13 +132,14 @@ class TreeSampler:
                 with process.oneshot():
                     rss = process.memory_info().rss / MB
                     times = process.cpu_times()
-                    known = self._peaks.get(process.pid)
+                    key = (process.pid, process.create_time())
+                    known = self._peaks.get(key)
                     role = known.role if known else _role(process, self._root, self._forkservers)
                     parent = process.ppid()
             except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
                 continue
             total += rss
-            self._peaks[process.pid] = ProcessPeak(
+            self._peaks[key] = ProcessPeak(
                 pid=process.pid,
                 parent=parent,
                 role=role,

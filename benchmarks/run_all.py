@@ -6,6 +6,8 @@
         # scenario 8 alone, added to the figures in docs/benchmarks.json of the last full run
     uv run python -m benchmarks.run_all --scale full --only drift     # scenario 9 alone, likewise
     uv run python -m benchmarks.run_all --scale full --only link      # scenario 10 alone, likewise
+    uv run python -m benchmarks.run_all --scale full --only night_memory
+        # scenario 11 alone: every process of a 20M-row `sync-assets demo` night (~40 minutes)
 
 Generated drops are cached under `benchmarks/out/drops` (generation is not measured); scratch
 state, Dagster homes and sandboxes live under `benchmarks/out/work/<scale>`. Each scenario's
@@ -27,6 +29,7 @@ from pydantic import BaseModel
 
 from benchmarks import drift as drift_scenario
 from benchmarks import limited_link, report, scenarios
+from benchmarks import night_memory as night_memory_scenario
 from benchmarks import production as production_scenario
 from benchmarks.fixtures import DropCache, use_bytecode_cache
 from benchmarks.measure import machine
@@ -182,6 +185,12 @@ _ALONE: dict[str, tuple[str, type[BaseModel], Callable[[scenarios.Bench], BaseMo
         limited_link.LimitedLinkFigures,
         limited_link.measure_limited_link,
         "link",
+    ),
+    "night_memory": (
+        "11 night memory",
+        night_memory_scenario.NightMemoryFigures,
+        night_memory_scenario.measure_night_memory,
+        "night_memory",
     ),
 }
 

@@ -29,7 +29,7 @@ from sync_assets.drop_runs import (
 )
 from sync_assets.drops.contract import DropContract
 from sync_assets.drops.reader import open_drop
-from sync_assets.drops.shards import shard_expr
+from sync_assets.drops.shards import rows_per_partition
 from sync_assets.drops.staging import StagedPartition, load_staged
 from sync_assets.partition_load import retagged_moved_rows
 from sync_assets.partitions import opportunity_partitions
@@ -137,17 +137,11 @@ def drop_census(
         census = counted()
         if census is not None:
             return census
-        counts = (
-            open_drop(storage.landing(), drop_id, contract)
-            .scan()
-            .select(shard_expr(contract.parent_column).alias("partition"))
-            .group_by("partition")
-            .len()
-            .collect()
-        )
         census = DropCensus(
             contract_version=contract.fingerprint,
-            rows={str(row["partition"]): row["len"] for row in counts.iter_rows(named=True)},
+            rows=rows_per_partition(
+                open_drop(storage.landing(), drop_id, contract).scan(), contract.parent_column
+            ),
         )
         state.write_json(path, census)
         return census

@@ -104,6 +104,22 @@ def test_smoke_run_writes_every_scenario(tmp_path: Path) -> None:
     )
     _check_limited_link(with_link["link"])
 
+    # Scenario 11 alone: every process of a small `sync-assets demo` night, each kind's peak.
+    memory = run_benchmarks(tmp_path, "--only", "night_memory")
+    assert memory.returncode == 0, memory.stdout[-3000:] + memory.stderr[-5000:]
+    with_memory = json.loads((out / "benchmarks.json").read_text())
+    night = with_memory["night_memory"]
+    assert night["rows"] == 20_000 and night["exit_code"] == 0
+    assert night["ledger_rows"] == night["source"] - night["rejected"] > 0
+    kinds = {kind["kind"]: kind for kind in night["kinds"]}
+    assert {"command", "sandbox", "fork server", "run worker"} <= set(kinds)
+    assert kinds["run worker"]["processes"] >= 10  # a run per partition
+    for kind in ("command", "sandbox", "fork server", "run worker"):
+        assert 20 < kinds[kind]["peak_rss_mb"] < night["ceiling_mb"], kind
+    assert with_memory["drift"] == drift and with_memory["link"] == with_link["link"]
+    assert "## 11. A whole night's memory" in (out / "BENCHMARKS.md").read_text()
+    assert any("demo night" in target["name"] for target in with_memory["targets"])
+
 
 def _sections(report: str, until: str) -> str:
     return report[report.index("## 1. ") : report.index(until)]

@@ -2,6 +2,7 @@
 
 import datetime as dt
 import io
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
@@ -107,11 +108,25 @@ def _pick(rng: np.random.Generator, pool: list[str], n: int, null_share: float) 
     return values.scatter(np.flatnonzero(rng.random(n) < null_share), None)
 
 
-def _account_numbers(rng: np.random.Generator, n: int, accounts: int) -> np.ndarray:
-    weights = np.arange(1, accounts + 1, dtype=np.float64) ** -ACCOUNT_SKEW
-    ranks = rng.choice(accounts, size=n, p=weights / weights.sum())
-    # Big accounts get random numbers, so they spread over the shards.
-    return rng.permutation(accounts)[ranks]
+class AccountPicker:
+    """A drop's skewed accounts: rank r is picked with weight r^-SKEW, at a number drawn once.
+
+    The ranks' numbers are drawn with the first rows picked and kept for the whole drop, so a drop
+    made chunk by chunk has the same heavy accounts in every chunk.
+    """
+
+    def __init__(self, accounts: int) -> None:
+        weights = np.arange(1, accounts + 1, dtype=np.float64) ** -ACCOUNT_SKEW
+        self._accounts = accounts
+        self._weights = weights / weights.sum()
+        self._numbers: np.ndarray | None = None
+
+    def pick(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        ranks = rng.choice(self._accounts, size=n, p=self._weights)
+        if self._numbers is None:
+            # Big accounts get random numbers, so they spread over the shards.
+            self._numbers = rng.permutation(self._accounts)
+        return self._numbers[ranks]
 
 
 def _descriptions(rng: np.random.Generator, n: int, serials: pl.Series) -> pl.Series:
@@ -131,14 +146,24 @@ def _null_where(column: str, mask: np.ndarray) -> pl.Expr:
     return pl.when(pl.lit(pl.Series(mask))).then(None).otherwise(pl.col(column)).alias(column)
 
 
-def fresh_rows(rng: np.random.Generator, n: int, accounts: int, first_key: int) -> pl.DataFrame:
-    """`n` new, valid opportunities with keys OPP-<first_key>… in the contract types."""
+def fresh_rows(
+    rng: np.random.Generator,
+    n: int,
+    accounts: int,
+    first_key: int,
+    picker: AccountPicker | None = None,
+) -> pl.DataFrame:
+    """`n` new, valid opportunities with keys OPP-<first_key>… in the contract types.
+
+    ``picker`` carries a drop's accounts from chunk to chunk; without it the rows get their own.
+    """
+    picker = picker or AccountPicker(accounts)
     serials = pl.Series(np.arange(first_key, first_key + n, dtype=np.int64))
     cents = np.minimum(rng.lognormal(np.log(2_500_000), 1.2, n), 1e13).astype(np.int64)
     frame = pl.DataFrame(
         {
             "serial": serials,
-            "account": _account_numbers(rng, n, accounts),
+            "account": picker.pick(rng, n),
             "company": pl.Series(COMPANIES).gather(rng.integers(0, len(COMPANIES), n)),
             "product": pl.Series(PRODUCTS).gather(rng.integers(0, len(PRODUCTS), n)),
             "stage": pl.Series(STAGES).gather(rng.integers(0, len(STAGES), n)),
@@ -205,16 +230,22 @@ def _bad_values(textual: bool) -> dict[str, tuple[str, object]]:
 
 
 def inject_bad_rows(frame: pl.DataFrame, rng: np.random.Generator, fraction: float) -> pl.DataFrame:
-    """Break round(fraction × rows) rows, each in exactly one way, cycling through BAD_KINDS.
+    """Break round(fraction × rows) rows, each in exactly one way, cycling through BAD_KINDS."""
+    return break_rows(frame, rng, round(frame.height * fraction))
+
+
+def break_rows(
+    frame: pl.DataFrame, rng: np.random.Generator, count: int, first_kind: int = 0
+) -> pl.DataFrame:
+    """Break `count` rows, each in exactly one way, cycling through BAD_KINDS from `first_kind`.
 
     A `duplicate_key` row takes the key of a good row with an older `updated_at`, so it is the
     one rejected. Each broken row is therefore rejected exactly once.
     """
-    count = round(frame.height * fraction)
     if count == 0:
         return frame
     chosen = rng.choice(frame.height, size=count, replace=False)
-    kinds = np.arange(count) % len(BAD_KINDS)
+    kinds = (first_kind + np.arange(count)) % len(BAD_KINDS)
     textual = frame.schema["close_date"] == pl.String
     columns = {name: frame[name].clone() for name in frame.columns}
     for kind, (column, value) in _bad_values(textual).items():
@@ -274,10 +305,52 @@ def next_night(
     return pl.concat([updated, added.with_columns(pl.col("updated_at") + (latest - _EPOCH))])
 
 
-def _write_files(landing: StateStore, frame: pl.DataFrame, options: GenerateOptions) -> list[str]:
-    files = []
-    for number, start in enumerate(range(0, frame.height, options.rows_per_file)):
-        part = frame.slice(start, options.rows_per_file)
+def _as_exported(
+    rows: pl.DataFrame, rng: np.random.Generator, options: GenerateOptions, first_row: int
+) -> pl.DataFrame:
+    """Rows `first_row`… of the drop as the export holds them: its format, broken rows, shuffled.
+
+    The broken rows are counted over the whole drop (rows before `first_row` hold their share), so
+    a drop made in chunks has as many of each kind as one made at once.
+    """
+    if options.file_format == "csv":
+        rows = _as_csv_text(rows)
+    broken_before = round(first_row * options.bad_fraction)
+    broken = round((first_row + rows.height) * options.bad_fraction) - broken_before
+    rows = break_rows(rows, rng, broken, first_kind=broken_before)
+    # An export comes in no particular order; neither does ours (keys and accounts mixed).
+    return rows[rng.permutation(rows.height)]
+
+
+def _fresh_parts(rng: np.random.Generator, options: GenerateOptions) -> Iterator[pl.DataFrame]:
+    """A new drop, one part file's rows at a time: memory holds one part, however many rows."""
+    picker = AccountPicker(options.accounts)
+    for first in range(0, options.rows, options.rows_per_file):
+        count = min(options.rows_per_file, options.rows - first)
+        rows = fresh_rows(rng, count, options.accounts, first_key=first, picker=picker)
+        yield _as_exported(rows, rng, options, first)
+
+
+def _next_night_parts(
+    landing: StateStore, rng: np.random.Generator, options: GenerateOptions
+) -> Iterator[pl.DataFrame]:
+    """The night after `options.based_on`, made whole (rows change across it), then cut in parts."""
+    assert options.based_on is not None
+    previous = open_drop(landing, options.based_on).scan().collect()
+    validator = RowValidator(previous.schema)
+    rows = next_night(previous.select(validator.typed_columns()), rng, options)
+    del previous
+    rows = _as_exported(rows, rng, options, 0)
+    for start in range(0, rows.height, options.rows_per_file):
+        yield rows.slice(start, options.rows_per_file)
+
+
+def _write_files(
+    landing: StateStore, parts: Iterator[pl.DataFrame], options: GenerateOptions
+) -> tuple[list[str], int]:
+    """Each part as its own file; the names and the rows written."""
+    files, rows = [], 0
+    for number, part in enumerate(parts):
         name = f"part-{number:05d}.{options.file_format}"
         if options.file_format == "parquet":
             landing.write_parquet(f"{options.drop_id}/{name}", part)
@@ -286,31 +359,30 @@ def _write_files(landing: StateStore, frame: pl.DataFrame, options: GenerateOpti
             part.write_csv(buffer)
             landing.write_bytes(f"{options.drop_id}/{name}", buffer.getvalue())
         files.append(name)
-    return files
+        rows += part.height
+    return files, rows
 
 
 def generate_drop(landing_dir: str | Path | StateStore, options: GenerateOptions) -> Manifest:
-    """Write a drop into the landing dir: part files first, `_manifest.json` last."""
+    """Write a drop into the landing dir: part files first, `_manifest.json` last.
+
+    A new drop is made part file by part file from one random stream (a given seed and size make
+    the same drop), so its memory does not grow with its rows.
+    """
     landing = landing_dir if isinstance(landing_dir, StateStore) else StateStore(landing_dir)
     if landing.exists(f"{options.drop_id}/{MANIFEST_NAME}"):
         raise FileExistsError(f"drop {options.drop_id!r} already exists in {landing!r}")
     rng = np.random.default_rng(options.seed)
-    if options.based_on is None:
-        rows = fresh_rows(rng, options.rows, options.accounts, first_key=0)
-    else:
-        drop = open_drop(landing, options.based_on)
-        previous = drop.scan().collect()
-        validator = RowValidator(previous.schema)
-        rows = next_night(previous.select(validator.typed_columns()), rng, options)
-    if options.file_format == "csv":
-        rows = _as_csv_text(rows)
-    rows = inject_bad_rows(rows, rng, options.bad_fraction)
-    # An export comes in no particular order; neither does ours (keys and accounts mixed).
-    rows = rows[rng.permutation(rows.height)]
+    parts = (
+        _fresh_parts(rng, options)
+        if options.based_on is None
+        else _next_night_parts(landing, rng, options)
+    )
+    files, row_count = _write_files(landing, parts, options)
     manifest = Manifest(
         drop_id=options.drop_id,
-        row_count=rows.height,
-        files=_write_files(landing, rows, options),
+        row_count=row_count,
+        files=files,
         created_at=dt.datetime.now(dt.UTC).replace(microsecond=0),
     )
     landing.write_json(f"{options.drop_id}/{MANIFEST_NAME}", manifest)

@@ -37,6 +37,25 @@ def shard_expr(account_key: str | pl.Expr) -> pl.Expr:
     return column.map_batches(_shard_series, return_dtype=pl.UInt8)
 
 
+def rows_per_partition(rows: pl.LazyFrame, account_key: str) -> dict[str, int]:
+    """How many of `rows` fall in each partition: counted per account (streamed), then sharded.
+
+    Memory holds one count per account, not the rows' keys: a 20M-row drop's recount in the
+    place of its rows' shards took a run from 1.5 to 2.25 GB.
+    """
+    per_account = rows.group_by(account_key).agg(pl.len()).collect(engine="streaming")
+    per_partition = per_account.group_by(shard_expr(account_key).alias("partition")).agg(
+        pl.col("len").sum()
+    )
+    return dict(
+        zip(
+            per_partition.get_column("partition").cast(pl.String).to_list(),
+            per_partition.get_column("len").to_list(),
+            strict=True,
+        )
+    )
+
+
 def account_order(account_keys: pl.Series) -> pl.DataFrame:
     """Each distinct account key with its partition (UInt8) and its rank (UInt32, `order`).
 

@@ -25,6 +25,16 @@ _CHECKPOINT_SECONDS = 10.0
 _WAL_RESET_PAGES = 262_144
 # What a reset WAL file is cut back to.
 _WAL_KEPT_BYTES = 64 * 1024 * 1024
+# Page caches. The writer's holds the tables' and indexes' hot pages across batches. Every other
+# thread (an HTTP connection, a slot, a query worker) has its own reading connection, dozens at
+# once: each reads a few pages per request, and a cache that grew to the writer's size in each of
+# them is what took a 20M-row night's sandbox to 3.5 GB.
+_WRITER_CACHE_KIB = 128 * 1024
+_READER_CACHE_KIB = 8 * 1024
+# No memory-mapped I/O: each connection maps the file on its own, and the pages it touches count in
+# the process's resident memory once per connection (up to mmap_size each). Reads go through the
+# kernel's page cache instead, which is shared and not the process's.
+_MMAP_BYTES = 0
 
 _SCHEMA = [
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -129,7 +139,7 @@ class Database:
         self.path = path
         self._local = threading.local()
         self._write_lock = WriteLock()
-        self._writer = self._open()
+        self._writer = self._open(_WRITER_CACHE_KIB)
         self._writer.execute(f"PRAGMA journal_size_limit={_WAL_KEPT_BYTES}")
         self._last_checkpoint = time.monotonic()
         with self.write() as conn:
@@ -140,15 +150,15 @@ class Database:
             for sobject in OBJECTS.values():
                 ensure_table(conn, sobject)
 
-    def _open(self) -> sqlite3.Connection:
+    def _open(self, cache_kib: int) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=60000")
-        conn.execute("PRAGMA cache_size=-131072")
+        conn.execute(f"PRAGMA cache_size=-{cache_kib}")
         conn.execute("PRAGMA temp_store=MEMORY")
         conn.execute(f"PRAGMA wal_autocheckpoint={_AUTOCHECKPOINT_PAGES}")
-        conn.execute("PRAGMA mmap_size=1073741824")
+        conn.execute(f"PRAGMA mmap_size={_MMAP_BYTES}")
         conn.row_factory = sqlite3.Row
         return conn
 
@@ -156,7 +166,7 @@ class Database:
         """The calling thread's connection, for reads outside write transactions."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = self._local.conn = self._open()
+            conn = self._local.conn = self._open(_READER_CACHE_KIB)
         return conn
 
     @contextmanager

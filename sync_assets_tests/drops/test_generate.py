@@ -85,3 +85,24 @@ def test_next_night_changes_adds_and_deletes(tmp_path) -> None:
     assert changed.height == 1_000
     assert (changed["description_next"] != changed["description"].fill_null("")).all()
     assert (changed["updated_at_next"] > first["updated_at"].max()).all()
+
+
+def test_a_drop_made_part_by_part_is_reproducible_skewed_and_broken_as_a_whole(tmp_path) -> None:
+    """Parts are generated one at a time (memory of one part), from one random stream."""
+    one, two = StateStore(tmp_path / "one"), StateStore(tmp_path / "two")
+    options = GenerateOptions(
+        drop_id="d", rows=20_000, accounts=1_000, bad_fraction=0.0123, rows_per_file=1_500
+    )
+    manifest = generate_drop(one, options)
+    generate_drop(two, options)
+    rows = rows_of(one, "d")
+    assert len(manifest.files) == 14 and manifest.row_count == rows.height == 20_000
+    assert rows.equals(rows_of(two, "d"))
+    assert rows["opportunity_key"].str.slice(4).cast(pl.Int64).max() == 19_999
+    # The heavy accounts are the same in every part: the drop is as skewed as one made at once.
+    per_account = rows["account_key"].value_counts()["count"]
+    assert per_account.max() > 20 * per_account.median()
+    # 246 broken rows over the drop (not per part): 25 of the first six kinds, 24 of the rest.
+    assert (rows["stage"] == "Closed Maybe").sum() == 25
+    assert (rows["probability"] > 100).sum() == 24
+    assert rows["opportunity_key"].is_duplicated().sum() == 2 * 24

@@ -5,7 +5,7 @@ import zlib
 import polars as pl
 import pytest
 
-from sync_assets.drops.shards import account_order, shard_expr, shard_of
+from sync_assets.drops.shards import account_order, rows_per_partition, shard_expr, shard_of
 from sync_assets.state.layout import PARTITION_COUNT, PARTITION_KEYS, partition_label
 
 # Fixed vectors: CRC-32 (ISO-HDLC, as zlib and every CRC-32 library compute it) mod 10.
@@ -72,3 +72,18 @@ def test_account_order_groups_by_partition_then_account() -> None:
     pairs = list(zip(order["partition"], order["account_key"], strict=True))
     assert pairs == sorted(pairs)
     assert order["order"].to_list() == [0, 1, 2, 3]
+
+
+def test_rows_per_partition_counts_each_partition_and_null_accounts_in_partition_0() -> None:
+    keys = [f"ACC-{n:06d}" for n in range(300)] * 3 + [None] * 7
+    rows = pl.LazyFrame({"account_key": keys, "amount": range(len(keys))})
+    expected = (
+        rows.select(shard_expr("account_key").alias("partition")).collect()["partition"]
+    ).value_counts()
+    counted = rows_per_partition(rows, "account_key")
+    assert counted == {
+        str(partition): count
+        for partition, count in zip(expected["partition"], expected["count"], strict=True)
+    }
+    assert sum(counted.values()) == len(keys)
+    assert counted["0"] >= 7
