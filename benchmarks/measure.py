@@ -134,7 +134,13 @@ class TreeSampler:
                     times = process.cpu_times()
                     key = (process.pid, process.create_time())
                     known = self._peaks.get(key)
-                    role = known.role if known else _role(process, self._root, self._forkservers)
+                    # "other" is asked again: a process seen between its fork and its exec still
+                    # shows its parent's command line (the fork server, then its run workers).
+                    role = (
+                        known.role
+                        if known and known.role != "other"
+                        else _role(process, self._root, self._forkservers)
+                    )
                     parent = process.ppid()
             except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
                 continue

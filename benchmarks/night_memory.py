@@ -110,8 +110,11 @@ def _counts(root: Path) -> dict[str, int]:
     return counts
 
 
-def measure_night_memory(bench: Bench) -> NightMemoryFigures:
+def measure_night_memory(bench: Bench, rows: int | None = None) -> NightMemoryFigures:
+    """The night of `rows` rows (default: the scale's)."""
     scale = NIGHT_MEMORY_SCALES[bench.scale.name]
+    if rows is not None:
+        scale = NightMemoryScale(rows=rows)
     root = bench.work / "night_memory"
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)

@@ -17,6 +17,7 @@ measures only the rest.
 
 import argparse
 import datetime as dt
+import functools
 import json
 import os
 import subprocess
@@ -115,6 +116,11 @@ def main() -> None:
         choices=sorted(_ALONE),
         help="measure only this scenario and add it to the figures already in --out-dir",
     )
+    parser.add_argument(
+        "--night-rows",
+        type=int,
+        help="rows of scenario 10's demo night (default: the scale's; 20M at full scale)",
+    )
     args = parser.parse_args()
     if args.only:
         _only(args)
@@ -208,6 +214,8 @@ def _only(args: argparse.Namespace) -> None:
         raise SystemExit(f"the saved figures are of scale {results.scale.name}, not {scale.name}")
     use_bytecode_cache(OUT / "pycache")
     steps = Steps(bench.work / "figures", args.resume)
+    if args.only == "night_memory" and args.night_rows:
+        measure = functools.partial(measure, rows=args.night_rows)
     setattr(results, field, steps.run(step, model, lambda: measure(bench)))
     results.steps |= {
         f"{name} (code {code_version()}, --only {args.only})": record

@@ -21,8 +21,8 @@ from sync_assets.sandbox.store import Database
 
 FETCH_ROWS = 50_000
 _WORKERS = 2
-# A job reads its pages once, in order: a page cache bigger than a few MiB would only hold pages
-# no one reads again (and count towards the process's memory as the job goes on).
+# A job reads its pages once, in order: a page cache bigger than a few MiB, or a memory map, would
+# only hold pages no one reads again (and count towards the process's memory as the job goes on).
 _CACHE_KIB = 16 * 1024
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,7 @@ class QueryRunner:
 
     def _work(self) -> None:
         self._db.connection().execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
+        self._db.connection().execute("PRAGMA mmap_size=0")
         while True:
             job_id = self._queue.get()
             try:
