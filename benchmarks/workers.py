@@ -92,7 +92,7 @@ def night(arguments: NightArguments) -> dict[str, Any]:
     demo.run_drop = recording_run_drop
     cpu_before = descendants_cpu_seconds()
     started = time.perf_counter()
-    ok = demo.run_night(
+    verdict = demo.run_night(
         drop_id=arguments.drop_id,
         partitions=arguments.partitions,
         parallel=arguments.parallel,
@@ -103,7 +103,8 @@ def night(arguments: NightArguments) -> dict[str, Any]:
     wall = time.perf_counter() - started
     time.sleep(_REAP_SECONDS)
     return {
-        "ok": ok,
+        # PASSED is 0: the verdict's truth value is the opposite of the night's.
+        "ok": verdict == demo.NightVerdict.PASSED,
         "seconds": wall,
         "cpu_seconds": descendants_cpu_seconds() - cpu_before,
         "runs": [_run_figures(outcome) for outcome in outcomes],
