@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -48,6 +49,14 @@ _TRANSPORT_ERRORS = (
 )
 
 
+def _http_date(text: str | None) -> datetime | None:
+    """An HTTP ``Date`` header (whole seconds), or None where it is missing or unreadable."""
+    try:
+        return parsedate_to_datetime(text) if text else None
+    except (TypeError, ValueError):
+        return None
+
+
 class BulkApiUnavailableError(BulkApiError):
     """A call still failed after every retry (server errors, throttling or dropped connections)."""
 
@@ -67,6 +76,8 @@ class JobInfo(BaseModel):
     object: str | None = None
     operation: str | None = None
     createdDate: str | None = None
+    # When the job last changed: its start while InProgress (one batch), its end once finished.
+    systemModstamp: str | None = None
     # None where the answer carries no counters: the job list ("Get All Jobs") has none.
     numberRecordsProcessed: int | None = None
     numberRecordsFailed: int | None = None
@@ -82,9 +93,23 @@ class JobInfo(BaseModel):
 
     @property
     def created_at(self) -> datetime | None:
-        if not self.createdDate:
-            return None
-        return datetime.strptime(self.createdDate, "%Y-%m-%dT%H:%M:%S.%f%z")
+        return _salesforce_datetime(self.createdDate)
+
+    @property
+    def modified_at(self) -> datetime | None:
+        return _salesforce_datetime(self.systemModstamp)
+
+
+def _salesforce_datetime(text: str | None) -> datetime | None:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%f%z") if text else None
+
+
+class JobList(NamedTuple):
+    """What one listing of the org's jobs showed: the jobs asked for, its pages, the org's clock."""
+
+    found: dict[str, JobInfo]
+    pages: int
+    server_time: datetime | None
 
 
 class BulkApi:
@@ -317,19 +342,25 @@ class BulkApi:
             yield from (JobInfo.model_validate(record) for record in page.get("records", []))
             path = None if page.get("done", True) else page.get("nextRecordsUrl")
 
-    def job_states(self, job_ids: set[str]) -> tuple[dict[str, JobInfo], int]:
-        """The listed info of ``job_ids`` and the pages read: paging stops once all are seen."""
+    def job_states(self, job_ids: set[str]) -> JobList:
+        """The listed info of ``job_ids``, the pages read, and the org's clock.
+
+        Paging stops once every job is seen; the clock is the last page's ``Date`` header.
+        """
         found: dict[str, JobInfo] = {}
         pages = 0
+        server_time: datetime | None = None
         path: str | None = self.ingest_path()
         while path and len(found) < len(job_ids):
-            page = self._call("GET", path).response.json()
+            response = self._call("GET", path).response
+            page = response.json()
             pages += 1
+            server_time = _http_date(response.headers.get("Date"))
             for record in page.get("records", []):
                 if record.get("id") in job_ids:
                     found[record["id"]] = JobInfo.model_validate(record)
             path = None if page.get("done", True) else page.get("nextRecordsUrl")
-        return found, pages
+        return JobList(found, pages, server_time)
 
     def limits(self) -> dict[str, Any]:
         return self._call("GET", "limits/").response.json()

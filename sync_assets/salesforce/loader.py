@@ -624,7 +624,7 @@ class BulkLoader:
         created: float,
     ) -> None:
         """Wait for the job (aborting it past its deadline), record how each of its rows ended."""
-        info = self._wait_for(job_id, created)
+        info = self._wait_for(job_id, created, keys.height)
         results, unmentioned = self._results(info, keys.height)
         outcome = job_outcome(
             keys, results, job_id, sequence, self.settings.result_key, unmentioned
@@ -647,7 +647,7 @@ class BulkLoader:
             self._transient += int((status == RowStatus.TRANSIENT.value).sum())
         self._report_progress()
 
-    def _wait_for(self, job_id: str, created: float) -> JobInfo:
+    def _wait_for(self, job_id: str, created: float, records: int) -> JobInfo:
         """The finished job; past ``job_timeout`` after its creation, the job aborted.
 
         An aborted job keeps what it applied (Bulk API Developer Guide: changes "aren't rolled
@@ -656,7 +656,7 @@ class BulkLoader:
         older values, over a newer night's.
         """
         deadline = time.monotonic() + max(0.0, created + self.settings.job_timeout - time.time())
-        info = self.watcher.wait(job_id, time.monotonic(), deadline)
+        info = self.watcher.wait(job_id, time.monotonic(), deadline, records)
         if info is not None:
             return info
         log.warning(

@@ -4,6 +4,7 @@ import statistics
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from pydantic import BaseModel, Field
 
@@ -19,6 +20,12 @@ class WatchSettings(BaseModel):
     time waited (a share of it, and once the gap is known, of at most one gap), so a long night
     costs polls in proportion to its jobs, not to its hours, and an overdue job is noticed
     within a share of the gap.
+
+    A job seen ``InProgress`` is timed by its own size: it started at its ``systemModstamp``
+    (or, at the latest, when a poll first showed it running) and takes the org's measured
+    seconds per record; the next poll is due when the first running job should end. That is
+    what notices a load's last jobs within about a second however long the org's automation
+    takes, instead of after a share of the wait.
     """
 
     first: float = Field(default=0.5, gt=0, description="Shortest wait between two polls.")
@@ -37,6 +44,9 @@ class Pace(BaseModel):
         default=None, description="API calls per job (polls apart), measured: the next estimate."
     )
     polls_per_job: float | None = None
+    seconds_per_record: float | None = Field(
+        default=None, description="How long the org took per record of a running job (median)."
+    )
 
     @property
     def api_calls_per_job(self) -> float | None:
@@ -49,6 +59,9 @@ class Pace(BaseModel):
 @dataclass
 class _Waiting:
     closed_at: float
+    records: int | None = None
+    started: float | None = None
+    """When the org started the job (monotonic clock), once a poll showed it running."""
     done: threading.Event = field(default_factory=threading.Event)
     info: JobInfo | None = None
     error: Exception | None = None
@@ -74,15 +87,21 @@ class JobWatcher:
         self._waiting: dict[str, _Waiting] = {}
         self._started: float | None = None
         self._finishes: list[float] = []
+        self._seconds_per_record: list[float] = []
         self._list_cost = 1
         self._polled_at = 0.0
         self._thread: threading.Thread | None = None
         self.polls = 0
         self.poll_calls = 0
 
-    def wait(self, job_id: str, closed_at: float, deadline: float) -> JobInfo | None:
-        """The job's info once it is finished, or None if it is still running at ``deadline``."""
-        waiting = _Waiting(closed_at)
+    def wait(
+        self, job_id: str, closed_at: float, deadline: float, records: int | None = None
+    ) -> JobInfo | None:
+        """The job's info once it is finished, or None if it is still running at ``deadline``.
+
+        ``records``, the rows the job carries, times its end once the org has started it.
+        """
+        waiting = _Waiting(closed_at, records)
         with self._lock:
             self._waiting[job_id] = waiting
             if self._started is None:
@@ -143,10 +162,46 @@ class JobWatcher:
                 # Nothing finished yet: the last load's pace says when the first job will.
                 expected = waited_since + self.prior.first_finish_seconds
         if expected is not None and self._polled_at < expected:
-            return max(expected, self._polled_at + settings.first)
-        waited = min(now - waited_since, waited_for_at_most)
-        late = min(settings.cap, max(settings.first, settings.age_share * waited))
-        return max(self._polled_at, waited_since) + late
+            due = max(expected, self._polled_at + settings.first)
+        else:
+            waited = min(now - waited_since, waited_for_at_most)
+            late = min(settings.cap, max(settings.first, settings.age_share * waited))
+            due = max(self._polled_at, waited_since) + late
+        running_ends = self._running_job_ends()
+        if running_ends is not None:
+            due = min(due, max(running_ends, self._polled_at + settings.first))
+        return due
+
+    def _running_job_ends(self) -> float | None:
+        """When the next poll should see a job finished by its size; None if none can be timed.
+
+        A running job ends its duration after its start; a job not yet seen running could end
+        that long after it was closed, if the org started it at once. The end is polled plus
+        `first` (the org's clock is read to the second). A running job past its end is overdue
+        (a slower batch, lock waits): polled again after a share of its duration. A job still
+        queued past its earliest end is left to the wait's own timing.
+        """
+        per_record = self._per_record()
+        if per_record is None:
+            return None
+        ends = []
+        for waiting in self._waiting.values():
+            if waiting.records is None or waiting.done.is_set():
+                continue
+            duration = per_record * waiting.records
+            start = waiting.started if waiting.started is not None else waiting.closed_at
+            end = start + duration + self.settings.first
+            if end > self._polled_at:
+                ends.append(end)
+            elif waiting.started is not None:
+                overdue = max(self.settings.first, self.settings.age_share * duration)
+                ends.append(self._polled_at + overdue)
+        return min(ends, default=None)
+
+    def _per_record(self) -> float | None:
+        if self._seconds_per_record:
+            return statistics.median(self._seconds_per_record)
+        return self.prior.seconds_per_record if self.prior is not None else None
 
     def pace(self) -> Pace | None:
         """This load's pace so far (the prior's until a job has finished)."""
@@ -159,10 +214,11 @@ class JobWatcher:
             seconds_between_finishes=statistics.median(gaps) if gaps else first,
             calls_per_job=self.prior.calls_per_job if self.prior else None,
             polls_per_job=self.prior.polls_per_job if self.prior else None,
+            seconds_per_record=self._per_record(),
         )
 
     def _poll(self, ids: list[str]) -> None:
-        found, calls = self._states(ids)
+        found, calls, clock = self._states(ids)
         # The list carries no errorMessage: a job that did not complete is asked for it.
         unfinished = [
             j for j, info in found.items() if info.is_terminal and info.state != "JobComplete"
@@ -176,11 +232,21 @@ class JobWatcher:
             self.poll_calls += calls + len(unfinished)
             if finished:
                 self._finishes.append(now)
-            for job_id, info in finished.items():
+            for job_id, info in found.items():
                 waiting = self._waiting.get(job_id)
-                if waiting is not None and not waiting.done.is_set():
+                if waiting is None or waiting.done.is_set():
+                    continue
+                if info.state == "InProgress" and waiting.started is None:
+                    # At the latest now; earlier if the org says it changed state before.
+                    waiting.started = min(now, clock.monotonic(info.modified_at, default=now))
+                if info.is_terminal:
+                    self._learn_duration(waiting, clock.monotonic(info.modified_at, default=now))
                     waiting.info = info
                     waiting.done.set()
+
+    def _learn_duration(self, waiting: _Waiting, ended: float) -> None:
+        if waiting.started is not None and waiting.records and ended > waiting.started:
+            self._seconds_per_record.append((ended - waiting.started) / waiting.records)
 
     def _fail(self, ids: list[str], error: Exception) -> None:
         with self._lock:
@@ -190,13 +256,38 @@ class JobWatcher:
                     waiting.error = error
                     waiting.done.set()
 
-    def _states(self, ids: list[str]) -> tuple[dict[str, JobInfo], int]:
-        """The jobs' states, and the calls that cost: by the list while it is the cheaper way."""
+    def _states(self, ids: list[str]) -> tuple[dict[str, JobInfo], int, "OrgClock"]:
+        """The jobs' states, the calls that cost, and the org's clock as the answer gave it.
+
+        By the list while it is the cheaper way, else one call per job.
+        """
         if self._list_cost >= len(ids):
-            return {job_id: self.api.job_info(job_id) for job_id in ids}, len(ids)
-        found, pages = self.api.job_states(set(ids))
-        self._list_cost = pages
+            found = {job_id: self.api.job_info(job_id) for job_id in ids}
+            return found, len(ids), OrgClock.read(None)
+        listing = self.api.job_states(set(ids))
+        self._list_cost = listing.pages
+        found = dict(listing.found)
         # A job the list did not show (another user's view, or gone) is asked for directly.
         missing = [job_id for job_id in ids if job_id not in found]
         found |= {job_id: self.api.job_info(job_id) for job_id in missing}
-        return found, pages + len(missing)
+        return found, listing.pages + len(missing), OrgClock.read(listing.server_time)
+
+
+@dataclass(frozen=True)
+class OrgClock:
+    """The org's clock against this process's monotonic clock, as read at one answer."""
+
+    server_now: float
+    monotonic_now: float
+
+    @classmethod
+    def read(cls, server_time: datetime | None) -> "OrgClock":
+        """From the answer's ``Date`` (whole seconds: its middle is taken), else our own clock."""
+        server_now = server_time.timestamp() + 0.5 if server_time is not None else time.time()
+        return cls(server_now, time.monotonic())
+
+    def monotonic(self, moment: datetime | None, *, default: float) -> float:
+        """``moment`` of the org's clock on this process's monotonic clock."""
+        if moment is None:
+            return default
+        return self.monotonic_now - (self.server_now - moment.timestamp())

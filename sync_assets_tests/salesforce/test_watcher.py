@@ -2,31 +2,53 @@
 
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Any
 
-from sync_assets.salesforce.bulk_api import JobInfo
+from sync_assets.salesforce.bulk_api import JobInfo, JobList
 from sync_assets.salesforce.watcher import JobWatcher, Pace, WatchSettings
 
 FAST = WatchSettings(first=0.01, age_share=0.25, cap=0.2)
 
 
 class FakeOrg:
-    """Jobs that finish at set times; a list of the org's jobs `pages` pages long."""
+    """Jobs that finish at set times; a list of the org's jobs `pages` pages long.
 
-    def __init__(self, finish_after: dict[str, float], pages: int = 1) -> None:
+    With ``start_after``, a job waits in the org's queue (``UploadComplete``) until then, and
+    its ``systemModstamp`` is when it last changed state, as the job list shows it.
+    """
+
+    def __init__(
+        self,
+        finish_after: dict[str, float],
+        pages: int = 1,
+        start_after: dict[str, float] | None = None,
+    ) -> None:
         self.started = time.monotonic()
+        self.started_wall = time.time()
         self.finish_after = finish_after
+        self.start_after = start_after or {}
         self.pages = pages
         self.list_calls = 0
         self.job_calls = 0
 
     def _info(self, job_id: str, state: str | None = None) -> JobInfo:
-        done = time.monotonic() - self.started >= self.finish_after[job_id]
-        return JobInfo(id=job_id, state=state or ("JobComplete" if done else "InProgress"))
+        elapsed = time.monotonic() - self.started
+        start = self.start_after.get(job_id, 0.0)
+        if elapsed >= self.finish_after[job_id]:
+            state, changed = state or "JobComplete", self.finish_after[job_id]
+        elif elapsed >= start:
+            state, changed = state or "InProgress", start
+        else:
+            state, changed = state or "UploadComplete", 0.0
+        stamp = datetime.fromtimestamp(self.started_wall + changed, UTC)
+        return JobInfo(
+            id=job_id, state=state, systemModstamp=stamp.strftime("%Y-%m-%dT%H:%M:%S.%f+0000")
+        )
 
-    def job_states(self, job_ids: set[str]) -> tuple[dict[str, JobInfo], int]:
+    def job_states(self, job_ids: set[str]) -> JobList:
         self.list_calls += self.pages
-        return {job_id: self._info(job_id) for job_id in job_ids}, self.pages
+        return JobList({job_id: self._info(job_id) for job_id in job_ids}, self.pages, None)
 
     def job_info(self, job_id: str) -> JobInfo:
         self.job_calls += 1
@@ -108,3 +130,59 @@ def test_an_overdue_job_is_noticed_within_a_share_of_the_gap_between_finishes() 
     # Gap 0.05 s: an overdue poll waits at most 0.25 × 0.05 s (not a quarter of the 1.1 s waited).
     assert noticed["7503"] - finish["7503"] < 0.15
     assert watcher.polls < 120
+
+
+def test_a_running_job_is_noticed_at_its_expected_end_by_its_size() -> None:
+    """Jobs queued one after another in the org, each 0.4 s per 100 records once started.
+
+    Timed by the wait alone (a share of the time waited), the last job is noticed up to a
+    quarter of its wait late; timed by its start (systemModstamp) and the org's measured
+    seconds per record, it is noticed within a poll's floor of its end.
+    """
+    settings = WatchSettings(first=0.02, age_share=0.5, cap=5.0)
+    start = {"7501": 0.0, "7502": 0.4, "7503": 0.8}
+    finish = {"7501": 0.4, "7502": 0.8, "7503": 1.2}
+
+    def lateness(records: int | None) -> float:
+        org = FakeOrg(finish, start_after=start)
+        watcher = JobWatcher(org, settings)  # type: ignore[arg-type]
+        closed = time.monotonic()
+        noticed: dict[str, float] = {}
+
+        def wait(job_id: str) -> None:
+            watcher.wait(job_id, closed, closed + 5.0, records)
+            noticed[job_id] = time.monotonic() - org.started
+
+        threads = [threading.Thread(target=wait, args=(job_id,)) for job_id in finish]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return noticed["7503"] - finish["7503"]
+
+    by_size = lateness(records=100)
+    blind = lateness(records=None)
+    assert by_size < 0.12, by_size
+    assert by_size < blind
+
+
+def test_the_measured_seconds_per_record_time_the_next_loads_first_job() -> None:
+    org = FakeOrg({"7501": 0.3}, start_after={"7501": 0.0})
+    watcher = JobWatcher(org, FAST)  # type: ignore[arg-type]
+    closed = time.monotonic()
+    watcher.wait("7501", closed, closed + 5.0, records=300)
+    pace = watcher.pace()
+    assert pace is not None and pace.seconds_per_record is not None
+    assert 0.0009 <= pace.seconds_per_record <= 0.0012
+
+
+def test_a_job_started_at_once_is_noticed_at_its_end_without_being_seen_running() -> None:
+    """A resend of a few rows, started as soon as it is closed: no poll sees it running."""
+    settings = WatchSettings(first=0.02, age_share=0.5, cap=5.0)
+    prior = Pace(first_finish_seconds=2.0, seconds_between_finishes=2.0, seconds_per_record=0.004)
+    org = FakeOrg({"7501": 0.4}, start_after={"7501": 0.0})
+    watcher = JobWatcher(org, settings, prior=prior)  # type: ignore[arg-type]
+    closed = time.monotonic()
+    watcher.wait("7501", closed, closed + 5.0, records=100)
+    assert time.monotonic() - org.started - 0.4 < 0.12
+    assert watcher.polls <= 3
