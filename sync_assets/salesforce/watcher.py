@@ -162,7 +162,11 @@ class JobWatcher:
                 # Nothing finished yet: the last load's pace says when the first job will.
                 expected = waited_since + self.prior.first_finish_seconds
         if expected is not None and self._polled_at < expected:
-            due = max(expected, self._polled_at + settings.first)
+            # Finishes minutes apart (jobs queued behind other loads') must not hold the next
+            # poll back longer than `cap`: a job may end anywhere in the gap.
+            due = max(
+                min(expected, self._polled_at + settings.cap), self._polled_at + settings.first
+            )
         else:
             waited = min(now - waited_since, waited_for_at_most)
             late = min(settings.cap, max(settings.first, settings.age_share * waited))

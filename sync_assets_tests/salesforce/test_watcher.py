@@ -186,3 +186,23 @@ def test_a_job_started_at_once_is_noticed_at_its_end_without_being_seen_running(
     watcher.wait("7501", closed, closed + 5.0, records=100)
     assert time.monotonic() - org.started - 0.4 < 0.12
     assert watcher.polls <= 3
+
+
+def test_no_wait_between_polls_is_longer_than_the_cap_after_a_long_gap() -> None:
+    """Finishes 0.6 s apart would time the next poll 0.6 s after the last: the cap keeps 0.1 s."""
+    settings = WatchSettings(first=0.01, age_share=0.25, cap=0.1)
+    finish = {"7501": 0.05, "7502": 0.65, "7503": 0.75}
+    watcher = JobWatcher(FakeOrg(finish), settings)  # type: ignore[arg-type]
+    closed = time.monotonic()
+    noticed: dict[str, float] = {}
+
+    def wait(job_id: str) -> None:
+        watcher.wait(job_id, closed, closed + 5.0)
+        noticed[job_id] = time.monotonic() - closed
+
+    threads = [threading.Thread(target=wait, args=(job_id,)) for job_id in finish]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert noticed["7503"] - finish["7503"] < 0.15
