@@ -56,12 +56,19 @@ class Pace(BaseModel):
         return self.calls_per_job + self.polls_per_job
 
 
+# A job not yet running is looked at again after this share of its expected duration: one that
+# started just after a poll has not ended by then, whatever its measured pace's error.
+QUEUED_SHARE = 0.75
+
+
 @dataclass
 class _Waiting:
     closed_at: float
     records: int | None = None
     started: float | None = None
     """When the org started the job (monotonic clock), once a poll showed it running."""
+    queued_at: float | None = None
+    """The last poll that showed it still waiting for the org (``UploadComplete``)."""
     done: threading.Event = field(default_factory=threading.Event)
     info: JobInfo | None = None
     error: Exception | None = None
@@ -171,36 +178,45 @@ class JobWatcher:
             waited = min(now - waited_since, waited_for_at_most)
             late = min(settings.cap, max(settings.first, settings.age_share * waited))
             due = max(self._polled_at, waited_since) + late
-        running_ends = self._running_job_ends()
-        if running_ends is not None:
-            due = min(due, max(running_ends, self._polled_at + settings.first))
-        return due
+        sized, every_job_sized = self._ends_by_size()
+        if sized is None:
+            return due
+        sized = max(sized, self._polled_at + settings.first)
+        return sized if every_job_sized else min(due, sized)
 
-    def _running_job_ends(self) -> float | None:
-        """When the next poll should see a job finished by its size; None if none can be timed.
+    def _ends_by_size(self) -> tuple[float | None, bool]:
+        """The soonest a waiting job can have ended, by its size; whether every job was timed so.
 
-        A running job ends its duration after its start; a job not yet seen running could end
-        that long after it was closed, if the org started it at once. The end is polled plus
-        `first` (the org's clock is read to the second). A running job past its end is overdue
-        (a slower batch, lock waits): polled again after a share of its duration. A job still
-        queued past its earliest end is left to the wait's own timing.
+        When every waiting job was, that moment alone times the next poll. A running job ends its duration (records × the org's seconds per record) after its
+        start, polled `first` later (the org's clock is read to the second); past that it is
+        overdue (a slower batch, lock waits) and polled again after a share of its duration. A
+        job not seen running cannot end sooner than `QUEUED_SHARE` of its duration after the
+        last poll that saw it waiting (or after its close): while the org works through other
+        loads' jobs, each wait costs a poll per duration, not per share of the time waited.
         """
         per_record = self._per_record()
         if per_record is None:
-            return None
+            return None, False
         ends = []
+        every_job_sized = True
         for waiting in self._waiting.values():
-            if waiting.records is None or waiting.done.is_set():
+            if waiting.done.is_set():
+                continue
+            if waiting.records is None:
+                every_job_sized = False
                 continue
             duration = per_record * waiting.records
-            start = waiting.started if waiting.started is not None else waiting.closed_at
-            end = start + duration + self.settings.first
-            if end > self._polled_at:
-                ends.append(end)
-            elif waiting.started is not None:
-                overdue = max(self.settings.first, self.settings.age_share * duration)
-                ends.append(self._polled_at + overdue)
-        return min(ends, default=None)
+            if waiting.started is not None:
+                end = waiting.started + duration + self.settings.first
+                if end <= self._polled_at:
+                    end = self._polled_at + max(
+                        self.settings.first, self.settings.age_share * duration
+                    )
+            else:
+                since = waiting.queued_at if waiting.queued_at is not None else waiting.closed_at
+                end = since + QUEUED_SHARE * duration
+            ends.append(end)
+        return min(ends, default=None), every_job_sized
 
     def _per_record(self) -> float | None:
         if self._seconds_per_record:
@@ -240,6 +256,8 @@ class JobWatcher:
                 waiting = self._waiting.get(job_id)
                 if waiting is None or waiting.done.is_set():
                     continue
+                if not info.is_terminal and info.state != "InProgress":
+                    waiting.queued_at = now
                 if info.state == "InProgress" and waiting.started is None:
                     # At the latest now; earlier if the org says it changed state before.
                     waiting.started = min(now, clock.monotonic(info.modified_at, default=now))

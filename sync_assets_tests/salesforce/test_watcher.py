@@ -206,3 +206,38 @@ def test_no_wait_between_polls_is_longer_than_the_cap_after_a_long_gap() -> None
     for thread in threads:
         thread.join()
     assert noticed["7503"] - finish["7503"] < 0.15
+
+
+def test_jobs_queued_behind_other_loads_cost_a_poll_per_duration_not_per_share_of_the_wait() -> (
+    None
+):
+    """Four jobs of ours between other loads' jobs on the org's one slot, each 0.2 s once
+    started: the gaps between our finishes vary from one duration to several.
+
+    Timed by those gaps, every overdue wait is polled a share of a gap at a time; timed by size,
+    a job seen waiting is looked at again after most of a duration and a running one at its end.
+    """
+    duration = 0.2
+    start = {"7500": 0.0, "7501": 2.5 * duration, "7502": 3.5 * duration, "7503": 6 * duration}
+    finish = {job: begin + duration for job, begin in start.items()}
+    org = FakeOrg(finish, start_after=start)
+    prior = Pace(
+        first_finish_seconds=duration,
+        seconds_between_finishes=duration,
+        seconds_per_record=duration / 100,
+    )
+    watcher = JobWatcher(org, WatchSettings(first=0.01, age_share=0.25, cap=5.0), prior=prior)  # type: ignore[arg-type]
+    closed = time.monotonic()
+    noticed: dict[str, float] = {}
+
+    def wait(job_id: str) -> None:
+        watcher.wait(job_id, closed, closed + 10.0, records=100)
+        noticed[job_id] = time.monotonic() - org.started
+
+    threads = [threading.Thread(target=wait, args=(job_id,)) for job_id in start]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(noticed[job] - finish[job] < 0.05 for job in start), noticed
+    assert watcher.polls <= 12, watcher.polls
