@@ -70,6 +70,25 @@ def wait_all(watcher: JobWatcher, jobs: list[str], timeout: float = 5.0) -> dict
     return results
 
 
+def lateness(
+    watcher: JobWatcher, org: FakeOrg, records: int | None = None, timeout: float = 5.0
+) -> dict[str, float]:
+    """Wait for every job of ``org`` at once; how long after its finish each was handed back."""
+    closed = time.monotonic()
+    noticed: dict[str, float] = {}
+
+    def wait(job_id: str) -> None:
+        watcher.wait(job_id, closed, closed + timeout, records)
+        noticed[job_id] = time.monotonic() - org.started - org.finish_after[job_id]
+
+    threads = [threading.Thread(target=wait, args=(job_id,)) for job_id in org.finish_after]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return noticed
+
+
 def test_one_list_call_polls_every_job_of_the_load() -> None:
     org = FakeOrg({f"750{n}": 0.05 * n for n in range(1, 7)})
     watcher = JobWatcher(org, FAST)  # type: ignore[arg-type]
@@ -114,21 +133,11 @@ def test_an_overdue_job_is_noticed_within_a_share_of_the_gap_between_finishes() 
     """A job queued behind others is overdue by many gaps; its finish is still noticed soon."""
     settings = WatchSettings(first=0.01, age_share=0.25, cap=5.0)
     finish = {"7501": 0.05, "7502": 0.1, "7503": 1.2}
-    watcher = JobWatcher(FakeOrg(finish), settings)  # type: ignore[arg-type]
-    closed = time.monotonic()
-    noticed: dict[str, float] = {}
-
-    def wait(job_id: str) -> None:
-        watcher.wait(job_id, closed, closed + 5.0)
-        noticed[job_id] = time.monotonic() - closed
-
-    threads = [threading.Thread(target=wait, args=(job_id,)) for job_id in finish]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    org = FakeOrg(finish)
+    watcher = JobWatcher(org, settings)  # type: ignore[arg-type]
+    late = lateness(watcher, org)
     # Gap 0.05 s: an overdue poll waits at most 0.25 × 0.05 s (not a quarter of the 1.1 s waited).
-    assert noticed["7503"] - finish["7503"] < 0.15
+    assert late["7503"] < 0.15
     assert watcher.polls < 120
 
 
@@ -143,25 +152,12 @@ def test_a_running_job_is_noticed_at_its_expected_end_by_its_size() -> None:
     start = {"7501": 0.0, "7502": 0.4, "7503": 0.8}
     finish = {"7501": 0.4, "7502": 0.8, "7503": 1.2}
 
-    def lateness(records: int | None) -> float:
+    def last_job_lateness(records: int | None) -> float:
         org = FakeOrg(finish, start_after=start)
-        watcher = JobWatcher(org, settings)  # type: ignore[arg-type]
-        closed = time.monotonic()
-        noticed: dict[str, float] = {}
+        return lateness(JobWatcher(org, settings), org, records)["7503"]  # type: ignore[arg-type]
 
-        def wait(job_id: str) -> None:
-            watcher.wait(job_id, closed, closed + 5.0, records)
-            noticed[job_id] = time.monotonic() - org.started
-
-        threads = [threading.Thread(target=wait, args=(job_id,)) for job_id in finish]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        return noticed["7503"] - finish["7503"]
-
-    by_size = lateness(records=100)
-    blind = lateness(records=None)
+    by_size = last_job_lateness(records=100)
+    blind = last_job_lateness(records=None)
     assert by_size < 0.12, by_size
     assert by_size < blind
 
@@ -192,20 +188,8 @@ def test_no_wait_between_polls_is_longer_than_the_cap_after_a_long_gap() -> None
     """Finishes 0.6 s apart would time the next poll 0.6 s after the last: the cap keeps 0.1 s."""
     settings = WatchSettings(first=0.01, age_share=0.25, cap=0.1)
     finish = {"7501": 0.05, "7502": 0.65, "7503": 0.75}
-    watcher = JobWatcher(FakeOrg(finish), settings)  # type: ignore[arg-type]
-    closed = time.monotonic()
-    noticed: dict[str, float] = {}
-
-    def wait(job_id: str) -> None:
-        watcher.wait(job_id, closed, closed + 5.0)
-        noticed[job_id] = time.monotonic() - closed
-
-    threads = [threading.Thread(target=wait, args=(job_id,)) for job_id in finish]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert noticed["7503"] - finish["7503"] < 0.15
+    org = FakeOrg(finish)
+    assert lateness(JobWatcher(org, settings), org)["7503"] < 0.15  # type: ignore[arg-type]
 
 
 def test_jobs_queued_behind_other_loads_cost_a_poll_per_duration_not_per_share_of_the_wait() -> (
@@ -226,18 +210,8 @@ def test_jobs_queued_behind_other_loads_cost_a_poll_per_duration_not_per_share_o
         seconds_between_finishes=duration,
         seconds_per_record=duration / 100,
     )
-    watcher = JobWatcher(org, WatchSettings(first=0.01, age_share=0.25, cap=5.0), prior=prior)  # type: ignore[arg-type]
-    closed = time.monotonic()
-    noticed: dict[str, float] = {}
-
-    def wait(job_id: str) -> None:
-        watcher.wait(job_id, closed, closed + 10.0, records=100)
-        noticed[job_id] = time.monotonic() - org.started
-
-    threads = [threading.Thread(target=wait, args=(job_id,)) for job_id in start]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert all(noticed[job] - finish[job] < 0.05 for job in start), noticed
+    settings = WatchSettings(first=0.01, age_share=0.25, cap=5.0)
+    watcher = JobWatcher(org, settings, prior=prior)  # type: ignore[arg-type]
+    late = lateness(watcher, org, records=100, timeout=10.0)
+    assert all(seconds < 0.05 for seconds in late.values()), late
     assert watcher.polls <= 12, watcher.polls
