@@ -56,11 +56,6 @@ class Pace(BaseModel):
         return self.calls_per_job + self.polls_per_job
 
 
-# A job not yet running is looked at again after this share of its expected duration: one that
-# started just after a poll has not ended by then, whatever its measured pace's error.
-QUEUED_SHARE = 0.75
-
-
 @dataclass
 class _Waiting:
     closed_at: float
@@ -187,12 +182,13 @@ class JobWatcher:
     def _ends_by_size(self) -> tuple[float | None, bool]:
         """The soonest a waiting job can have ended, by its size; whether every job was timed so.
 
-        When every waiting job was, that moment alone times the next poll. A running job ends its duration (records × the org's seconds per record) after its
-        start, polled `first` later (the org's clock is read to the second); past that it is
-        overdue (a slower batch, lock waits) and polled again after a share of its duration. A
-        job not seen running cannot end sooner than `QUEUED_SHARE` of its duration after the
-        last poll that saw it waiting (or after its close): while the org works through other
-        loads' jobs, each wait costs a poll per duration, not per share of the time waited.
+        When every waiting job was, that moment alone times the next poll. A running job ends
+        its duration (records × the org's seconds per record) after its start, polled `first`
+        later (the org's clock is read to the second); past that it is overdue (a slower batch,
+        lock waits) and polled again after a share of its duration. A job not seen running
+        cannot end sooner than its duration after the last poll that saw it waiting (or after
+        its close): while the org works through other loads' jobs, each wait costs a poll per
+        duration, not one per share of the time waited.
         """
         per_record = self._per_record()
         if per_record is None:
@@ -213,8 +209,11 @@ class JobWatcher:
                         self.settings.first, self.settings.age_share * duration
                     )
             else:
+                # Seen waiting then, it cannot have ended sooner than a duration later; polled
+                # as a running job's end is, so a job queued behind one of ours running shares
+                # that job's poll.
                 since = waiting.queued_at if waiting.queued_at is not None else waiting.closed_at
-                end = since + QUEUED_SHARE * duration
+                end = since + duration + self.settings.first
             ends.append(end)
         return min(ends, default=None), every_job_sized
 
