@@ -21,11 +21,12 @@ class WatchSettings(BaseModel):
     costs polls in proportion to its jobs, not to its hours, and an overdue job is noticed
     within a share of the gap.
 
-    A job seen ``InProgress`` is timed by its own size: it started at its ``systemModstamp``
-    (or, at the latest, when a poll first showed it running) and takes the org's measured
-    seconds per record; the next poll is due when the first running job should end. That is
-    what notices a load's last jobs within about a second however long the org's automation
-    takes, instead of after a share of the wait.
+    Once the org's seconds per record are measured, a job is timed by its own size: one seen
+    ``InProgress`` started at its ``systemModstamp`` (or, at the latest, when a poll first
+    showed it running) and is polled at its expected end; one still waiting is looked at again
+    a duration after the poll that saw it waiting. When every waiting job is timed so, `cap`
+    does not apply. That is what notices a load's last jobs within about a second however long
+    the org's automation takes, instead of after a share of the wait (see `_ends_by_size`).
     """
 
     first: float = Field(default=0.5, gt=0, description="Shortest wait between two polls.")
