@@ -57,6 +57,10 @@ class Pace(BaseModel):
         return self.calls_per_job + self.polls_per_job
 
 
+# A job shorter than this many `first`s is left to the gaps between finishes.
+SIZED_MIN_FIRSTS = 4
+
+
 @dataclass
 class _Waiting:
     closed_at: float
@@ -203,6 +207,11 @@ class JobWatcher:
                 every_job_sized = False
                 continue
             duration = per_record * waiting.records
+            if duration < SIZED_MIN_FIRSTS * self.settings.first:
+                # Jobs of a few polls' floor: timing each would poll at that floor, more often
+                # than the gaps between finishes do (a quick org, a busy client).
+                every_job_sized = False
+                continue
             if waiting.started is not None:
                 end = waiting.started + duration + self.settings.first
                 if end <= self._polled_at:
