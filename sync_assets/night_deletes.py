@@ -189,6 +189,7 @@ def delete_metadata(result: DeleteResult, confirmed: Confirmation | None) -> dic
         "delete_mode": mode,
         "deleted": dg.MetadataValue.int(result.deleted),
         "delete_failed": dg.MetadataValue.int(result.failed),
+        "already_absent": dg.MetadataValue.int(result.already_absent),
         "deleted_without_values": dg.MetadataValue.int(result.without_values),
         "delete_jobs": dg.MetadataValue.json(result.job_ids),
         "delete_failures_by_reason": dg.MetadataValue.json(result.failed_by_reason),

@@ -4,8 +4,10 @@ Opt-in (`DeletePolicy.mode`, default `none`). The rows come from the staging (`d
 in the ledger, absent from the whole drop; a row that moved to another partition is not among
 them). Before anything leaves Salesforce, each row's last sent values (the staged row of the drop
 that last sent it) are written to the drop's `deleted.parquet` under `deletes/`, so `restore` can
-upsert them back. Deletes are Bulk API 2.0 `delete`/`hardDelete` jobs by Salesforce Id through the
-loader (account-aligned jobs, resends, checkpoint, accounting); archive is an upsert of constants.
+upsert them back. Deletes are Bulk API 2.0 `delete`/`hardDelete` jobs by the Id of the live
+record holding each key (looked up when deleting: a key no live record holds is already gone),
+through the loader (account-aligned jobs, resends, checkpoint, accounting); archive is an upsert
+of constants.
 """
 
 from typing import Literal
@@ -18,6 +20,7 @@ from sync_assets.partition_load import PartitionLoader
 from sync_assets.salesforce.bulk_api import BulkApiError, IngestOperation
 from sync_assets.salesforce.checkpoint import CheckpointStore
 from sync_assets.salesforce.loader import BulkLoader, LoadResult
+from sync_assets.salesforce.lookups import IdQuery, ids_by_key
 from sync_assets.state.columns import (
     ACCOUNT_EXTERNAL_ID_FIELD,
     EXTERNAL_ID_FIELD,
@@ -114,7 +117,7 @@ class DeleteGuard(BaseModel):
 
 
 class DeleteResult(BaseModel):
-    """What one night's deletes did in one partition; ``to_delete = deleted + failed``."""
+    """What one night's deletes did in one partition; ``to_delete = deleted + failed + already_absent``."""
 
     drop_id: str
     partition: str
@@ -122,6 +125,11 @@ class DeleteResult(BaseModel):
     to_delete: int
     deleted: int
     failed: int
+    already_absent: int = Field(
+        default=0,
+        description="Rows no live record holds any more (deleted in Salesforce by someone else): "
+        "nothing to delete, the ledger forgets them.",
+    )
     without_values: int = Field(
         description="Deleted rows whose last sent values were not found (restore cannot bring "
         "them back): the staging of the drop that last sent them is gone."
@@ -134,9 +142,10 @@ class DeleteResult(BaseModel):
 
     @model_validator(mode="after")
     def _every_row_accounted_for(self) -> "DeleteResult":
-        if self.to_delete != self.deleted + self.failed:
+        if self.to_delete != self.deleted + self.failed + self.already_absent:
             raise ValueError(
-                f"to delete {self.to_delete} != deleted {self.deleted} + failed {self.failed}"
+                f"to delete {self.to_delete} != deleted {self.deleted} + failed {self.failed} "
+                f"+ already absent {self.already_absent}"
             )
         return self
 
@@ -150,7 +159,8 @@ def rows_to_delete(state: StateStore, staged: StagedPartition) -> pl.DataFrame:
 
     Columns: the Salesforce fields as staged (null where the last sending drop's staging no longer
     holds the row), ``_row_hash``, ``Id`` (the ledger's Salesforce id), the drop that last sent it
-    and whether its values were found; sorted by account, as the loader cuts jobs.
+    and whether its values were found; sorted by account, as the loader cuts jobs. A delete
+    replaces the ledger's Id with the live record's (`PartitionDeleter`).
     """
     gone = (
         state.read_parquet(staged.deleted)
@@ -235,8 +245,15 @@ class PartitionDeleter:
         drop_id, partition = staged.counts.drop_id, staged.counts.partition
         files = DeleteFiles.of(drop_id, partition)
         rows = rows_to_delete(self.state, staged)
+        if policy.mode != "archive":
+            rows = self._with_live_ids(rows, partition)
         # Kept before anything leaves Salesforce: a crash mid-delete still leaves the undo.
         self.state.write_parquet(files.deleted, rows)
+        absent = (
+            rows.filter(pl.col(SALESFORCE_ID_FIELD).is_null())
+            if policy.mode != "archive"
+            else rows.head(0)
+        )
         operation = OPERATIONS[policy.mode]
         loader = BulkLoader(
             self.loader.connection,
@@ -244,13 +261,13 @@ class PartitionDeleter:
             api=self.loader.api,
         )
         checkpoint = CheckpointStore(self.state, drop_id, partition, files.checkpoint)
-        sent = archive_rows(rows, policy) if policy.mode == "archive" else rows
+        sent = (
+            archive_rows(rows, policy)
+            if policy.mode == "archive"
+            else rows.filter(pl.col(SALESFORCE_ID_FIELD).is_not_null())
+        )
         try:
-            # An archive is an upsert: the rows' Ids are the ledger's, none is looked up.
-            known = rows.select(
-                EXTERNAL_ID_FIELD, pl.col(SALESFORCE_ID_FIELD).alias("salesforce_id")
-            ).drop_nulls()
-            outcome = loader.load(sent.lazy(), checkpoint, known_ids=known)
+            outcome = loader.load(sent.lazy(), checkpoint)
         except BulkApiError as error:
             if operation == "hardDelete" and error.error_code == "FEATURENOTENABLED":
                 raise HardDeleteNotPermittedError(
@@ -260,12 +277,34 @@ class PartitionDeleter:
                     f"Salesforce said: {error.error_message}"
                 ) from error
             raise
-        forgotten = PartitionLoader(loader, self.state).forget_deleted_rows(
-            partition, outcome.confirmed.get_column(EXTERNAL_ID_FIELD)
+        gone = pl.concat(
+            [outcome.confirmed.get_column(EXTERNAL_ID_FIELD), absent.get_column(EXTERNAL_ID_FIELD)]
         )
+        forgotten = PartitionLoader(loader, self.state).forget_deleted_rows(partition, gone)
         self._keep_failures(drop_id, partition, outcome.failed, policy.mode)
         return _delete_result(
-            outcome.result, policy.mode, rows, forgotten, self.state.url(files.deleted)
+            outcome.result,
+            policy.mode,
+            rows,
+            absent.height,
+            forgotten,
+            self.state.url(files.deleted),
+        )
+
+    def _with_live_ids(self, rows: pl.DataFrame, partition: str) -> pl.DataFrame:
+        """The rows with the Id of the live record holding each key (null where none does)."""
+        settings = self.loader.settings
+        query = IdQuery(settings.sobject, partition, settings.external_id_field)
+        live = ids_by_key(self.loader.api, query, rows.get_column(EXTERNAL_ID_FIELD))
+        return (
+            rows.drop(SALESFORCE_ID_FIELD)
+            .join(
+                live.rename({"Id": SALESFORCE_ID_FIELD}),
+                on=EXTERNAL_ID_FIELD,
+                how="left",
+                maintain_order="left",
+            )
+            .select(rows.columns)
         )
 
     def _keep_failures(
@@ -295,15 +334,21 @@ def archive_rows(rows: pl.DataFrame, policy: DeletePolicy) -> pl.DataFrame:
 
 
 def _delete_result(
-    load: LoadResult, mode: DeleteMode, rows: pl.DataFrame, forgotten: int, deleted_file: str
+    load: LoadResult,
+    mode: DeleteMode,
+    rows: pl.DataFrame,
+    absent: int,
+    forgotten: int,
+    deleted_file: str,
 ) -> DeleteResult:
     return DeleteResult(
         drop_id=load.drop_id,
         partition=load.partition,
         mode=mode,
-        to_delete=load.sent,
+        to_delete=rows.height,
         deleted=load.succeeded,
         failed=load.failed,
+        already_absent=absent,
         without_values=int((~rows.get_column(VALUES_KEPT)).sum()),
         forgotten=forgotten,
         job_ids=load.job_ids,

@@ -31,7 +31,6 @@ from sync_assets.state.layout import (
 from sync_assets.state.ledger import (
     advance_ledger,
     forget_ledger_rows,
-    known_ids,
     mark_ledger_rows_stale,
 )
 from sync_assets.state.org import bind_org
@@ -103,14 +102,7 @@ class PartitionLoader:
         bind_org(self.state, connection.org_id, connection.instance_url)
         checkpoint = CheckpointStore(self.state, drop_id, partition, checkpoint_folder)
         try:
-            outcome = self.loader.load(
-                rows.lazy(),
-                checkpoint,
-                last_pace(self.state, partition),
-                known_ids=known_ids(self.state, partition).rename(
-                    {"external_id": EXTERNAL_ID_FIELD}
-                ),
-            )
+            outcome = self.loader.load(rows.lazy(), checkpoint, last_pace(self.state, partition))
         except LoadStoppedError as stopped:
             # A daily limit or the API budget: what Salesforce confirmed is kept, so the next
             # night does not send it again; nothing is recorded as failed.

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
+from urllib.parse import quote
 
 import requests
 from pydantic import BaseModel, ConfigDict
@@ -364,6 +365,10 @@ class BulkApi:
 
     def limits(self) -> dict[str, Any]:
         return self._call("GET", "limits/").response.json()
+
+    def count(self, soql: str) -> int:
+        """A REST ``SELECT COUNT() …``'s ``totalSize`` (REST API Developer Guide, "Query")."""
+        return int(self._call("GET", f"query/?q={quote(soql)}").response.json()["totalSize"])
 
     def abort_orphans(self, sobject: str, known_job_ids: set[str], grace: float = 2.0) -> list[str]:
         """Abort Open jobs that a lost create answer may have left behind.

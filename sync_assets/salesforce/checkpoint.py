@@ -23,9 +23,9 @@ class JobStatus(StrEnum):
 class RowStatus(StrEnum):
     """How a row sent in a job ended.
 
-    ``applied``: Salesforce saved the row (an upsert job that did not fail it); whether it
-    created or updated the record, and its Id, are learned at the end of the load by a query
-    (see `created_ids`) and recorded as a later outcome of ``created`` or ``updated``.
+    ``applied``: Salesforce saved the row (an upsert job that did not fail it, whose successes
+    were not downloaded); how many of the load's applied rows created a record is counted once at
+    the end of the load (`CreatedCount`), not row by row, and their Ids are not asked for.
     """
 
     CREATED = "created"
@@ -61,10 +61,22 @@ class CheckpointedJob(BaseModel):
     status: JobStatus = JobStatus.CREATED
 
 
+class CreatedCount(BaseModel):
+    """The load's records Salesforce counted as created, and how many applied rows it covered."""
+
+    records: int = Field(ge=0)
+    applied_rows: int = Field(ge=0)
+
+
 class LoadCheckpoint(BaseModel):
     drop_id: str
     partition: str
     jobs: list[CheckpointedJob] = Field(default_factory=list)
+    created: CreatedCount | None = Field(
+        default=None,
+        description="Kept so that a re-run does not count again: by then later loads may have "
+        "created records too.",
+    )
 
 
 class CheckpointStore:
@@ -74,9 +86,9 @@ class CheckpointStore:
     * ``rows/<sequence>.parquet``: the keys a job carries, written *before* the job is created,
       so a checkpointed job id always has its rows on record;
     * ``outcomes/<sequence>.parquet``: one row per carried row and how it ended, written before the
-      job is marked collected, so a crash never loses a result Salesforce already produced. A
-      sequence with no job holds what the load's Id query learned of rows jobs ``applied``
-      (created or updated, and the Id), so a re-run neither asks again nor counts differently.
+      job is marked collected, so a crash never loses a result Salesforce already produced;
+    * ``jobs.json`` also keeps how many records the load created (`CreatedCount`), so a re-run
+      neither asks again nor counts differently.
     """
 
     def __init__(
@@ -128,6 +140,16 @@ class CheckpointStore:
                     server_created=server_created,
                 )
             )
+            self._write()
+
+    @property
+    def created_count(self) -> CreatedCount | None:
+        with self._lock:
+            return self._state.created
+
+    def record_created_count(self, count: CreatedCount) -> None:
+        with self._lock:
+            self._state.created = count
             self._write()
 
     def record_outcome(self, sequence: int, outcome: pl.DataFrame, status: JobStatus) -> None:

@@ -23,12 +23,12 @@ from sync_assets.salesforce.bulk_api import (
 from sync_assets.salesforce.checkpoint import (
     CheckpointedJob,
     CheckpointStore,
+    CreatedCount,
     JobStatus,
     RowStatus,
 )
 from sync_assets.salesforce.concurrency import ConcurrencyGate, ConcurrencySettings
 from sync_assets.salesforce.connection import SalesforceConnection
-from sync_assets.salesforce.created_ids import IdQuery, load_started, resolve_applied
 from sync_assets.salesforce.errors import (
     BulkApiError,
     DailyApiLimitError,
@@ -45,6 +45,7 @@ from sync_assets.salesforce.limits import (
     assess_limits,
     limits_or_none,
 )
+from sync_assets.salesforce.lookups import IdQuery, count_created, load_started
 from sync_assets.salesforce.planning import (
     JobSlice,
     PlanLimits,
@@ -74,6 +75,8 @@ from sync_assets.state.columns import (
 log = logging.getLogger(__name__)
 
 SUCCESS_STATUSES = (RowStatus.CREATED.value, RowStatus.UPDATED.value, RowStatus.APPLIED.value)
+# SOQL datetimes have whole seconds (see `count_created`).
+CREATED_DATE_RESOLUTION = 1.0
 # Row errors that say the org is pushing back (locks, CPU): fewer jobs in flight.
 PUSH_BACK_CODES = ("UNABLE_TO_LOCK_ROW", "APEX_CPU_LIMIT")
 
@@ -259,14 +262,10 @@ class BulkLoader:
         rows: pl.LazyFrame,
         checkpoint: CheckpointStore,
         pace: Pace | None = None,
-        known_ids: pl.DataFrame | None = None,
     ) -> LoadOutcome:
         """Send ``rows`` (Salesforce columns plus ``_row_hash``, sorted by account).
 
         ``pace``, how fast the partition's jobs finished last time, times the first polls.
-        ``known_ids``: the Salesforce Ids the caller already holds (the ledger's), by external
-        id (``salesforce_id``); an upsert never changes a record's Id, so only the others are
-        looked up.
 
         Each job reads its own rows from ``rows`` when it is sent, so a scan of a file is never
         held whole. Jobs the checkpoint knows of (a crashed earlier attempt) are collected first.
@@ -289,20 +288,15 @@ class BulkLoader:
         # since ended) must not stop this run from sending those rows again.
         self._budget_from = checkpoint.next_sequence
 
-        known = (
-            known_ids
-            if known_ids is not None
-            else pl.DataFrame(schema={EXTERNAL_ID_FIELD: pl.String, "salesforce_id": pl.String})
-        )
         try:
             resumed, latest = self._send_rounds(staged, checkpoint)
         except DailyApiLimitError as error:
-            raise self._stopped(str(error), keys, checkpoint, known) from error
+            raise self._stopped(str(error), keys, checkpoint) from error
         if self._stop_reason:
-            raise self._stopped(self._stop_reason, keys, checkpoint, known)
+            raise self._stopped(self._stop_reason, keys, checkpoint)
+        last_finish_seen = time.monotonic()
 
-        if self._resolve_applied(latest, checkpoint, known):
-            latest = self._latest(keys, checkpoint.outcomes())
+        self._count_created(latest, checkpoint)
         final = self._final_statuses(latest)
         failures = self._final_outcomes(final, checkpoint.outcomes(), succeeded=False)
         orphans = self.api.abort_orphans(
@@ -320,6 +314,10 @@ class BulkLoader:
         result.upload_compression = self.api.upload_compression
         result.pace = self._measured_pace(result)
         confirmed = self._final_outcomes(final, checkpoint.outcomes(), succeeded=True)
+        if self._uploaded and self.settings.operation == "upsert":
+            # SOQL compares CreatedDate in whole seconds: ending a second after the last job
+            # finished dates every record of the partition's next load after this one's.
+            time.sleep(max(0.0, last_finish_seen + CREATED_DATE_RESOLUTION - time.monotonic()))
         return LoadOutcome(
             result=result,
             confirmed=confirmed.select(EXTERNAL_ID_FIELD, ROW_HASH, "salesforce_id"),
@@ -400,19 +398,17 @@ class BulkLoader:
         return self._budget.exhausted(self.connection.api_usage, reserve)
 
     def _stopped(
-        self, reason: str, keys: pl.DataFrame, checkpoint: CheckpointStore, known: pl.DataFrame
+        self, reason: str, keys: pl.DataFrame, checkpoint: CheckpointStore
     ) -> LoadStoppedError:
         """A clean stop: what Salesforce confirmed so far, for the caller to record.
 
-        The Ids of applied rows are asked for if the org still answers; if it does not (the
-        daily limit), they are recorded without one and the ledger keeps any Id it had.
+        The records created are counted if the org still answers (the daily limit does not).
         """
         latest = self._latest(keys, checkpoint.outcomes())
         try:
-            if self._resolve_applied(latest, checkpoint, known):
-                latest = self._latest(keys, checkpoint.outcomes())
+            self._count_created(latest, checkpoint)
         except SalesforceError as error:
-            log.warning("could not look up the Ids of the rows applied before the stop: %s", error)
+            log.warning("could not count the records created before the stop: %s", error)
         confirmed = self._final_outcomes(latest, checkpoint.outcomes(), succeeded=True).select(
             EXTERNAL_ID_FIELD, ROW_HASH, "salesforce_id"
         )
@@ -424,45 +420,24 @@ class BulkLoader:
             confirmed,
         )
 
-    def _resolve_applied(
-        self, latest: pl.DataFrame, checkpoint: CheckpointStore, known: pl.DataFrame
-    ) -> bool:
-        """Record, as one more outcome, whether each applied row was created or updated, and its Id.
+    def _count_created(self, latest: pl.DataFrame, checkpoint: CheckpointStore) -> None:
+        """Count how many records the load created, once its applied rows are known.
 
-        Written to the checkpoint before the ledger hears of it: a re-run reads the answer
-        instead of asking again (by then the ledger knows the Ids, and would call them updates).
-        Returns whether there was anything to resolve.
+        One COUNT() of the partition's records created since the load's first job (an upsert
+        that matched a record keeps its CreatedDate), in place of downloading every created
+        record's Id. Kept in the checkpoint before the ledger hears of the rows: a re-run reads
+        it rather than counting the records later loads created too.
         """
-        applied = latest.filter(pl.col("status") == RowStatus.APPLIED.value).select(
-            EXTERNAL_ID_FIELD, ROW_HASH
-        )
-        if applied.is_empty():
-            return False
+        applied = int((latest["status"] == RowStatus.APPLIED.value).sum())
+        counted = checkpoint.created_count
+        if applied == 0 or (counted is not None and counted.applied_rows == applied):
+            return
         query = IdQuery(
             self.settings.sobject, checkpoint.partition, self.settings.external_id_field
         )
-        since = load_started(checkpoint.jobs)
-        resolved = resolve_applied(
-            self.api, query, applied.get_column(EXTERNAL_ID_FIELD), known, since
-        )
-        sequence = checkpoint.reserve_sequence(applied)
-        outcome = applied.join(resolved, on=EXTERNAL_ID_FIELD, how="left").select(
-            EXTERNAL_ID_FIELD,
-            ROW_HASH,
-            "status",
-            "salesforce_id",
-            pl.lit(None, pl.String).alias("error_code"),
-            pl.lit(None, pl.String).alias("error"),
-            pl.lit("", pl.String).alias("job_id"),
-            pl.lit(sequence, pl.Int64).alias("sequence"),
-        )
-        checkpoint.record_outcome(sequence, outcome, JobStatus.COLLECTED)
-        log.info(
-            "created or updated, and Ids, of %d applied rows learned by query (%d created)",
-            applied.height,
-            int((outcome["status"] == RowStatus.CREATED.value).sum()),
-        )
-        return True
+        records = count_created(self.api, query, load_started(checkpoint.jobs))
+        checkpoint.record_created_count(CreatedCount(records=records, applied_rows=applied))
+        log.info("%d records created by the load (COUNT()), of %d applied rows", records, applied)
 
     # ---- rounds and jobs -------------------------------------------------------------------
 
@@ -814,17 +789,17 @@ class BulkLoader:
         calls_before: tuple[int, int, int],
     ) -> LoadResult:
         status = final["status"]
-        created = int((status == RowStatus.CREATED.value).sum())
-        updated = int((status == RowStatus.UPDATED.value).sum())
+        succeeded = int(status.is_in(SUCCESS_STATUSES).sum())
+        created = _created(status, checkpoint.created_count)
         by_reason = failures.group_by("error_code").len().sort("len", descending=True)
         duration = time.monotonic() - started
         result = LoadResult(
             drop_id=checkpoint.drop_id,
             partition=checkpoint.partition,
             sent=rows.height,
-            succeeded=created + updated,
+            succeeded=succeeded,
             created=created,
-            updated=updated,
+            updated=succeeded - created,
             failed=failures.height,
             # A transient outcome led to a resend unless it was the row's last word.
             retried=int(final["transient_outcomes"].sum())
@@ -883,6 +858,19 @@ def _with_outcomes(rows: pl.DataFrame, outcomes: pl.LazyFrame, columns: list[str
             maintain_order="left_right",
         )
     )
+
+
+def _created(status: pl.Series, counted: CreatedCount | None) -> int:
+    """Rows that created a record: those a job's successes said so, and the applied rows' share.
+
+    The count covers every record created since the load began, those whose successes were
+    read included; an applied row created at most one record.
+    """
+    reported = int((status == RowStatus.CREATED.value).sum())
+    applied = int((status == RowStatus.APPLIED.value).sum())
+    if counted is None or applied == 0:
+        return reported
+    return reported + min(max(counted.records - reported, 0), applied)
 
 
 def _last_outcome_of_each_row() -> pl.Expr:

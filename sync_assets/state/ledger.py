@@ -13,6 +13,9 @@ LEDGER_SCHEMA = pl.Schema(
         "drop_id": pl.String(),
     }
 )
+# `salesforce_id` is the Id Salesforce last reported for the row (a job whose successes were
+# read), for people reading a drift report; null where none did. Deletes do not trust it: they
+# look Ids up by key (`lookups.ids_by_key`), as a record may have been deleted and created again.
 CONFIRMED_COLUMNS = ("external_id", "row_hash", "salesforce_id")
 ADVANCED = "_advanced"
 
@@ -29,19 +32,6 @@ def load_ledger(store: StateStore, partition: str) -> pl.DataFrame:
         return LEDGER_SCHEMA.to_frame()
     return store.read_parquet(path).select(
         pl.col(name).cast(dtype) for name, dtype in LEDGER_SCHEMA.items()
-    )
-
-
-def known_ids(store: StateStore, partition: str) -> pl.DataFrame:
-    """The partition's ledger rows that hold a Salesforce Id: ``external_id``, ``salesforce_id``."""
-    path = ledger_path(partition)
-    if not store.exists(path):
-        return LEDGER_SCHEMA.to_frame().select("external_id", "salesforce_id")
-    return (
-        store.scan_parquet([path])
-        .select(pl.col("external_id").cast(pl.String), pl.col("salesforce_id").cast(pl.String))
-        .filter(pl.col("salesforce_id").is_not_null())
-        .collect()
     )
 
 

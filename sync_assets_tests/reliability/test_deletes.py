@@ -176,3 +176,34 @@ def test_hard_delete_without_the_permission_fails_clearly(
     assert not run.success
     assert "Bulk API Hard Delete" in run.errors[0] and "FeatureNotEnabled" in run.errors[0]
     assert set(night.external_ids(PARTITION)) == set(rows.get_column("opportunity_key"))
+
+
+def test_deletes_use_the_live_records_id_and_forget_rows_someone_already_deleted(
+    make_night: NightFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ids are looked up by key when deleting (issue 17: no load downloads them): a record a
+    person deleted is already gone, one a restore created again is deleted by its new Id."""
+    night = make_night()
+    rows = first_night(night, monkeypatch, "delete")
+    keys = rows.get_column("opportunity_key").to_list()
+    [by_hand] = night.query_all(f"SELECT Id FROM Opportunity WHERE External_Id__c = '{keys[0]}'")
+    night.login().client.Opportunity.delete(by_hand["Id"])
+
+    land(night, "night-2", rows.slice(2))
+    run = night.run_partition("night-2", PARTITION)
+    assert run.success, run.errors
+    loaded = run.loaded()
+    assert (loaded["deleted"], loaded["already_absent"], loaded["delete_failed"]) == (1, 1, 0)
+    assert loaded["ledger_deleted"] == 2
+    assert run.failed_checks() == {}
+    assert set(night.external_ids(PARTITION)) == set(night.ledger_keys(PARTITION)) == set(keys[2:])
+
+    # Restored, both are new records with new Ids; the next night without them deletes both.
+    assert run_restore("night-2", [PARTITION], Console(file=io.StringIO())) == NightVerdict.PASSED
+    assert set(night.external_ids(PARTITION)) == set(keys)
+    land(night, "night-3", rows.slice(2))
+    again = night.run_partition("night-3", PARTITION)
+    assert again.success, again.errors
+    loaded = again.loaded()
+    assert (loaded["deleted"], loaded["already_absent"], loaded["delete_failed"]) == (2, 0, 0)
+    assert set(night.external_ids(PARTITION)) == set(keys[2:])

@@ -2,9 +2,10 @@
 
 Jobs complete the moment they are closed. A row with an empty ``Name`` fails with
 ``REQUIRED_FIELD_MISSING``; a key in ``lock_once`` fails with ``UNABLE_TO_LOCK_ROW`` the first time
-it is processed. Everything else is upserted on ``External_Id__c``. Query jobs answer the loader's
-Id lookups: ``CreatedDate >= <datetime>`` (each ingest job is created one second after the
-previous one; a record's CreatedDate is its creating job's) or ``External_Id__c IN (...)``.
+it is processed. Everything else is upserted on ``External_Id__c``. A REST ``COUNT()`` answers
+the loader's count of created records, ``CreatedDate >= <datetime>`` (each ingest job is created
+one second after the previous one; a record's CreatedDate is its creating job's); query jobs
+answer Id lookups, ``External_Id__c IN (...)``.
 """
 
 import io
@@ -12,6 +13,7 @@ import json
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import polars as pl
 import requests
@@ -19,6 +21,7 @@ import requests
 from sync_assets_tests.salesforce.http_fakes import FakeAnswer
 
 INGEST = re.compile(r"/services/data/v[\d.]+/jobs/ingest/?(?P<job>[^/?]+)?/?(?P<part>[A-Za-z]+)?")
+REST_QUERY = re.compile(r"/services/data/v[\d.]+/query/?$")
 QUERY = re.compile(r"/services/data/v[\d.]+/jobs/query/?(?P<job>[^/?]+)?/?(?P<part>results)?")
 CREATED_SINCE = re.compile(r"CreatedDate >= (\S+)")
 KEYS_IN = re.compile(r"IN \((.*)\)")
@@ -33,6 +36,7 @@ class FakeBulkOrg:
         self.created: dict[str, datetime] = {}
         self.jobs: dict[str, dict[str, Any]] = {}
         self.queries: dict[str, str] = {}
+        self.counts: list[str] = []
         self.downloads: list[str] = []
         self.uploaded_rows = 0
 
@@ -46,6 +50,8 @@ class FakeBulkOrg:
                     "DailyBulkApiBatches": {"Max": 15_000, "Remaining": self.batches_remaining},
                 },
             )
+        if REST_QUERY.search(path):
+            return self._count(request)
         if QUERY.search(path):
             return self._query(request, QUERY.search(path))
         match = INGEST.search(path)
@@ -81,16 +87,21 @@ class FakeBulkOrg:
         if match["part"] is None:
             return FakeAnswer(200, {"id": job_id, "state": "JobComplete"})
         soql = self.queries[job_id]
-        if since := CREATED_SINCE.search(soql):
-            moment = datetime.strptime(since.group(1), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-            keys = [key for key, created in self.created.items() if created >= moment]
-        else:
-            wanted = {key.strip().strip("'") for key in KEYS_IN.search(soql).group(1).split(",")}
-            keys = [key for key in self.records if key in wanted]
+        wanted = {key.strip().strip("'") for key in KEYS_IN.search(soql).group(1).split(",")}
+        keys = [key for key in self.records if key in wanted]
         body = '"Id","External_Id__c"\n' + "".join(
             f'"{self.records[key]}","{key}"\n' for key in keys
         )
         return FakeAnswer(200, body, {"Content-Type": "text/csv", "Sforce-Locator": "null"})
+
+    def _count(self, request: requests.PreparedRequest) -> FakeAnswer:
+        soql = parse_qs(urlsplit(request.url or "").query)["q"][0]
+        self.counts.append(soql)
+        since = CREATED_SINCE.search(soql)
+        assert since and "COUNT()" in soql, soql
+        moment = datetime.strptime(since.group(1), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        total = sum(created >= moment for created in self.created.values())
+        return FakeAnswer(200, {"totalSize": total, "done": True, "records": []})
 
     def _create(self) -> FakeAnswer:
         job_id = f"750FAKE{len(self.jobs):011d}"

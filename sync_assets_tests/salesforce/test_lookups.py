@@ -1,9 +1,9 @@
-"""Unit tests of the Id query's pure parts: when a load began, its datetime literal, key chunks."""
+"""Unit tests of the lookups' pure parts: when a load began, its datetime literal, key chunks."""
 
 from datetime import UTC, datetime, timedelta, timezone
 
 from sync_assets.salesforce.checkpoint import CheckpointedJob
-from sync_assets.salesforce.created_ids import (
+from sync_assets.salesforce.lookups import (
     CLOCK_SKEW_MARGIN,
     chunks_by_length,
     load_started,

@@ -1,6 +1,5 @@
-"""Which rows a load created, and their Salesforce Ids, learned by one narrow Bulk query instead of successfulResults."""
+"""What Salesforce holds of a load's rows: when the load began (to count what it created), Ids by key."""
 
-import logging
 import tempfile
 import time
 from collections.abc import Callable
@@ -11,19 +10,16 @@ from pathlib import Path
 import polars as pl
 
 from sync_assets.salesforce.bulk_api import BulkApi
-from sync_assets.salesforce.checkpoint import CheckpointedJob, RowStatus
+from sync_assets.salesforce.checkpoint import CheckpointedJob
 from sync_assets.salesforce.queries import soql_literal
 from sync_assets.salesforce.query_export import result_pages, run_query_job
 from sync_assets.state.columns import EXTERNAL_ID_FIELD, PARTITION_FIELD
 
-log = logging.getLogger(__name__)
-
 # A job checkpointed without Salesforce's createdDate (an older checkpoint) is dated by the
 # client's clock; records it created may then carry a CreatedDate this much earlier.
 CLOCK_SKEW_MARGIN = timedelta(minutes=5)
-# Applied rows the ledger has no Id for and the load did not create (moved in from another
-# partition, or records that predate the ledger) are looked up by key while few; past this,
-# one query of the whole partition is cheaper than the keys' share of the SOQL length.
+# Keys are looked up in IN lists while few; past this, one query of the whole partition is
+# cheaper than the keys' share of the SOQL length.
 MAX_KEYED_LOOKUPS = 20_000
 # Bulk API 2.0 query: a SOQL statement may be 100,000 characters long (Salesforce Developer
 # Limits, "SOQL and SOSL Limits": "Maximum length of SOQL statements"); the margin is kept free.
@@ -54,77 +50,53 @@ def soql_datetime(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def resolve_applied(
-    api: BulkApi,
-    query: IdQuery,
-    applied: pl.Series,
-    known: pl.DataFrame,
-    since: datetime,
-) -> pl.DataFrame:
-    """Created or updated, and the Id, of each applied external id (``status``, ``salesforce_id``).
+def count_created(api: BulkApi, query: IdQuery, since: datetime) -> int:
+    """How many of the partition's records were created at or after ``since`` (one COUNT()).
 
-    ``known``: the external ids (``EXTERNAL_ID_FIELD``) whose Id the caller holds
-    (``salesforce_id``). Created rows are the partition's records with ``CreatedDate`` at or
-    after ``since`` (an upsert that matched a record never changes its CreatedDate or Id) whose
-    Id was not known before: SOQL datetimes have whole seconds, so a record an earlier load
-    created in the second this load began is told apart by its known Id. An updated row whose Id
-    is known keeps it (``salesforce_id`` null); the others are looked up.
+    What a load created, in one small answer instead of its records' Ids: an upsert that
+    matched a record never changes its CreatedDate, and a load ends a second after its last job
+    finished (`BulkLoader.load`), so an earlier load's records are all dated before ``since``.
     """
-    key = query.external_id_field
-    holds = known.select(pl.col(EXTERNAL_ID_FIELD).alias(key), pl.col("salesforce_id"))
-    rows = (
-        applied.rename(key)
-        .to_frame()
-        .join(_created_since(api, query, since), on=key, how="left")
-        .join(holds, on=key, how="left")
-        .with_columns(
-            created=pl.col("Id").is_not_null() & pl.col("Id").ne_missing(pl.col("salesforce_id"))
-        )
-    )
-    missing = rows.filter(pl.col("Id").is_null() & pl.col("salesforce_id").is_null())
-    found = _ids_of(api, query, missing.get_column(key))
-    return rows.join(found, on=key, how="left", suffix="_found").select(
-        pl.col(key).alias(EXTERNAL_ID_FIELD),
-        pl.when("created")
-        .then(pl.lit(RowStatus.CREATED.value))
-        .otherwise(pl.lit(RowStatus.UPDATED.value))
-        .alias("status"),
-        pl.when("created")
-        .then("Id")
-        .otherwise(pl.coalesce("Id_found", "Id"))
-        .alias("salesforce_id"),
-    )
-
-
-def _created_since(api: BulkApi, query: IdQuery, since: datetime) -> pl.DataFrame:
-    soql = (
-        f"SELECT Id, {query.external_id_field} FROM {query.sobject} "
+    return api.count(
+        f"SELECT COUNT() FROM {query.sobject} "
         f"WHERE {query.partition_field} = {soql_literal(query.partition)} "
         f"AND CreatedDate >= {soql_datetime(since)}"
     )
-    return bulk_query(api, soql, [query.external_id_field])
 
 
-def _ids_of(api: BulkApi, query: IdQuery, external_ids: pl.Series) -> pl.DataFrame:
-    """The Ids of records the load updated but the ledger has no Id for (few, usually none)."""
+def ids_by_key(api: BulkApi, query: IdQuery, external_ids: pl.Series) -> pl.DataFrame:
+    """The Ids of the live records with these external ids (``EXTERNAL_ID_FIELD``, ``Id``).
+
+    Asked when a delete needs them rather than kept from each load: learning every created
+    record's Id cost a download of ~8.5 bytes a row per night (issue 17), and an Id kept since
+    then can be stale (a record deleted and created again by a later upsert). A key with no live
+    record is absent from the answer. Few keys go in ``IN`` lists of SOQL statements of at most
+    `MAX_SOQL_CHARACTERS`; past `MAX_KEYED_LOOKUPS`, one query of the partition is cheaper.
+    """
     key = query.external_id_field
     if external_ids.is_empty():
-        return pl.DataFrame(schema={key: pl.String, "Id": pl.String})
-    if external_ids.len() > MAX_KEYED_LOOKUPS:
+        found = pl.DataFrame(schema={key: pl.String, "Id": pl.String})
+    elif external_ids.len() > MAX_KEYED_LOOKUPS:
         soql = (
             f"SELECT Id, {key} FROM {query.sobject} "
             f"WHERE {query.partition_field} = {soql_literal(query.partition)}"
         )
-        return bulk_query(api, soql, [key]).filter(pl.col(key).is_in(external_ids.implode()))
-    head = f"SELECT Id, {key} FROM {query.sobject} WHERE {key} IN ("
-    pages = [
-        bulk_query(api, head + ", ".join(chunk) + ")", [key])
-        for chunk in chunks_by_length(
-            [soql_literal(value) for value in external_ids.to_list()],
-            MAX_SOQL_CHARACTERS - len(head) - 1,
+        found = bulk_query(api, soql, [key]).filter(pl.col(key).is_in(external_ids.implode()))
+    else:
+        head = f"SELECT Id, {key} FROM {query.sobject} WHERE {key} IN ("
+        found = pl.concat(
+            [
+                bulk_query(api, head + ", ".join(chunk) + ")", [key])
+                for chunk in chunks_by_length(
+                    [soql_literal(value) for value in external_ids.to_list()],
+                    MAX_SOQL_CHARACTERS - len(head) - 1,
+                )
+            ],
+            how="vertical",
         )
-    ]
-    return pl.concat(pages, how="vertical")
+    return found.select(pl.col(key).alias(EXTERNAL_ID_FIELD), "Id").unique(
+        EXTERNAL_ID_FIELD, keep="first"
+    )
 
 
 def chunks_by_length(literals: list[str], budget: int) -> list[list[str]]:
