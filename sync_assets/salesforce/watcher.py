@@ -19,7 +19,8 @@ class WatchSettings(BaseModel):
     finishes, and whenever the expected finish passes without one, the wait grows with the
     time waited (a share of it, and once the gap is known, of at most one gap), so a long night
     costs polls in proportion to its jobs, not to its hours, and an overdue job is noticed
-    within a share of the gap.
+    within a share of the gap. A fresh load's first finish (no job finished, no prior pace) is
+    waited for with the larger `blind_share`: fewer polls for a first job of minutes.
 
     Once the org's seconds per record are measured, a job is timed by its own size: one seen
     ``InProgress`` started at its ``systemModstamp`` (or, at the latest, when a poll first
@@ -32,6 +33,13 @@ class WatchSettings(BaseModel):
     first: float = Field(default=0.5, gt=0, description="Shortest wait between two polls.")
     age_share: float = Field(
         default=0.25, gt=0, le=1, description="A late poll waits this share of the time waited."
+    )
+    blind_share: float = Field(
+        default=1 / 3,
+        gt=0,
+        lt=1,
+        description="Before anything is known of the org's pace (no job finished, no prior "
+        "load), each poll waits this share of the time waited.",
     )
     cap: float = Field(default=60.0, gt=0, description="Longest wait between two polls.")
 
@@ -176,7 +184,13 @@ class JobWatcher:
             )
         else:
             waited = min(now - waited_since, waited_for_at_most)
-            late = min(settings.cap, max(settings.first, settings.age_share * waited))
+            # A fresh load's first finish may be minutes away (automation). Each poll waits a
+            # share of the time waited by then, so polls are spaced 1 / (1 - share) apart:
+            # log(T / first) / log(1.5) polls, 13 for two minutes at 1/3 against 19 at 0.25, the
+            # finish noticed at most half of T late. Jobs are timed closer once one finished.
+            blind = not self._finishes and self.prior is None
+            share = settings.blind_share if blind else settings.age_share
+            late = min(settings.cap, max(settings.first, share * waited))
             due = max(self._polled_at, waited_since) + late
         sized, every_job_sized = self._ends_by_size()
         if sized is None:

@@ -215,3 +215,24 @@ def test_jobs_queued_behind_other_loads_cost_a_poll_per_duration_not_per_share_o
     late = lateness(watcher, org, records=100, timeout=10.0)
     assert all(seconds < 0.05 for seconds in late.values()), late
     assert watcher.polls <= 12, watcher.polls
+
+
+def test_a_fresh_loads_first_finish_costs_polls_by_the_log_of_its_time_and_is_noticed_within_half_of_it() -> (
+    None
+):
+    """Issue 15: nothing known of the org, a first job of 1.6 s (120 s scaled down 75 times).
+
+    Each poll waits a share of the time waited by then: polls 1 / (1 - share) apart, the finish
+    noticed at most share / (1 - share) of its time late (1/3: half; 0.25: a third).
+    """
+    counts = {}
+    for share in (0.25, 1 / 3):
+        settings = WatchSettings(first=0.01, age_share=0.25, blind_share=share, cap=5.0)
+        org = FakeOrg({"7501": 1.6})
+        watcher = JobWatcher(org, settings)  # type: ignore[arg-type]
+        late = lateness(watcher, org)
+        counts[share] = watcher.polls
+        # Plus the polling thread's wake-up on a busy machine.
+        assert late["7501"] <= share / (1 - share) * 1.6 + 0.2
+    # log(160) / log(4/3) = 17.6 polls against log(160) / log(1.5) = 12.5.
+    assert counts[1 / 3] + 3 <= counts[0.25], counts
