@@ -249,11 +249,11 @@ class PartitionDeleter:
             rows = self._with_live_ids(rows, partition)
         # Kept before anything leaves Salesforce: a crash mid-delete still leaves the undo.
         self.state.write_parquet(files.deleted, rows)
-        absent = (
-            rows.filter(pl.col(SALESFORCE_ID_FIELD).is_null())
-            if policy.mode != "archive"
-            else rows.head(0)
-        )
+        if policy.mode == "archive":
+            sent, absent = archive_rows(rows, policy), rows.head(0)
+        else:
+            live = pl.col(SALESFORCE_ID_FIELD).is_not_null()
+            sent, absent = rows.filter(live), rows.filter(~live)
         operation = OPERATIONS[policy.mode]
         loader = BulkLoader(
             self.loader.connection,
@@ -261,11 +261,6 @@ class PartitionDeleter:
             api=self.loader.api,
         )
         checkpoint = CheckpointStore(self.state, drop_id, partition, files.checkpoint)
-        sent = (
-            archive_rows(rows, policy)
-            if policy.mode == "archive"
-            else rows.filter(pl.col(SALESFORCE_ID_FIELD).is_not_null())
-        )
         try:
             outcome = loader.load(sent.lazy(), checkpoint)
         except BulkApiError as error:

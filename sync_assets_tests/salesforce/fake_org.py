@@ -4,8 +4,8 @@ Jobs complete the moment they are closed. A row with an empty ``Name`` fails wit
 ``REQUIRED_FIELD_MISSING``; a key in ``lock_once`` fails with ``UNABLE_TO_LOCK_ROW`` the first time
 it is processed. Everything else is upserted on ``External_Id__c``. A REST ``COUNT()`` answers
 the loader's count of created records, ``CreatedDate >= <datetime>`` (each ingest job is created
-one second after the previous one; a record's CreatedDate is its creating job's); query jobs
-answer Id lookups, ``External_Id__c IN (...)``.
+one second after the previous one; a record's CreatedDate is its creating job's). Query jobs are
+only recorded (``queries``): the loader asks none.
 """
 
 import io
@@ -24,7 +24,6 @@ INGEST = re.compile(r"/services/data/v[\d.]+/jobs/ingest/?(?P<job>[^/?]+)?/?(?P<
 REST_QUERY = re.compile(r"/services/data/v[\d.]+/query/?$")
 QUERY = re.compile(r"/services/data/v[\d.]+/jobs/query/?(?P<job>[^/?]+)?/?(?P<part>results)?")
 CREATED_SINCE = re.compile(r"CreatedDate >= (\S+)")
-KEYS_IN = re.compile(r"IN \((.*)\)")
 EPOCH = datetime(2026, 11, 28, tzinfo=UTC)
 
 
@@ -83,16 +82,7 @@ class FakeBulkOrg:
             job_id = f"750QUERY{len(self.queries):010d}"
             self.queries[job_id] = json.loads(request.body or b"{}")["query"]
             return FakeAnswer(200, {"id": job_id, "state": "UploadComplete"})
-        job_id = match["job"]
-        if match["part"] is None:
-            return FakeAnswer(200, {"id": job_id, "state": "JobComplete"})
-        soql = self.queries[job_id]
-        wanted = {key.strip().strip("'") for key in KEYS_IN.search(soql).group(1).split(",")}
-        keys = [key for key in self.records if key in wanted]
-        body = '"Id","External_Id__c"\n' + "".join(
-            f'"{self.records[key]}","{key}"\n' for key in keys
-        )
-        return FakeAnswer(200, body, {"Content-Type": "text/csv", "Sforce-Locator": "null"})
+        return FakeAnswer(200, {"id": match["job"], "state": "JobComplete"})
 
     def _count(self, request: requests.PreparedRequest) -> FakeAnswer:
         soql = parse_qs(urlsplit(request.url or "").query)["q"][0]
