@@ -56,6 +56,9 @@ def count_created(api: BulkApi, query: IdQuery, since: datetime) -> int:
     What a load created, in one small answer instead of its records' Ids: an upsert that
     matched a record never changes its CreatedDate, and a load ends a second after its last job
     finished (`BulkLoader.load`), so an earlier load's records are all dated before ``since``.
+    (CreatedDate is a system audit field, set when the record is inserted: Object Reference,
+    "System Fields"; SOQL datetime literals are ``YYYY-MM-DDThh:mm:ssZ``, whole seconds: SOQL
+    and SOSL Reference, "Date Formats and Date Literals".)
     """
     return api.count(
         f"SELECT COUNT() FROM {query.sobject} "
