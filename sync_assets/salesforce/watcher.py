@@ -27,7 +27,9 @@ class WatchSettings(BaseModel):
     showed it running) and is polled at its expected end; one still waiting is looked at again
     a duration after the poll that saw it waiting. When every waiting job is timed so, `cap`
     does not apply. That is what notices a load's last jobs within about a second however long
-    the org's automation takes, instead of after a share of the wait (see `_ends_by_size`).
+    the org's automation takes, instead of after a share of the wait (see `_ends_by_size`). A
+    poll due for one job's end alone asks for that job: the answer has its counters, which a
+    job seen finished in the list costs one more call for.
     """
 
     first: float = Field(default=0.5, gt=0, description="Shortest wait between two polls.")
@@ -35,7 +37,7 @@ class WatchSettings(BaseModel):
         default=0.25, gt=0, le=1, description="A late poll waits this share of the time waited."
     )
     blind_share: float = Field(
-        default=1 / 3,
+        default=0.5,
         gt=0,
         lt=1,
         description="Before anything is known of the org's pace (no job finished, no prior "
@@ -142,12 +144,13 @@ class JobWatcher:
                 if not self._waiting:
                     self._thread = None
                     return
-                wait = self._next_poll_at() - time.monotonic()
+                due_at, lone = self._next_poll()
+                wait = due_at - time.monotonic()
                 if wait > 0:
                     # A newly registered job wakes the thread, which then waits again.
                     self._lock.wait(timeout=min(wait, self.settings.cap))
                     continue
-                ids = [job_id for job_id, w in self._waiting.items() if not w.done.is_set()]
+                ids = [lone] if lone is not None else self._unfinished()
             if ids:
                 try:
                     self._poll(ids)
@@ -155,8 +158,15 @@ class JobWatcher:
                     # Retries are the calls' own: a poll that still failed ends every wait.
                     self._fail(ids, error)
 
-    def _next_poll_at(self) -> float:
-        """When the next poll is worth its call (see `WatchSettings`)."""
+    def _unfinished(self) -> list[str]:
+        return [job_id for job_id, w in self._waiting.items() if not w.done.is_set()]
+
+    def _next_poll(self) -> tuple[float, str | None]:
+        """When the next poll is worth its call, and the one job it asks for, if any.
+
+        See `WatchSettings`; a poll due for one job's expected end asks for that job alone
+        (`_lone_due_job`).
+        """
         settings = self.settings
         now = time.monotonic()
         pace = self.pace()
@@ -186,22 +196,42 @@ class JobWatcher:
             waited = min(now - waited_since, waited_for_at_most)
             # A fresh load's first finish may be minutes away (automation). Each poll waits a
             # share of the time waited by then, so polls are spaced 1 / (1 - share) apart:
-            # log(T / first) / log(1.5) polls, 13 for two minutes at 1/3 against 19 at 0.25, the
-            # finish noticed at most half of T late. Jobs are timed closer once one finished.
+            # log(T / first) / log(1 / (1 - share)) polls: 8 for two minutes at 1/2, against
+            # 13.5 at 1/3 and 19 at 0.25; the finish noticed at most share / (1 - share) of T
+            # late (T itself at 1/2). Only a partition's first load waits so: every later one
+            # starts from the pace the last measured. Jobs are timed closer once one finished.
             blind = not self._finishes and self.prior is None
             share = settings.blind_share if blind else settings.age_share
             late = min(settings.cap, max(settings.first, share * waited))
             due = max(self._polled_at, waited_since) + late
-        sized, every_job_sized = self._ends_by_size()
-        if sized is None:
-            return due
-        sized = max(sized, self._polled_at + settings.first)
-        return sized if every_job_sized else min(due, sized)
+        ends, every_job_sized = self._ends_by_size()
+        if not ends:
+            return due, None
+        sized = max(ends[0][0], self._polled_at + settings.first)
+        if not every_job_sized:
+            return min(due, sized), None
+        return sized, self._lone_due_job(ends, sized)
 
-    def _ends_by_size(self) -> tuple[float | None, bool]:
-        """The soonest a waiting job can have ended, by its size; whether every job was timed so.
+    def _lone_due_job(self, ends: list[tuple[float, str]], due: float) -> str | None:
+        """The one running job a poll at ``due`` is for, when no other job may end by then.
 
-        When every waiting job was, that moment alone times the next poll. A running job ends
+        Asked for directly, it costs the one call the list would, and a finished job's answer
+        carries its counters, which a listed job costs another call for (`BulkLoader._results`).
+        A job still waiting in the org's queue is looked at with the list: one answer then says
+        which of the load's waiting jobs have started, where asking for each would cost a call
+        apiece.
+        """
+        job_id = ends[0][1]
+        if self._waiting[job_id].started is None or (
+            len(ends) > 1 and ends[1][0] <= due + self.settings.first
+        ):
+            return None
+        return job_id
+
+    def _ends_by_size(self) -> tuple[list[tuple[float, str]], bool]:
+        """When each waiting job can have ended at the soonest, by its size; all of them or not.
+
+        The ends come soonest first, with the job's id. When every waiting job was, that moment alone times the next poll. A running job ends
         its duration (records × the org's seconds per record) after its start, polled `first`
         later (the org's clock is read to the second); past that it is overdue (a slower batch,
         lock waits) and polled again after a share of its duration. A job not seen running
@@ -211,10 +241,10 @@ class JobWatcher:
         """
         per_record = self._per_record()
         if per_record is None:
-            return None, False
-        ends = []
+            return [], False
+        ends: list[tuple[float, str]] = []
         every_job_sized = True
-        for waiting in self._waiting.values():
+        for job_id, waiting in self._waiting.items():
             if waiting.done.is_set():
                 continue
             if waiting.records is None:
@@ -238,8 +268,8 @@ class JobWatcher:
                 # that job's poll.
                 since = waiting.queued_at if waiting.queued_at is not None else waiting.closed_at
                 end = since + duration + self.settings.first
-            ends.append(end)
-        return min(ends, default=None), every_job_sized
+            ends.append((end, job_id))
+        return sorted(ends), every_job_sized
 
     def _per_record(self) -> float | None:
         if self._seconds_per_record:

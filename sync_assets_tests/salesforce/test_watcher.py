@@ -217,16 +217,16 @@ def test_jobs_queued_behind_other_loads_cost_a_poll_per_duration_not_per_share_o
     assert watcher.polls <= 12, watcher.polls
 
 
-def test_a_fresh_loads_first_finish_costs_polls_by_the_log_of_its_time_and_is_noticed_within_half_of_it() -> (
+def test_a_fresh_loads_first_finish_costs_polls_by_the_log_of_its_time_and_is_noticed_within_it() -> (
     None
 ):
     """Issue 15: nothing known of the org, a first job of 1.6 s (120 s scaled down 75 times).
 
     Each poll waits a share of the time waited by then: polls 1 / (1 - share) apart, the finish
-    noticed at most share / (1 - share) of its time late (1/3: half; 0.25: a third).
+    noticed at most share / (1 - share) of its time late (1/2, the default: its time; 1/3: half).
     """
     counts = {}
-    for share in (0.25, 1 / 3):
+    for share in (1 / 3, WatchSettings().blind_share):
         settings = WatchSettings(first=0.01, age_share=0.25, blind_share=share, cap=5.0)
         org = FakeOrg({"7501": 1.6})
         watcher = JobWatcher(org, settings)  # type: ignore[arg-type]
@@ -234,5 +234,79 @@ def test_a_fresh_loads_first_finish_costs_polls_by_the_log_of_its_time_and_is_no
         counts[share] = watcher.polls
         # Plus the polling thread's wake-up on a busy machine.
         assert late["7501"] <= share / (1 - share) * 1.6 + 0.2
-    # log(160) / log(4/3) = 17.6 polls against log(160) / log(1.5) = 12.5.
-    assert counts[1 / 3] + 3 <= counts[0.25], counts
+    # log(160) / log(1.5) = 12.5 polls against log(160) / log(2) = 7.3.
+    assert counts[WatchSettings().blind_share] + 3 <= counts[1 / 3], counts
+
+
+def test_a_poll_due_for_one_jobs_end_asks_for_that_job_alone() -> None:
+    """Issue 15, calls per night: jobs of known size ending apart, the org's pace known.
+
+    The first look, the list, finds the first job done and the others running (their starts);
+    after it each poll is due for one running job's end, so it asks for that job ("Get Job
+    Info": counters included) rather than listing the org's jobs and then asking for the
+    finished one's counters (`BulkLoader._results`): one call a job where the list costs two.
+    """
+    settings = WatchSettings(first=0.01, age_share=0.25, cap=5.0)
+    prior = Pace(first_finish_seconds=0.2, seconds_between_finishes=0.2, seconds_per_record=0.002)
+    finish = {"7501": 0.2, "7502": 0.4, "7503": 0.6}
+    org = FakeOrg(finish, start_after=dict.fromkeys(finish, 0.0))
+    watcher = JobWatcher(org, settings, prior=prior)  # type: ignore[arg-type]
+    closed = time.monotonic()
+    records = {"7501": 100, "7502": 200, "7503": 300}
+    noticed: dict[str, float] = {}
+
+    def wait(job_id: str) -> None:
+        info = watcher.wait(job_id, closed, closed + 5.0, records[job_id])
+        assert info is not None and info.state == "JobComplete"
+        noticed[job_id] = time.monotonic() - org.started - finish[job_id]
+
+    threads = [threading.Thread(target=wait, args=(job_id,)) for job_id in finish]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert org.list_calls == 1, "one look at the jobs before any was known to be running"
+    assert org.job_calls == 2 and watcher.poll_calls == 3, (org.list_calls, org.job_calls)
+    assert all(late < 0.1 for late in noticed.values()), noticed
+
+
+def test_jobs_due_together_are_polled_with_one_list_call() -> None:
+    settings = WatchSettings(first=0.01, age_share=0.25, cap=5.0)
+    prior = Pace(first_finish_seconds=0.2, seconds_between_finishes=0.2, seconds_per_record=0.002)
+    finish = {"7501": 0.2, "7502": 0.2, "7503": 0.2}
+    org = FakeOrg(finish, start_after=dict.fromkeys(finish, 0.0))
+    watcher = JobWatcher(org, settings, prior=prior)  # type: ignore[arg-type]
+    closed = time.monotonic()
+    threads = [
+        threading.Thread(target=watcher.wait, args=(job_id, closed, closed + 5.0, 100))
+        for job_id in finish
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert org.list_calls >= 1 and org.job_calls == 0
+    assert watcher.polls <= 2
+
+
+def test_jobs_waiting_in_the_orgs_queue_are_looked_at_with_the_list() -> None:
+    """Two jobs of slightly different sizes wait behind other loads' jobs: each look at them is
+    one list call for both; only a running job's expected end is asked for alone."""
+    settings = WatchSettings(first=0.01, age_share=0.25, cap=5.0)
+    prior = Pace(first_finish_seconds=0.2, seconds_between_finishes=0.2, seconds_per_record=0.002)
+    start = {"7501": 0.8, "7502": 0.8}
+    finish = {"7501": 1.0, "7502": 1.08}
+    org = FakeOrg(finish, start_after=start)
+    watcher = JobWatcher(org, settings, prior=prior)  # type: ignore[arg-type]
+    closed = time.monotonic()
+    records = {"7501": 100, "7502": 140}
+    threads = [
+        threading.Thread(target=watcher.wait, args=(job_id, closed, closed + 5.0, records[job_id]))
+        for job_id in finish
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert org.list_calls >= 2, "the queued jobs were looked at together"
+    assert org.job_calls <= 2, (org.list_calls, org.job_calls)
