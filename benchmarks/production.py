@@ -1,17 +1,20 @@
 """Scenario 8, a production org: automation that takes minutes per batch, another integration on the
 same Accounts, and the API calls a night costs (issue 15)."""
 
+import contextlib
 import csv
 import datetime as dt
 import io
 import threading
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
+import requests
 import yaml
 from pydantic import BaseModel, Field
 
-from benchmarks.fixtures import BASE_DROP, DropSpec, fresh_sandbox, land
+from benchmarks.fixtures import BASE_DROP, DropSpec, Night, fresh_sandbox, land
 from benchmarks.measure import median
 from benchmarks.scenarios import Bench, NightFigures, measure_night, sandbox_stats
 from sync_assets.salesforce.limits import CALLS_PER_JOB, POLL_CALLS_PER_JOB
@@ -89,6 +92,11 @@ class ProductionFigures(BaseModel):
     scale: ProductionScale
     quick: ApiCallFigures
     automation: OrgBoundFigures
+    automation_next: OrgBoundFigures | None = Field(
+        default=None,
+        description="The automation-heavy org's next night, every row changed: the partitions "
+        "know the org's pace from the first (None: measured before it was).",
+    )
     contention: OrgBoundFigures
 
 
@@ -131,18 +139,28 @@ def _timestamp(text: str) -> float:
     return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
 
 
-def _job_times(sandbox: SandboxHandle, others: frozenset[str] = frozenset()) -> OrgJobTimes:
-    """Our completed jobs as the org reports them (job info), the other integration's left out."""
+def _session(sandbox: SandboxHandle) -> requests.Session:
     connection = sandbox.connection
     session = verified_session(connection.ca_cert)
     session.headers["Authorization"] = f"Bearer {connection.access_token.get_secret_value()}"
+    return session
+
+
+def _sandbox_jobs(sandbox: SandboxHandle) -> dict[str, dict[str, str]]:
+    """Every ingest job the sandbox holds, by id (its own stats, not an API call)."""
+    url = f"{sandbox.connection.instance_url}/__sandbox/stats"
+    return _session(sandbox).get(url, timeout=60).json()["jobs"]
+
+
+def _job_times(sandbox: SandboxHandle, others: frozenset[str] = frozenset()) -> OrgJobTimes:
+    """Our completed jobs as the org reports them (job info); ``others``' jobs left out."""
+    connection = sandbox.connection
+    session = _session(sandbox)
     base = f"{connection.instance_url}/services/data/v{API_VERSION}/jobs/ingest"
     seconds: list[float] = []
     created: list[float] = []
     finished: list[float] = []
-    for job_id, job in (
-        session.get(f"{connection.instance_url}/__sandbox/stats", timeout=60).json()["jobs"].items()
-    ):
+    for job_id, job in _sandbox_jobs(sandbox).items():
         if (
             job["state"] == "JobComplete"
             and job["object"] == "Opportunity"
@@ -161,10 +179,7 @@ class OtherIntegration:
 
     def __init__(self, sandbox: SandboxHandle, accounts: int, records: int) -> None:
         connection = sandbox.connection
-        self._session = verified_session(connection.ca_cert)
-        self._session.headers["Authorization"] = (
-            f"Bearer {connection.access_token.get_secret_value()}"
-        )
+        self._session = _session(sandbox)
         self._base = f"{connection.instance_url}/services/data/v{API_VERSION}/jobs/ingest"
         self._accounts = accounts
         self._records = records
@@ -225,15 +240,13 @@ class OtherIntegration:
 
 def _org_bound(
     bench: Bench, scale: ProductionScale, label: str, contended: bool
-) -> OrgBoundFigures:
+) -> tuple[OrgBoundFigures, OrgBoundFigures | None]:
+    """The org's first night; without the other integration, also its next night, every row
+    changed, when each partition's polls are timed by the pace it measured the night before."""
     name = "production-contention" if contended else "production-automation"
     night = bench.night(name)
-    land(
-        bench.cache.landing(DropSpec(rows=scale.rows, accounts=bench.scale.accounts)),
-        BASE_DROP,
-        night.landing,
-        name,
-    )
+    spec = DropSpec(rows=scale.rows, accounts=bench.scale.accounts)
+    land(bench.cache.landing(spec), BASE_DROP, night.landing, name)
     org = _org_file(bench.work / name, scale, wrapped=contended)
     with fresh_sandbox(
         bench.sandbox_dir(name),
@@ -242,23 +255,50 @@ def _org_bound(
         lock_timeout=scale.lock_timeout,
         org=org,
     ) as sandbox:
-        before = sandbox_stats(sandbox)
-        others: frozenset[str] = frozenset()
         if contended:
-            with OtherIntegration(sandbox, bench.scale.accounts, scale.other_job_records) as other:
-                figures = measure_night(
-                    night, sandbox, name, bench.scale.partitions, bench.scale.parallel
-                )
-            others = frozenset(other.jobs)
-        else:
-            figures = measure_night(
-                night, sandbox, name, bench.scale.partitions, bench.scale.parallel
+            other = OtherIntegration(sandbox, bench.scale.accounts, scale.other_job_records)
+            contended_night = _org_night(
+                bench, scale, label, night, sandbox, name, during=other, others=other.jobs
             )
-        after = sandbox_stats(sandbox)
-        times = _job_times(sandbox, others)
+            return contended_night, None
+        first = _org_night(bench, scale, label, night, sandbox, name)
+        before_next = frozenset(_sandbox_jobs(sandbox))
+        next_id = land(
+            bench.cache.landing(spec),
+            bench.cache.changed(spec, 1.0),
+            night.landing,
+            f"{name}-next",
+        )
+        following = _org_night(
+            bench, scale, f"{label}, next night", night, sandbox, next_id, others=before_next
+        )
+    return first, following
+
+
+def _org_night(
+    bench: Bench,
+    scale: ProductionScale,
+    label: str,
+    night: Night,
+    sandbox: SandboxHandle,
+    drop_id: str,
+    *,
+    during: contextlib.AbstractContextManager[object] | None = None,
+    others: Collection[str] = (),
+) -> OrgBoundFigures:
+    """One night into the org, with ``during`` running meanwhile (another integration).
+
+    ``others``: jobs that are not this night's, read once ``during`` has ended.
+    """
+    before = sandbox_stats(sandbox)
+    with during or contextlib.nullcontext():
+        figures = measure_night(
+            night, sandbox, drop_id, bench.scale.partitions, bench.scale.parallel
+        )
+    after = sandbox_stats(sandbox)
+    times = _job_times(sandbox, frozenset(others))
     processed = after["records_processed"] - before["records_processed"]
     ours = figures.total("sent") + figures.total("retried")
-    other = max(0, processed - ours)
     seen = after.get("client:sync_assets", 0) - before.get("client:sync_assets", 0)
     minimum = processed * scale.apex_ms_per_record / 1_000 / scale.slots
     runs = figures.partition_runs
@@ -268,7 +308,7 @@ def _org_bound(
         api=_api_figures(label, figures, seen, times.seconds),
         minimum_seconds=minimum,
         org_span_seconds=times.span_seconds,
-        other_records=other,
+        other_records=max(0, processed - ours),
         utilisation=minimum / figures.seconds,
         lock_failures=after["lock_failures"] - before["lock_failures"],
         resent=figures.total("retried"),
@@ -301,9 +341,12 @@ def _quick_night(bench: Bench, scale: ProductionScale) -> ApiCallFigures:
 
 def measure_production_org(bench: Bench) -> ProductionFigures:
     scale = PRODUCTION_SCALES[bench.scale.name]
+    automation, automation_next = _org_bound(bench, scale, "automation-heavy org", contended=False)
+    contention, _ = _org_bound(bench, scale, "automation + another integration", contended=True)
     return ProductionFigures(
         scale=scale,
         quick=_quick_night(bench, scale),
-        automation=_org_bound(bench, scale, "automation-heavy org", contended=False),
-        contention=_org_bound(bench, scale, "automation + another integration", contended=True),
+        automation=automation,
+        automation_next=automation_next,
+        contention=contention,
     )

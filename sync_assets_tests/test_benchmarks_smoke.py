@@ -74,6 +74,8 @@ def test_smoke_run_writes_every_scenario(tmp_path: Path) -> None:
     assert only.returncode == 0, only.stdout[-3000:] + only.stderr[-5000:]
     merged = json.loads((out / "benchmarks.json").read_text())
     assert merged["production"]["automation"]["api"]["calls_seen_by_org"] > 0
+    # The next night sends every row again, its polls timed by the first night's pace.
+    assert merged["production"]["automation_next"]["api"]["sent"] > 0
     assert {key: merged[key] for key in SCENARIO_KEYS} == {
         key: figures[key] for key in SCENARIO_KEYS
     }

@@ -1,0 +1,128 @@
+"""Simulate how the org packs a night's jobs on its slots: the plans' org span against the minimum.
+
+    uv run python -m benchmarks.packing --rows 300000 --ms-per-record 12
+
+Generates and stages a drop as section 8 does (not timed), cuts each partition's rows into jobs
+with the loader's planner (`plan_jobs`), then lets `--slots` slots take the jobs first come first
+served, each job taking its records × the Apex time, for `--orders` random arrival orders: each
+partition's jobs in plan order, partitions starting a few seconds apart. Reports, per way of
+cutting the last jobs, the jobs it makes and the median and 90th-percentile org span. A model of
+the sandbox's queue (`sandbox/processing.py`), not a measurement of it.
+"""
+
+import argparse
+import heapq
+import math
+import random
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import polars as pl
+
+from benchmarks.fixtures import BAD_FRACTION
+from sync_assets.drops.generate import GenerateOptions, generate_drop
+from sync_assets.drops.staging import stage_drop
+from sync_assets.salesforce.planning import SALESFORCE_INTERNAL_BATCH, PlanLimits, plan_jobs
+from sync_assets.state.columns import ACCOUNT_EXTERNAL_ID_FIELD
+from sync_assets.storage import StateStore
+
+Recut = Callable[[list[int]], list[int]]
+
+
+def partition_plans(rows: int, accounts: int) -> list[list[int]]:
+    """Records per job of each partition's plan, as the loader cuts a first night."""
+    work = Path(tempfile.mkdtemp(prefix="bench-packing-"))
+    landing, state = StateStore(work / "landing"), StateStore(work / "state")
+    generate_drop(
+        landing,
+        GenerateOptions(drop_id="bench", rows=rows, accounts=accounts, bad_fraction=BAD_FRACTION),
+    )
+    plans = []
+    for staged in stage_drop(landing, state, "bench").values():
+        to_send = state.read_parquet(staged.to_send).sort(
+            ACCOUNT_EXTERNAL_ID_FIELD, maintain_order=True
+        )
+        plans.append([job.records for job in plan_jobs(to_send, PlanLimits())])
+    return plans
+
+
+def _even(records: int, pieces: int) -> list[int]:
+    return [records // pieces + (1 if i < records % pieces else 0) for i in range(pieces)]
+
+
+def _last_job_halved(plan: list[int]) -> list[int]:
+    return plan[:-1] + _even(plan[-1], 2) if plan else plan
+
+
+def _last_batch_in_quarters(plan: list[int]) -> list[int]:
+    if len(plan) < 2:
+        return plan
+    tail = plan[-2] + plan[-1] if plan[-1] < SALESFORCE_INTERNAL_BATCH // 2 else plan[-1]
+    head = plan[:-2] if tail != plan[-1] else plan[:-1]
+    return head + _even(tail, math.ceil(tail / (SALESFORCE_INTERNAL_BATCH // 4)))
+
+
+RECUTS: dict[str, Recut] = {
+    "as planned": lambda plan: plan,
+    "last job halved": _last_job_halved,
+    "last 10,000 rows in quarters": _last_batch_in_quarters,
+}
+
+
+def org_span(
+    plans: list[list[int]],
+    slots: int,
+    seconds_per_record: float,
+    seed: int,
+    hold_remainders: bool = False,
+) -> float:
+    """When the last job ends, jobs taken first come first served by the first free slot.
+
+    With ``hold_remainders``, jobs of at most half an internal batch arrive once the full jobs
+    have (after a first finish: the sixth run's reverted change).
+    """
+    rng = random.Random(seed)
+    arrivals = []
+    for plan in rng.sample(plans, len(plans)):
+        start = rng.uniform(0, 5)
+        for n, records in enumerate(plan):
+            held = hold_remainders and 2 * records <= SALESFORCE_INTERNAL_BATCH
+            at = 200 + rng.uniform(0, 20) if held else start + n * 0.7 + rng.uniform(0, 0.3)
+            arrivals.append((at, records))
+    free = [0.0] * slots
+    for _, records in sorted(arrivals):
+        heapq.heappush(free, heapq.heappop(free) + records * seconds_per_record)
+    return max(free)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=300_000)
+    parser.add_argument("--accounts", type=int, default=20_000)
+    parser.add_argument("--slots", type=int, default=10)
+    parser.add_argument("--ms-per-record", type=float, default=12.0)
+    parser.add_argument("--orders", type=int, default=500)
+    args = parser.parse_args()
+    plans = partition_plans(args.rows, args.accounts)
+    per_record = args.ms_per_record / 1_000
+    minimum = sum(map(sum, plans)) * per_record / args.slots
+    print(f"minimum {minimum:.0f} s ({sum(map(len, plans))} jobs as planned)")
+    ways = [(name, recut, False) for name, recut in RECUTS.items()]
+    for name, recut, hold in [
+        *ways,
+        ("as planned, remainders held back", RECUTS["as planned"], True),
+    ]:
+        cut = [recut(plan) for plan in plans]
+        spans = pl.Series(
+            [org_span(cut, args.slots, per_record, seed, hold) for seed in range(args.orders)]
+        )
+        median, p90 = spans.median(), spans.quantile(0.9)
+        print(
+            f"{name}: {sum(map(len, cut))} jobs, org span median {median:.0f} s "
+            f"(utilisation {minimum / median:.0%}), 90th percentile {p90:.0f} s"
+        )
+
+
+if __name__ == "__main__":
+    main()
