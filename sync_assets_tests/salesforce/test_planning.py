@@ -113,3 +113,42 @@ def test_empty_input_plans_nothing() -> None:
 
 def test_default_job_is_one_internal_salesforce_batch() -> None:
     assert PlanLimits().max_records == 10_000
+
+
+def test_a_plans_small_last_job_is_cut_between_accounts_into_pieces_that_run_side_by_side() -> None:
+    # Two full jobs, then a remainder of 3,000 records (at most half a job, more than 1,500).
+    rows = staged([(f"ACC-{index:03d}", 100) for index in range(230)])
+    slices = plan_jobs(rows, PlanLimits())
+    assert [job.records for job in slices] == [10_000, 10_000, 1_500, 1_500]
+    tail = slices[2:]
+    assert len({job.lane for job in slices}) == len(slices)
+    for first, second in itertools.pairwise(tail):
+        assert not accounts_of(rows, first.start, first.end) & accounts_of(
+            rows, second.start, second.end
+        )
+    for job in tail:
+        assert job.csv_bytes == len(build_csv(rows.slice(job.start, job.records)))
+    covered = [position for job in slices for position in range(job.start, job.end)]
+    assert covered == list(range(rows.height))
+
+
+@pytest.mark.parametrize(
+    ("accounts", "limits"),
+    [
+        # The last job holds more than half of a full one: it is not a remainder.
+        ([(f"ACC-{index:03d}", 100) for index in range(260)], PlanLimits()),
+        # At most `tail_records`: one job already.
+        ([(f"ACC-{index:03d}", 100) for index in range(212)], PlanLimits()),
+        # Cutting switched off.
+        ([(f"ACC-{index:03d}", 100) for index in range(230)], PlanLimits(tail_records=None)),
+        # The last job is the end of one account larger than a job: its pieces share a lane.
+        ([("A", 100), ("BIG", 13_000)], PlanLimits()),
+    ],
+    ids=["more-than-half", "small-enough", "switched-off", "inside-one-account"],
+)
+def test_a_last_job_stays_whole_unless_cutting_it_lets_it_run_on_more_slots(
+    accounts: list[tuple[str, int]], limits: PlanLimits
+) -> None:
+    rows = staged(accounts)
+    whole = plan_jobs(rows, limits.model_copy(update={"tail_records": None}))
+    assert plan_jobs(rows, limits) == whole
