@@ -310,3 +310,33 @@ def test_jobs_waiting_in_the_orgs_queue_are_looked_at_with_the_list() -> None:
         thread.join()
     assert org.list_calls >= 2, "the queued jobs were looked at together"
     assert org.job_calls <= 2, (org.list_calls, org.job_calls)
+
+
+def test_small_jobs_queued_while_one_of_the_loads_jobs_runs_share_its_poll() -> None:
+    """A plan's small last jobs (`planning._cut_tail`) wait in the org's queue while the load's
+    full job runs: each look at them waits for that job's end, the end the load waits for
+    anyway, instead of one per their own short duration. The full job is still noticed at its
+    end, the small ones no later than it."""
+    settings = WatchSettings(first=0.01, age_share=0.25, cap=5.0)
+    prior = Pace(first_finish_seconds=2.0, seconds_between_finishes=2.0, seconds_per_record=0.002)
+    finish = {"8000": 2.0, "8001": 1.1, "8002": 1.1}
+    org = FakeOrg(finish, start_after={"8001": 0.9, "8002": 0.9})
+    watcher = JobWatcher(org, settings, prior=prior)  # type: ignore[arg-type]
+    records = {"8000": 1_000, "8001": 100, "8002": 100}
+    closed = time.monotonic()
+    noticed: dict[str, float] = {}
+
+    def wait(job_id: str) -> None:
+        watcher.wait(job_id, closed, closed + 5.0, records[job_id])
+        noticed[job_id] = time.monotonic() - org.started
+
+    threads = [threading.Thread(target=wait, args=(job_id,)) for job_id in finish]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert noticed["8000"] - finish["8000"] < 0.1, noticed
+    assert max(noticed["8001"], noticed["8002"]) <= noticed["8000"] + 0.05, noticed
+    # The first look (the small jobs' duration after their close), then the full job's end:
+    # polled every 0.2 s while they waited, they cost five more.
+    assert watcher.polls <= 3, watcher.polls
