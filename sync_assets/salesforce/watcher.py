@@ -25,8 +25,7 @@ class WatchSettings(BaseModel):
     Once the org's seconds per record are measured, a job is timed by its own size: one seen
     ``InProgress`` started at its ``systemModstamp`` (or, at the latest, when a poll first
     showed it running) and is polled at its expected end; one still waiting is looked at again
-    a duration after the poll that saw it waiting, and not before the load's soonest running
-    job is due. When every waiting job is timed so, `cap`
+    a duration after the poll that saw it waiting, or with a later job of the load. When every waiting job is timed so, `cap`
     does not apply. That is what notices a load's last jobs within about a second however long
     the org's automation takes, instead of after a share of the wait (see `_ends_by_size`). A
     poll due for one job's end alone asks for that job: the answer has its counters, which a
@@ -239,14 +238,14 @@ class JobWatcher:
         share of its duration. A job not seen running cannot end sooner than its duration after
         the last poll that saw it waiting (or after its close): while the org works through
         other loads' jobs, each wait costs a poll per duration, not one per share of the time
-        waited. While one of the load's own jobs runs, a waiting job is looked at no sooner than
-        that job's end (`_queued_end`).
+        waited. A waiting job is looked at no sooner than another job of the load can end, if one
+        can end only later (`_queued_end`).
         """
         per_record = self._per_record()
         if per_record is None:
             return [], False
-        running: list[tuple[float, str]] = []
-        queued: list[tuple[float, str]] = []
+        ends: list[tuple[float, str]] = []
+        seen_waiting: list[tuple[float, str]] = []
         every_job_sized = True
         for job_id, waiting in self._waiting.items():
             if waiting.done.is_set():
@@ -266,28 +265,31 @@ class JobWatcher:
                     end = self._polled_at + max(
                         self.settings.first, self.settings.age_share * duration
                     )
-                running.append((end, job_id))
+                ends.append((end, job_id))
+            elif waiting.queued_at is None:
+                # Not looked at since its close: it may have run since.
+                ends.append((waiting.closed_at + duration + self.settings.first, job_id))
             else:
                 # Seen waiting then, it cannot have ended sooner than a duration later.
-                since = waiting.queued_at if waiting.queued_at is not None else waiting.closed_at
-                queued.append((since + duration + self.settings.first, job_id))
-        soonest_running = min(running, default=(None, ""))[0]
-        queued = [(self._queued_end(end, soonest_running), job_id) for end, job_id in queued]
-        return sorted(running + queued), every_job_sized
+                seen_waiting.append((waiting.queued_at + duration + self.settings.first, job_id))
+        every_end = ends + seen_waiting
+        ends += [(self._queued_end(end, every_end), job_id) for end, job_id in seen_waiting]
+        return sorted(ends), every_job_sized
 
     @staticmethod
-    def _queued_end(end: float, soonest_running: float | None) -> float:
-        """When a job still waiting in the org's queue is looked at: not before the load's next end.
+    def _queued_end(end: float, every_end: list[tuple[float, str]]) -> float:
+        """When a job still waiting in the org's queue is looked at: with the load's next end.
 
-        A job of ours waits only while the org's slots are all taken. Until the load's soonest
-        running job is due, seeing the waiting one start or finish changes nothing the load
-        waits for: the load ends with its last job, and a finished job frees a place in flight
-        for jobs that would only queue behind it. So it shares that job's poll instead of
-        costing one per its own duration: a plan's small last jobs (`planning._cut_tail`),
-        queued for minutes behind every partition's full jobs, polled every 18 s, doubled the
-        polls of section 8's next night.
+        Seen waiting, a job of ours showed the org's slots all taken. While another job of the
+        load cannot end before this one can, seeing this one start or finish changes nothing the
+        load waits for: the load ends with its last job, and a finished job frees a place in
+        flight for jobs that would only queue behind it. So it is looked at with the soonest
+        such job instead of once per its own duration: a partition's small last jobs, queued
+        for minutes behind every partition's full jobs, were polled every 7-18 s (section 8's
+        next night: 24 polls for a partition of 4 jobs).
         """
-        return end if soonest_running is None else max(end, soonest_running)
+        later = [other for other, _ in every_end if other > end]
+        return min(later, default=end)
 
     def _per_record(self) -> float | None:
         if self._seconds_per_record:

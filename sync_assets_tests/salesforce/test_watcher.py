@@ -340,3 +340,31 @@ def test_small_jobs_queued_while_one_of_the_loads_jobs_runs_share_its_poll() -> 
     # The first look (the small jobs' duration after their close), then the full job's end:
     # polled every 0.2 s while they waited, they cost five more.
     assert watcher.polls <= 3, watcher.polls
+
+
+def test_a_small_job_queued_behind_a_full_one_of_the_load_is_looked_at_with_it() -> None:
+    """No job of the load runs: a full job and a small last one wait in the org's queue. The
+    small one is looked at with the full one, whose end the load waits for anyway."""
+    settings = WatchSettings(first=0.01, age_share=0.25, cap=5.0)
+    prior = Pace(first_finish_seconds=2.0, seconds_between_finishes=2.0, seconds_per_record=0.002)
+    finish = {"8100": 1.5, "8101": 0.8}
+    org = FakeOrg(finish, start_after={"8100": 0.5, "8101": 0.6})
+    watcher = JobWatcher(org, settings, prior=prior)  # type: ignore[arg-type]
+    records = {"8100": 500, "8101": 100}
+    closed = time.monotonic()
+    noticed: dict[str, float] = {}
+
+    def wait(job_id: str) -> None:
+        watcher.wait(job_id, closed, closed + 5.0, records[job_id])
+        noticed[job_id] = time.monotonic() - org.started
+
+    threads = [threading.Thread(target=wait, args=(job_id,)) for job_id in finish]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert noticed["8100"] - finish["8100"] < 0.1, noticed
+    assert noticed["8101"] <= noticed["8100"] + 0.05, noticed
+    # At the full job's duration after its close (running since 0.5), then at its end; polled
+    # every 0.2 s while the small one waited, they cost three more.
+    assert watcher.polls <= 3, watcher.polls
