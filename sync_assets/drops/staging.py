@@ -39,6 +39,7 @@ from sync_assets.storage import StateStore
 CHANGE = "_change"
 UNCHANGED = "unchanged"
 PARTITION = "_partition"
+_HOME = "_home"
 # A partition's rows are turned into text and written this many at a time (a Parquet row group
 # each): its memory stays that of a slice, whatever the partition's size.
 ROWS_PER_SLICE = 250_000
@@ -148,28 +149,10 @@ class _Stager:
         )
         coded, duplicate_rows = self._code_rows(everything, partitions, engine)
         coded = coded.with_columns(self.validator.with_duplicates(duplicate_rows))
-        # The ledger's opportunities that are still in the drop (anywhere): at most the ledger's
-        # size, however large the drop.
-        in_drop = (
-            everything.select(pl.col(self.contract.key_column).alias("external_id"))
-            .filter(pl.col("external_id").is_in(ledgers.get_column("external_id").implode()))
-            .unique()
-            .collect(engine=engine)
+        deleted, moved_out = self._gone_and_moved(
+            everything, engine, coded, duplicate_rows, ledgers
         )
         del everything
-        # Where each opportunity lives now: the partition of the row that won among its versions
-        # (needed only to tell which ledger rows moved to another partition).
-        homes = (
-            coded.lazy()
-            .select(
-                ROW_INDEX, pl.col(self.contract.key_column).alias("external_id"), pl.col(PARTITION)
-            )
-            .filter(~pl.col(ROW_INDEX).is_in(duplicate_rows.implode()))
-            .select("external_id", pl.col(PARTITION).cast(pl.UInt8))
-            .collect()
-            if not ledgers.is_empty()
-            else None
-        )
         rejected = coded.filter(pl.col(REASON_CODE).is_not_null())
         rejects = (
             self.validator.rejects(rejected.lazy(), duplicate_rows)
@@ -183,17 +166,6 @@ class _Stager:
         )
         placed = coded.drop(ROW_INDEX, REASON_CODE, ORDER)
         del coded, rejected
-        deleted = ledgers.join(in_drop, on="external_id", how="anti")
-        # An opportunity whose account moved to another shard: the other partition sends it, and
-        # this one forgets it once Salesforce no longer tags it with this partition.
-        moved_out = (
-            ledgers
-            if homes is None
-            else ledgers.join(in_drop, on="external_id", how="semi").join(
-                homes, on=["external_id", PARTITION], how="anti"
-            )
-        )
-        del homes
         # The send order lists partition after partition: each partition's rows are one slice of
         # it, gathered, turned into text, hashed and diffed beside another partition's write.
         offsets = dict(zip(PARTITION_KEYS, accumulate([0, *valid_counts.values()]), strict=False))
@@ -215,6 +187,51 @@ class _Stager:
                 for key in partitions
             }
             return {key: future.result() for key, future in futures.items()}
+
+    def _gone_and_moved(
+        self,
+        rows: pl.LazyFrame,
+        engine: Engine,
+        coded: pl.DataFrame,
+        duplicate_rows: pl.Series,
+        ledgers: pl.DataFrame,
+    ) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """The ledgers' rows absent from the whole drop, and those now in another partition.
+
+        An opportunity moves when its account moved to another shard. One join of the ledgers
+        with where each coded row (the version that won) lives now; only the few ledger rows not
+        among the coded ones are looked for in the rest of the drop (none when every partition is
+        staged). Set operations on the whole drop's keys instead (in the drop, then not in it, then
+        in it elsewhere) made staging an unchanged 2M-row drop 3.5 s and 5.8 CPU-s, not 2.5 and 4.4.
+        """
+        homes = (
+            coded.lazy()
+            .filter(~pl.col(ROW_INDEX).is_in(duplicate_rows.implode()))
+            .select(
+                pl.col(self.contract.key_column).alias("external_id"),
+                pl.col(PARTITION).cast(pl.UInt8).alias(_HOME),
+            )
+        )
+        located = (
+            ledgers.lazy()
+            .join(homes, on="external_id", how="left", maintain_order="left")
+            .collect()
+        )
+        home = pl.col(_HOME)
+        unplaced = located.filter(home.is_null()).drop(_HOME)
+        elsewhere = (
+            rows.select(pl.col(self.contract.key_column).alias("external_id"))
+            .filter(pl.col("external_id").is_in(unplaced.get_column("external_id").implode()))
+            .unique()
+            .collect(engine=engine)
+        )
+        moved_out = pl.concat(
+            [
+                located.filter(home.is_not_null() & (home != pl.col(PARTITION))).drop(_HOME),
+                unplaced.join(elsewhere, on="external_id", how="semi", maintain_order="left"),
+            ]
+        )
+        return unplaced.join(elsewhere, on="external_id", how="anti"), moved_out
 
     def _code_rows(
         self, rows: pl.LazyFrame, partitions: list[str], engine: Engine

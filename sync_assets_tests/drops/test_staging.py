@@ -377,3 +377,47 @@ def test_a_partition_written_in_slices_is_the_partition_written_whole(
         assert sliced.read_parquet(actual[key].to_send).equals(
             whole.read_parquet(expected[key].to_send)
         ), key
+
+
+def test_deleted_and_moved_out_rows_are_the_same_staged_alone_or_all_at_once(
+    tmp_path, state: StateStore
+) -> None:
+    landing = StateStore(tmp_path / "moves")
+    first = valid_rows(400, accounts=40, seed=7)
+    write_drop(landing, "a", [first])
+    confirm_all(state, stage_drop(landing, state, "a"), "a")
+    home = dict(
+        first.select(
+            "opportunity_key", pl.col("account_key").map_elements(shard_of, return_dtype=pl.String)
+        ).iter_rows()
+    )
+    accounts = first["account_key"].unique().sort().to_list()
+    gone = set(first["opportunity_key"][:15])
+    movers = set(first["opportunity_key"][15:40])
+
+    def another_shard(account: str) -> str:
+        return next(other for other in accounts if shard_of(other) != shard_of(account))
+
+    second = first.filter(~pl.col("opportunity_key").is_in(list(gone))).with_columns(
+        pl.when(pl.col("opportunity_key").is_in(list(movers)))
+        .then(pl.col("account_key").map_elements(another_shard, return_dtype=pl.String))
+        .otherwise(pl.col("account_key"))
+        .alias("account_key")
+    )
+    write_drop(landing, "b", [second])
+
+    def keys(store: StateStore, path: str) -> set[str]:
+        return set(store.read_parquet(path)["external_id"])
+
+    everything = stage_drop(landing, state, "b")
+    for key in PARTITION_KEYS:
+        assert keys(state, everything[key].deleted) == {k for k in gone if home[k] == key}
+        assert keys(state, everything[key].moved_out) == {k for k in movers if home[k] == key}
+        # Alone, the rest of the drop is streamed: a mover's new partition is not staged.
+        scratch = StateStore(tmp_path / f"alone-{key}")
+        alone = staging.stage_partitions(landing, state, "b", [key], output=scratch)[key]
+        assert alone.counts == everything[key].counts
+        assert keys(scratch, alone.deleted) == keys(state, everything[key].deleted)
+        assert keys(scratch, alone.moved_out) == keys(state, everything[key].moved_out)
+    assert sum(part.counts.moved_out for part in everything.values()) == len(movers)
+    assert sum(part.counts.deleted for part in everything.values()) == len(gone)
