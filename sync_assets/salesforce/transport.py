@@ -1,11 +1,39 @@
 """HTTPS sessions that trust an extra CA (the local sandbox's) without ever disabling verification."""
 
+import os
 import ssl
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.utils import DEFAULT_CA_BUNDLE_PATH
+
+
+@lru_cache(maxsize=8)
+def _tls_context(ca_files: tuple[tuple[str, int], ...]) -> ssl.SSLContext:
+    """The system's CAs and those of ``ca_files`` (path and mtime: a rewritten file is read again).
+
+    One per process and set of files: loading the system's CAs costs ~19 ms of CPU and a bundle
+    like certifi's ~14 ms, and a night opens dozens of connections. A context is thread-safe.
+    """
+    context = ssl.create_default_context()
+    for path, _ in ca_files:
+        context.load_verify_locations(cafile=path)
+    return context
+
+
+def _bundles_requests_names(ca_file: str | Path | None) -> list[str]:
+    """The CA files urllib3 would load into the context at every new connection.
+
+    Certifi's bundle (requests' default), the environment's (``REQUESTS_CA_BUNDLE`` or
+    ``CURL_CA_BUNDLE``, as requests reads them) and ours. Directories and missing files are left
+    to requests (and its error).
+    """
+    environment = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    named = [DEFAULT_CA_BUNDLE_PATH, environment, None if ca_file is None else str(ca_file)]
+    return sorted({path for path in named if path and os.path.isfile(path)})
 
 
 class ExtraCAAdapter(HTTPAdapter):
@@ -17,9 +45,11 @@ class ExtraCAAdapter(HTTPAdapter):
     """
 
     def __init__(self, ca_file: str | Path | None = None, **kwargs: Any) -> None:
-        self._ssl_context = ssl.create_default_context()
-        if ca_file is not None:
-            self._ssl_context.load_verify_locations(cafile=str(ca_file))
+        bundles = _bundles_requests_names(ca_file)
+        self._in_context = frozenset(bundles)
+        self._ssl_context = _tls_context(
+            tuple((path, os.stat(path).st_mtime_ns) for path in bundles)
+        )
         super().__init__(**kwargs)
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
@@ -33,6 +63,9 @@ class ExtraCAAdapter(HTTPAdapter):
     def cert_verify(self, conn: Any, url: str, verify: bool | str, cert: Any) -> None:
         # Verification is not optional: a caller passing verify=False still gets it.
         super().cert_verify(conn, url, True if verify is False else verify, cert)
+        if getattr(conn, "ca_certs", None) in self._in_context:
+            # Already in the context: urllib3 would load it again at every new connection.
+            conn.ca_certs = None
 
 
 def verified_session(ca_file: str | Path | None = None, pool_size: int = 32) -> requests.Session:

@@ -2,6 +2,8 @@
 the sandbox refuses a missing or wrong token on every endpoint.
 """
 
+import os
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -161,6 +163,34 @@ def test_tls_verification_cannot_be_turned_off(
         untrusting.get(url, timeout=10, verify=False)
     # Trusting the sandbox CA is the only way in.
     assert verified_session(sandbox.connection.ca_cert).get(url, timeout=10).status_code == 200
+
+
+def test_new_connections_reuse_one_tls_context_and_load_no_ca_again(
+    sandbox: SandboxHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"{sandbox.connection.instance_url}/services/data"
+    # A context for this CA file: made, and its CAs loaded, here.
+    assert verified_session(sandbox.connection.ca_cert).get(url, timeout=10).status_code == 200
+    loads: list[str] = []
+    load = ssl.SSLContext.load_verify_locations
+
+    def counted(context: ssl.SSLContext, *args: Any, **kwargs: Any) -> None:
+        loads.append(str(kwargs.get("cafile") or args[0]))
+        load(context, *args, **kwargs)
+
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counted)
+    # Every session opens its own connection: each used to load certifi's bundle (~14 ms of CPU)
+    # and each adapter the system's CAs (~19 ms).
+    for _ in range(3):
+        assert verified_session(sandbox.connection.ca_cert).get(url, timeout=10).ok
+    assert loads == []
+    # A CA file written again (a sandbox made anew in the same place) is read again.
+    ca = Path(sandbox.connection.ca_cert)
+    written = ca.stat()
+    os.utime(ca, ns=(written.st_atime_ns, written.st_mtime_ns + 1_000_000))
+    assert verified_session(ca).get(url, timeout=10).ok
+    assert str(ca) in loads
+    assert len(loads) == len(set(loads))  # each file once, when the new context is made
 
 
 def test_an_org_whose_certificate_is_not_trusted_is_a_clear_error(
