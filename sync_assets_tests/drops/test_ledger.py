@@ -6,6 +6,7 @@ from sync_assets.state.ledger import (
     LEDGER_SCHEMA,
     STALE_ROW_HASH,
     advance_ledger,
+    distinct_synced_keys,
     load_ledger,
     mark_ledger_rows_stale,
 )
@@ -86,3 +87,14 @@ def test_rows_marked_stale_keep_their_id_and_are_resent_as_changed(state: StateS
         ("B", STALE_ROW_HASH, "006B", "d1"),
     ]
     assert mark_ledger_rows_stale(state, "4", pl.Series([], dtype=pl.String)) == 0
+
+
+def test_distinct_synced_keys_counts_a_move_in_transit_once(state: StateStore) -> None:
+    assert distinct_synced_keys(state) == 0
+    advance_ledger(state, "1", confirmed(("a", 1, None), ("b", 2, None)), "d1")
+    advance_ledger(state, "4", confirmed(("c", 3, None)), "d1")
+    assert distinct_synced_keys(state) == 3
+    # "b" moved to partition 4, which confirmed it; partition 1 still holds it until its next load.
+    advance_ledger(state, "4", confirmed(("b", 2, None)), "d2")
+    assert distinct_synced_keys(state) == 3
+    assert sum(load_ledger(state, key).height for key in ["1", "4"]) == 4
