@@ -16,7 +16,7 @@ from sync_assets.salesforce.watcher import WatchSettings
 from sync_assets.state.ledger import load_ledger
 from sync_assets.storage import StateStore
 from sync_assets_tests.salesforce.fake_org import FakeBulkOrg
-from sync_assets_tests.salesforce.http_fakes import mounted
+from sync_assets_tests.salesforce.http_fakes import FakeAnswer, mounted
 from sync_assets_tests.salesforce.staged_rows import staged_partition
 
 SETTINGS = LoaderSettings(
@@ -213,3 +213,49 @@ def test_clean_upsert_jobs_download_no_results_and_counts_stay_exact(tmp_path: P
     assert (night.created, night.updated, night.failed) == (50, 100, 0)
     assert org.downloads == ["failedResults"] * len(failing)
     assert (len(org.counts), org.queries) == (2, {})
+
+
+def test_a_jobs_lock_failures_are_resent_while_the_rounds_other_jobs_run(tmp_path: Path) -> None:
+    rows = staged_partition(400, "3", accounts=8)  # four jobs of 100 rows, two accounts each
+    keys = rows["External_Id__c"]
+    locked, in_last_job = keys[0], keys[399]
+
+    class SlowLastJob(FakeBulkOrg):
+        """The round's last job runs until the first job's failure is resent (or 500 polls)."""
+
+        def __init__(self) -> None:
+            super().__init__(lock_once={locked})
+            self.slow: dict | None = None
+            self.polls = 0
+            self.resent_while_last_job_ran = False
+
+        def _process(self, job: dict) -> None:
+            if self.slow is None and in_last_job.encode() in job["csv"]:
+                self.slow = job
+                job["info"]["state"] = "InProgress"
+                return
+            if locked.encode() in job["csv"] and "UNABLE" in self.failures_so_far():
+                self.resent_while_last_job_ran = self.slow["info"]["state"] == "InProgress"
+            super()._process(job)
+
+        def failures_so_far(self) -> str:
+            return "".join(
+                job.get("results", {}).get("failedresults", "") for job in self.jobs.values()
+            )
+
+        def __call__(self, request: requests.PreparedRequest) -> FakeAnswer:
+            if (
+                request.method == "GET"
+                and self.slow
+                and self.slow["info"]["state"] != "JobComplete"
+            ):
+                self.polls += 1
+                if self.resent_while_last_job_ran or self.polls > 500:
+                    super()._process(self.slow)
+            return super().__call__(request)
+
+    org = SlowLastJob()
+    result = loader_for(org, tmp_path, jobs_in_flight=4).load(rows, "d1", "3")
+    assert (result.succeeded, result.failed, result.retried) == (400, 0, 1)
+    # Sent again by its own lane, after its job: not after the round, once the slow job ended.
+    assert org.resent_while_last_job_ran
