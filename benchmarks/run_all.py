@@ -24,7 +24,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -154,6 +154,7 @@ def main() -> None:
     )
     locks = steps.run("5 locks", scenarios.LockFigures, lambda: scenarios.measure_locks(bench))
     scaling = steps.run("7 scale", scenarios.ScaleFigures, lambda: scenarios.measure_scale(bench))
+    alone, alone_steps = _measured_alone(args.out_dir, scale.name)
     results = report.Results(
         command=f"uv run python -m benchmarks.run_all --scale {scale.name}",
         started_at=min([started_at, *(step.started_at for step in steps.done.values())]),
@@ -162,7 +163,7 @@ def main() -> None:
         machine_at_start=at_start | {"PYTHONDONTWRITEBYTECODE_was_set": bytecode_was_off},
         machine_at_end=machine(),
         scale=scale,
-        steps=steps.done,
+        steps=steps.done | alone_steps,
         floor=floor,
         sync=chain.sync,
         peer=peer,
@@ -170,6 +171,7 @@ def main() -> None:
         locks=locks,
         following=chain.following,
         scale_points=scaling.points,
+        **alone,
     )
     written = report.write(results, args.out_dir)
     for target in report.judge(results):
@@ -199,6 +201,21 @@ _ALONE: dict[str, tuple[str, type[BaseModel], Callable[[scenarios.Bench], BaseMo
         "night_memory",
     ),
 }
+
+
+def _measured_alone(out_dir: Path, scale: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The scenarios the last report had from their own `--only` runs, with those runs' steps.
+
+    A full run measures sections 1-7; sections 8-11 stay as their own runs measured them (the
+    report says when and at which code) instead of vanishing from it.
+    """
+    path = out_dir / "benchmarks.json"
+    saved = json.loads(path.read_text()) if path.exists() else {}
+    if saved.get("scale", {}).get("name") != scale:
+        return {}, {}
+    figures = {field: saved.get(field) for _, _, _, field in _ALONE.values()}
+    steps = {name: record for name, record in saved.get("steps", {}).items() if "--only" in name}
+    return figures, steps
 
 
 def _only(args: argparse.Namespace) -> None:

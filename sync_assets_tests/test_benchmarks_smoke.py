@@ -122,6 +122,15 @@ def test_smoke_run_writes_every_scenario(tmp_path: Path) -> None:
     assert "## 11. A whole night's memory" in (out / "BENCHMARKS.md").read_text()
     assert any("demo night" in target["name"] for target in with_memory["targets"])
 
+    # A full run again (sections 1-7 reused from the saved figures): what was measured alone stays.
+    again = run_benchmarks(tmp_path, "--resume")
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-5000:]
+    kept = json.loads((out / "benchmarks.json").read_text())
+    for key in ("production", "drift", "link", "night_memory"):
+        assert kept[key] == with_memory[key], key
+    assert sum("--only" in name for name in kept["steps"]) == 4
+    assert "## 11. A whole night's memory" in (out / "BENCHMARKS.md").read_text()
+
 
 def _sections(report: str, until: str) -> str:
     return report[report.index("## 1. ") : report.index(until)]
