@@ -99,6 +99,51 @@ def org_span(
     return max(free)
 
 
+def org_span_in_flight(
+    plans: list[list[int]], slots: int, seconds_per_record: float, seed: int, in_flight: int
+) -> float:
+    """As `org_span`, but each partition keeps at most ``in_flight`` jobs unfinished.
+
+    A partition's next job arrives once one of its jobs has finished (as the loader's
+    concurrency gate sends it): with more jobs than ``in_flight``, its last ones queue behind
+    whatever every other partition has queued by then.
+    """
+    rng = random.Random(seed)
+    events: list[tuple[float, int, int, int]] = []  # (time, order, partition, records or -1)
+    order = 0
+    waiting: list[int] = [0] * len(plans)
+    for partition, plan in enumerate(plans):
+        start = rng.uniform(0, 5)
+        for n, records in enumerate(plan[:in_flight]):
+            events.append((start + n * 0.7 + rng.uniform(0, 0.3), order, partition, records))
+            order += 1
+        waiting[partition] = min(in_flight, len(plan))
+    heapq.heapify(events)
+    queue: list[tuple[int, int]] = []  # the org's first-come-first-served queue
+    free, end = slots, 0.0
+    while events:
+        now, _, partition, records = heapq.heappop(events)
+        if records >= 0:
+            queue.append((partition, records))
+        else:
+            free += 1
+            end = max(end, now)
+            if waiting[partition] < len(plans[partition]):
+                next_records = plans[partition][waiting[partition]]
+                waiting[partition] += 1
+                heapq.heappush(
+                    events, (now + rng.uniform(0.2, 1.0), order, partition, next_records)
+                )
+                order += 1
+        while free and queue:
+            started_partition, started_records = queue.pop(0)
+            free -= 1
+            done = now + started_records * seconds_per_record
+            heapq.heappush(events, (done, order, started_partition, -1))
+            order += 1
+    return end
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=300_000)
@@ -106,6 +151,13 @@ def main() -> None:
     parser.add_argument("--slots", type=int, default=10)
     parser.add_argument("--ms-per-record", type=float, default=12.0)
     parser.add_argument("--orders", type=int, default=500)
+    parser.add_argument(
+        "--in-flight",
+        type=int,
+        nargs="*",
+        default=[4, 5, 8],
+        help="Also model each partition keeping at most this many jobs unfinished.",
+    )
     args = parser.parse_args()
     planned, whole_tails = partition_plans(
         args.rows, args.accounts, [PlanLimits(), PlanLimits(tail_records=None)]
@@ -125,6 +177,19 @@ def main() -> None:
             f"{name}: {sum(map(len, cut))} jobs, org span median {median:.0f} s "
             f"(utilisation {minimum / median:.0%}), 90th percentile {p90:.0f} s"
         )
+    for in_flight in args.in_flight:
+        for name, cut in (("tail cut", planned), ("without the tail cut", whole_tails)):
+            spans = pl.Series(
+                [
+                    org_span_in_flight(cut, args.slots, per_record, seed, in_flight)
+                    for seed in range(args.orders)
+                ]
+            )
+            print(
+                f"{in_flight} jobs in flight per partition, {name}: org span median "
+                f"{spans.median():.0f} s (utilisation {minimum / spans.median():.0%}), "
+                f"90th percentile {spans.quantile(0.9):.0f} s"
+            )
 
 
 if __name__ == "__main__":
