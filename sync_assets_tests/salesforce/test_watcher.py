@@ -70,16 +70,21 @@ def wait_all(watcher: JobWatcher, jobs: list[str], timeout: float = 5.0) -> dict
     return results
 
 
-def lateness(
-    watcher: JobWatcher, org: FakeOrg, records: int | None = None, timeout: float = 5.0
+def noticed_at(
+    watcher: JobWatcher,
+    org: FakeOrg,
+    records: int | dict[str, int] | None = None,
+    timeout: float = 5.0,
 ) -> dict[str, float]:
-    """Wait for every job of ``org`` at once; how long after its finish each was handed back."""
+    """Wait for every job of ``org`` at once (``records`` each, or per job); when each was handed
+    back, from the org's start."""
     closed = time.monotonic()
     noticed: dict[str, float] = {}
 
     def wait(job_id: str) -> None:
-        watcher.wait(job_id, closed, closed + timeout, records)
-        noticed[job_id] = time.monotonic() - org.started - org.finish_after[job_id]
+        carried = records.get(job_id) if isinstance(records, dict) else records
+        watcher.wait(job_id, closed, closed + timeout, carried)
+        noticed[job_id] = time.monotonic() - org.started
 
     threads = [threading.Thread(target=wait, args=(job_id,)) for job_id in org.finish_after]
     for thread in threads:
@@ -87,6 +92,14 @@ def lateness(
     for thread in threads:
         thread.join()
     return noticed
+
+
+def lateness(
+    watcher: JobWatcher, org: FakeOrg, records: int | None = None, timeout: float = 5.0
+) -> dict[str, float]:
+    """Wait for every job of ``org`` at once; how long after its finish each was handed back."""
+    noticed = noticed_at(watcher, org, records, timeout)
+    return {job_id: at - org.finish_after[job_id] for job_id, at in noticed.items()}
 
 
 def test_one_list_call_polls_every_job_of_the_load() -> None:
@@ -322,19 +335,7 @@ def test_small_jobs_queued_while_one_of_the_loads_jobs_runs_share_its_poll() -> 
     finish = {"8000": 2.0, "8001": 1.1, "8002": 1.1}
     org = FakeOrg(finish, start_after={"8001": 0.9, "8002": 0.9})
     watcher = JobWatcher(org, settings, prior=prior)  # type: ignore[arg-type]
-    records = {"8000": 1_000, "8001": 100, "8002": 100}
-    closed = time.monotonic()
-    noticed: dict[str, float] = {}
-
-    def wait(job_id: str) -> None:
-        watcher.wait(job_id, closed, closed + 5.0, records[job_id])
-        noticed[job_id] = time.monotonic() - org.started
-
-    threads = [threading.Thread(target=wait, args=(job_id,)) for job_id in finish]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    noticed = noticed_at(watcher, org, {"8000": 1_000, "8001": 100, "8002": 100})
     assert noticed["8000"] - finish["8000"] < 0.1, noticed
     assert max(noticed["8001"], noticed["8002"]) <= noticed["8000"] + 0.05, noticed
     # The first look (the small jobs' duration after their close), then the full job's end:
@@ -350,19 +351,7 @@ def test_a_small_job_queued_behind_a_full_one_of_the_load_is_looked_at_with_it()
     finish = {"8100": 1.5, "8101": 0.8}
     org = FakeOrg(finish, start_after={"8100": 0.5, "8101": 0.6})
     watcher = JobWatcher(org, settings, prior=prior)  # type: ignore[arg-type]
-    records = {"8100": 500, "8101": 100}
-    closed = time.monotonic()
-    noticed: dict[str, float] = {}
-
-    def wait(job_id: str) -> None:
-        watcher.wait(job_id, closed, closed + 5.0, records[job_id])
-        noticed[job_id] = time.monotonic() - org.started
-
-    threads = [threading.Thread(target=wait, args=(job_id,)) for job_id in finish]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    noticed = noticed_at(watcher, org, {"8100": 500, "8101": 100})
     assert noticed["8100"] - finish["8100"] < 0.1, noticed
     assert noticed["8101"] <= noticed["8100"] + 0.05, noticed
     # At the full job's duration after its close (running since 0.5), then at its end; polled
