@@ -32,7 +32,6 @@ from sync_assets.night_deletes import (
     confirmation,
     delete_absent_rows,
     ledger_identity,
-    ledger_keys,
 )
 from sync_assets.night_plan import NightPlan, plan_night
 from sync_assets.partition_deletes import restores_of_drop
@@ -43,7 +42,7 @@ from sync_assets.resources import BulkLoadResource, SalesforceResource, SyncStor
 from sync_assets.salesforce.bulk_api import BulkApiUnavailableError
 from sync_assets.salesforce.connection import SalesforceConnection
 from sync_assets.salesforce.loader import LoadIncompleteError, LoadResult
-from sync_assets.state.ledger import distinct_synced_keys, load_ledger
+from sync_assets.state.ledger import distinct_synced_keys, ledger_keys, load_ledger
 from sync_assets.state.locks import PartitionBusyError
 from sync_assets.state.notices import first_api_version_warning
 from sync_assets.state.progress import ProgressReporter

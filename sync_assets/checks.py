@@ -36,7 +36,7 @@ from sync_assets.partitions import opportunity_partitions
 from sync_assets.resources import SalesforceResource, SyncStorage
 from sync_assets.salesforce.bulk_api import BulkApi
 from sync_assets.state.layout import drop_census_path, failed_rows_path
-from sync_assets.state.ledger import distinct_synced_keys, load_ledger
+from sync_assets.state.ledger import distinct_synced_keys, ledger_keys, load_ledger
 from sync_assets.storage import StateStore
 
 # Per-partition checks are what make a failing partition visible on its own; Dagster marks the
@@ -293,7 +293,7 @@ def salesforce_count_matches_ledger(
     # Another run of the partition may be loading it: Salesforce then holds rows its ledger does
     # not yet. Count between loads, never during one.
     with exclusive_partition(context, state, partition):
-        ledger = load_ledger(state, partition).get_column("external_id")
+        ledger = ledger_keys(state, partition)
         in_salesforce = salesforce.count_partition(partition)
         staged = load_staged(state, drop_id, partition)
         retagged = (

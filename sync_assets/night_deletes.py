@@ -19,7 +19,6 @@ from sync_assets.partition_deletes import (
     hold_deletes,
 )
 from sync_assets.resources import BulkLoadResource, SalesforceResource
-from sync_assets.state.ledger import load_ledger
 from sync_assets.storage import StateStore
 
 CONFIRM_TAG = "sync/confirm_deletes"
@@ -196,10 +195,6 @@ def delete_metadata(result: DeleteResult, confirmed: Confirmation | None) -> dic
         "deleted_file": dg.MetadataValue.path(result.deleted_file),
         **confirmation_record,
     }
-
-
-def ledger_keys(state: StateStore, partition: str) -> pl.Series:
-    return load_ledger(state, partition).get_column("external_id")
 
 
 def ledger_identity(

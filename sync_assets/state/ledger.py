@@ -35,6 +35,15 @@ def load_ledger(store: StateStore, partition: str) -> pl.DataFrame:
     )
 
 
+def ledger_keys(store: StateStore, partition: str) -> pl.Series:
+    """The partition's ledger keys, read alone (the other columns are most of the file)."""
+    path = ledger_path(partition)
+    if not store.exists(path):
+        return pl.Series("external_id", [], LEDGER_SCHEMA["external_id"])
+    keys = store.read_parquet(path, columns=["external_id"]).get_column("external_id")
+    return keys.cast(LEDGER_SCHEMA["external_id"])
+
+
 def advance_ledger(store: StateStore, partition: str, confirmed: pl.DataFrame, drop_id: str) -> int:
     """Record rows Salesforce confirmed (columns external_id, row_hash, salesforce_id).
 
@@ -112,12 +121,5 @@ def distinct_synced_keys(store: StateStore) -> int:
     64-bit hashes prove distinct keys for a quarter of the CPU of a set of 2M strings; only when
     a hash repeats (a move in transit, or a collision) are the strings counted.
     """
-    keys = pl.concat(
-        [
-            store.read_parquet(ledger_path(key), columns=["external_id"]).get_column("external_id")
-            for key in PARTITION_KEYS
-            if store.exists(ledger_path(key))
-        ]
-        or [pl.Series("external_id", [], pl.String)]
-    )
+    keys = pl.concat([ledger_keys(store, key) for key in PARTITION_KEYS])
     return keys.len() if keys.hash().n_unique() == keys.len() else keys.n_unique()

@@ -32,7 +32,7 @@ from sync_assets.salesforce.connection import (
 from sync_assets.salesforce.queries import call_with_retries
 from sync_assets.sandbox.runner import SandboxConnection, SandboxHandle
 from sync_assets.state.layout import failed_rows_path
-from sync_assets.state.ledger import load_ledger
+from sync_assets.state.ledger import ledger_keys
 from sync_assets.storage import StateStore
 from sync_assets_tests.drops.helpers import valid_rows
 
@@ -270,7 +270,7 @@ class Night:
         ).get_column("External_Id__c")
 
     def ledger_keys(self, partition: str) -> pl.Series:
-        return load_ledger(self.state, partition).get_column("external_id")
+        return ledger_keys(self.state, partition)
 
     def checkpoint_jobs(self, drop_id: str, partition: str) -> list[dict[str, Any]]:
         path = f"checkpoints/{drop_id}/partition={partition}/jobs.json"
