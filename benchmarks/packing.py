@@ -16,6 +16,7 @@ import heapq
 import math
 import random
 import tempfile
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
@@ -119,7 +120,7 @@ def org_span_in_flight(
             order += 1
         waiting[partition] = min(in_flight, len(plan))
     heapq.heapify(events)
-    queue: list[tuple[int, int]] = []  # the org's first-come-first-served queue
+    queue: deque[tuple[int, int]] = deque()  # the org's first-come-first-served queue
     free, end = slots, 0.0
     while events:
         now, _, partition, records = heapq.heappop(events)
@@ -136,7 +137,7 @@ def org_span_in_flight(
                 )
                 order += 1
         while free and queue:
-            started_partition, started_records = queue.pop(0)
+            started_partition, started_records = queue.popleft()
             free -= 1
             done = now + started_records * seconds_per_record
             heapq.heappush(events, (done, order, started_partition, -1))
@@ -165,31 +166,34 @@ def main() -> None:
     per_record = args.ms_per_record / 1_000
     minimum = sum(map(sum, planned)) * per_record / args.slots
     print(f"minimum {minimum:.0f} s")
-    ways = [("as the loader plans (tail cut)", planned, False)]
-    ways += [(name, [recut(plan) for plan in whole_tails], False) for name, recut in RECUTS.items()]
-    ways.append(("without the tail cut, remainders held back", whole_tails, True))
-    for name, cut, hold in ways:
-        spans = pl.Series(
-            [org_span(cut, args.slots, per_record, seed, hold) for seed in range(args.orders)]
+    Span = Callable[[list[list[int]], int], float]
+
+    def all_queued(hold: bool) -> Span:
+        return lambda cut, seed: org_span(cut, args.slots, per_record, seed, hold)
+
+    def in_flight(limit: int) -> Span:
+        return lambda cut, seed: org_span_in_flight(cut, args.slots, per_record, seed, limit)
+
+    ways: list[tuple[str, list[list[int]], Span]] = [
+        ("as the loader plans (tail cut)", planned, all_queued(False))
+    ]
+    ways += [
+        (name, [recut(plan) for plan in whole_tails], all_queued(False))
+        for name, recut in RECUTS.items()
+    ]
+    ways.append(("without the tail cut, remainders held back", whole_tails, all_queued(True)))
+    for limit in args.in_flight:
+        ways.append((f"{limit} jobs in flight per partition, tail cut", planned, in_flight(limit)))
+        ways.append(
+            (f"{limit} jobs in flight per partition, no tail cut", whole_tails, in_flight(limit))
         )
+    for name, cut, span in ways:
+        spans = pl.Series([span(cut, seed) for seed in range(args.orders)])
         median, p90 = spans.median(), spans.quantile(0.9)
         print(
             f"{name}: {sum(map(len, cut))} jobs, org span median {median:.0f} s "
             f"(utilisation {minimum / median:.0%}), 90th percentile {p90:.0f} s"
         )
-    for in_flight in args.in_flight:
-        for name, cut in (("tail cut", planned), ("without the tail cut", whole_tails)):
-            spans = pl.Series(
-                [
-                    org_span_in_flight(cut, args.slots, per_record, seed, in_flight)
-                    for seed in range(args.orders)
-                ]
-            )
-            print(
-                f"{in_flight} jobs in flight per partition, {name}: org span median "
-                f"{spans.median():.0f} s (utilisation {minimum / spans.median():.0%}), "
-                f"90th percentile {spans.quantile(0.9):.0f} s"
-            )
 
 
 if __name__ == "__main__":

@@ -25,11 +25,11 @@ class WatchSettings(BaseModel):
     Once the org's seconds per record are measured, a job is timed by its own size: one seen
     ``InProgress`` started at its ``systemModstamp`` (or, at the latest, when a poll first
     showed it running) and is polled at its expected end; one still waiting is looked at again
-    a duration after the poll that saw it waiting, or with a later job of the load. When every waiting job is timed so, `cap`
-    does not apply. That is what notices a load's last jobs within about a second however long
-    the org's automation takes, instead of after a share of the wait (see `_ends_by_size`). A
-    poll due for one job's end alone asks for that job: the answer has its counters, which a
-    job seen finished in the list costs one more call for.
+    a duration after the poll that saw it waiting, or with a later job of the load. When every
+    waiting job is timed so, `cap` does not apply. That is what notices a load's last jobs
+    within about a second however long the org's automation takes, instead of after a share of
+    the wait (see `_ends_by_size`). A poll due for one job's end alone asks for that job: the
+    answer has its counters, which a job seen finished in the list costs one more call for.
     """
 
     first: float = Field(default=0.5, gt=0, description="Shortest wait between two polls.")
