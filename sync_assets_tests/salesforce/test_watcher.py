@@ -175,6 +175,37 @@ def test_a_running_job_is_noticed_at_its_expected_end_by_its_size() -> None:
     assert by_size < blind
 
 
+def test_a_job_ending_just_after_its_expected_end_is_noticed_then_not_a_share_of_its_time_later() -> (
+    None
+):
+    """Issue 15, section 8's trace: 120 s jobs that ended 0.6-4 s after their expected end (the
+    org's clock is read to the second; each batch has its own overhead) were polled again 30 s
+    later (`age_share` of their duration) and noticed 22-29 s late, while their partitions' next
+    jobs waited. Scaled down: a 1 s job ending 0.1 s late is noticed within a few hundredths,
+    for a few polls more (the waits grow with the time overdue); polled after half its
+    duration, it was noticed 0.4 s late."""
+    settings = WatchSettings(first=0.01, age_share=0.5, cap=5.0)
+    prior = Pace(first_finish_seconds=1.0, seconds_between_finishes=1.0, seconds_per_record=0.004)
+    org = FakeOrg({"7501": 1.1}, start_after={"7501": 0.0})
+    watcher = JobWatcher(org, settings, prior=prior)  # type: ignore[arg-type]
+    late = lateness(watcher, org, records=250)["7501"]
+    assert late < 0.1, late
+    assert watcher.polls <= 10, watcher.polls
+
+
+def test_a_long_overdue_job_is_polled_by_the_log_of_its_delay_and_never_less_often() -> None:
+    """A job held up far past its expected end (lock waits): the waits grow by the share of the
+    time overdue up to `age_share` of its duration, the old wait, and never beyond."""
+    settings = WatchSettings(first=0.01, age_share=0.25, cap=5.0)
+    prior = Pace(first_finish_seconds=0.4, seconds_between_finishes=0.4, seconds_per_record=0.004)
+    org = FakeOrg({"7501": 1.4}, start_after={"7501": 0.0})
+    watcher = JobWatcher(org, settings, prior=prior)  # type: ignore[arg-type]
+    late = lateness(watcher, org, records=100)["7501"]
+    # 1 s overdue: waits of 0.01, 0.01, 0.015 ... up to 0.1 (a quarter of 0.4 s), then 0.1.
+    assert late < 0.1 + 0.05, late
+    assert 10 <= watcher.polls <= 20, watcher.polls
+
+
 def test_the_measured_seconds_per_record_time_the_next_loads_first_job() -> None:
     org = FakeOrg({"7501": 0.3}, start_after={"7501": 0.0})
     watcher = JobWatcher(org, FAST)  # type: ignore[arg-type]
