@@ -7,8 +7,10 @@ rows the org no longer holds as sent, so the next load resends them.
 """
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import polars as pl
+from pydantic import BaseModel, Field
 
 from sync_assets.drops.staging import StagedPartition
 from sync_assets.salesforce.checkpoint import CheckpointStore
@@ -23,6 +25,7 @@ from sync_assets.state.columns import (
     SALESFORCE_ID_FIELD,
 )
 from sync_assets.state.layout import (
+    ORG_PACE_PATH,
     StagingFiles,
     failed_rows_path,
     pace_path,
@@ -44,6 +47,33 @@ def last_pace(state: StateStore, partition: str) -> Pace | None:
     """How the partition's last load went (its pace and calls per job), if it has loaded before."""
     path = pace_path(partition)
     return state.read_json(path, Pace) if state.exists(path) else None
+
+
+class OrgPace(BaseModel):
+    seconds_per_record: float = Field(gt=0)
+    measured_by: str = Field(description="The partition whose load measured it.")
+    measured_at: datetime
+
+
+class OrgPaceFile:
+    """The org's pace shared through the state by the partitions' loads (a `SharedPace`)."""
+
+    def __init__(self, state: StateStore, partition: str) -> None:
+        self.state = state
+        self.partition = partition
+
+    def read(self) -> float | None:
+        if not self.state.exists(ORG_PACE_PATH):
+            return None
+        return self.state.read_json(ORG_PACE_PATH, OrgPace).seconds_per_record
+
+    def publish(self, seconds_per_record: float) -> None:
+        measured = OrgPace(
+            seconds_per_record=seconds_per_record,
+            measured_by=self.partition,
+            measured_at=datetime.now(UTC),
+        )
+        self.state.write_json(ORG_PACE_PATH, measured)
 
 
 class PartitionLoader:
@@ -102,7 +132,12 @@ class PartitionLoader:
         bind_org(self.state, connection.org_id, connection.instance_url)
         checkpoint = CheckpointStore(self.state, drop_id, partition, checkpoint_folder)
         try:
-            outcome = self.loader.load(rows.lazy(), checkpoint, last_pace(self.state, partition))
+            outcome = self.loader.load(
+                rows.lazy(),
+                checkpoint,
+                last_pace(self.state, partition),
+                OrgPaceFile(self.state, partition),
+            )
         except LoadStoppedError as stopped:
             # A daily limit or the API budget: what Salesforce confirmed is kept, so the next
             # night does not send it again; nothing is recorded as failed.

@@ -63,7 +63,7 @@ from sync_assets.salesforce.results import (
 from sync_assets.salesforce.retry import RetryPolicy
 from sync_assets.salesforce.staged_rows import CSV_BYTES, StagedRows
 from sync_assets.salesforce.upload_compression import UploadCompression
-from sync_assets.salesforce.watcher import JobWatcher, Pace, WatchSettings
+from sync_assets.salesforce.watcher import JobWatcher, Pace, SharedPace, WatchSettings
 from sync_assets.state.columns import (
     ACCOUNT_EXTERNAL_ID_FIELD,
     EXTERNAL_ID_FIELD,
@@ -262,10 +262,12 @@ class BulkLoader:
         rows: pl.LazyFrame,
         checkpoint: CheckpointStore,
         pace: Pace | None = None,
+        shared_pace: SharedPace | None = None,
     ) -> LoadOutcome:
         """Send ``rows`` (Salesforce columns plus ``_row_hash``, sorted by account).
 
-        ``pace``, how fast the partition's jobs finished last time, times the first polls.
+        ``pace``, how fast the partition's jobs finished last time, times the first polls;
+        without it, ``shared_pace``, the org's pace as other partitions' loads measure it.
 
         Each job reads its own rows from ``rows`` when it is sent, so a scan of a file is never
         held whole. Jobs the checkpoint knows of (a crashed earlier attempt) are collected first.
@@ -274,6 +276,7 @@ class BulkLoader:
         calls_before = (self.api.api_calls, self.api.http_retries, self.connection.logins)
         polls_before, throttles_before = self.watcher.poll_calls, self.api.throttles
         self.watcher.prior = pace
+        self.watcher.shared = shared_pace
         self._aborted_past_deadline = 0
         self._preflight = "not checked"
         self._stop.clear()

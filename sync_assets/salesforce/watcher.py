@@ -1,10 +1,12 @@
 """Watching a load's Bulk jobs with few API calls: one poll for all of them, timed by their progress."""
 
+import logging
 import statistics
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 from pydantic import BaseModel, Field
 
@@ -53,6 +55,12 @@ class WatchSettings(BaseModel):
         "load), each poll waits this share of the time waited.",
     )
     cap: float = Field(default=60.0, gt=0, description="Longest wait between two polls.")
+    shared_look: float = Field(
+        default=5.0,
+        gt=0,
+        description="While nothing is known of the org's pace, how often a load looks whether "
+        "another partition's load has measured it (`SharedPace`).",
+    )
 
 
 class Pace(BaseModel):
@@ -79,6 +87,21 @@ class Pace(BaseModel):
 # A job shorter than this many `first`s is left to the gaps between finishes.
 SIZED_MIN_FIRSTS = 4
 
+log = logging.getLogger(__name__)
+
+
+class SharedPace(Protocol):
+    """The org's seconds per record, as the loads running beside this one measured them.
+
+    A partition's first load knows nothing of the org's pace and polls blind (`blind_share`);
+    the org is the same for every partition, so the first of them to see a job finish tells
+    the others, whose jobs are then timed by their size (`JobWatcher._ends_by_size`).
+    """
+
+    def read(self) -> float | None: ...
+
+    def publish(self, seconds_per_record: float) -> None: ...
+
 
 @dataclass
 class _Waiting:
@@ -104,11 +127,18 @@ class JobWatcher:
     """
 
     def __init__(
-        self, api: BulkApi, settings: WatchSettings | None = None, prior: Pace | None = None
+        self,
+        api: BulkApi,
+        settings: WatchSettings | None = None,
+        prior: Pace | None = None,
+        shared: SharedPace | None = None,
     ) -> None:
         self.api = api
         self.settings = settings or WatchSettings()
         self.prior = prior
+        self.shared = shared
+        self._shared_per_record: float | None = None
+        self._shared_looked_at = float("-inf")
         self._lock = threading.Condition()
         self._waiting: dict[str, _Waiting] = {}
         self._started: float | None = None
@@ -149,6 +179,7 @@ class JobWatcher:
 
     def _run(self) -> None:
         while True:
+            self._look_at_shared_pace()
             with self._lock:
                 if not self._waiting:
                     self._thread = None
@@ -156,8 +187,10 @@ class JobWatcher:
                 due_at, lone = self._next_poll()
                 wait = due_at - time.monotonic()
                 if wait > 0:
-                    # A newly registered job wakes the thread, which then waits again.
-                    self._lock.wait(timeout=min(wait, self.settings.cap))
+                    # A newly registered job wakes the thread, which then waits again; so does
+                    # the next look at the pace the other loads measured, while none is known.
+                    look = self.settings.shared_look if self._looks_at_shared_pace() else wait
+                    self._lock.wait(timeout=min(wait, self.settings.cap, look))
                     continue
                 ids = [lone] if lone is not None else self._unfinished()
             if ids:
@@ -315,9 +348,49 @@ class JobWatcher:
         return min(later, default=end)
 
     def _per_record(self) -> float | None:
+        """The org's seconds per record: measured by this load, else its prior, else shared."""
         if self._seconds_per_record:
             return statistics.median(self._seconds_per_record)
-        return self.prior.seconds_per_record if self.prior is not None else None
+        if self.prior is not None and self.prior.seconds_per_record is not None:
+            return self.prior.seconds_per_record
+        return self._shared_per_record
+
+    def _looks_at_shared_pace(self) -> bool:
+        return self.shared is not None and self._per_record() is None
+
+    def _look_at_shared_pace(self) -> None:
+        """Read the pace other loads measured, every `shared_look` seconds while none is known.
+
+        Outside the lock: the state may be an object store. An estimate only: a failed read
+        leaves the load polling blind, as it would alone.
+        """
+        now = time.monotonic()
+        shared = self.shared
+        with self._lock:
+            if (
+                shared is None
+                or not self._looks_at_shared_pace()
+                or now - self._shared_looked_at < self.settings.shared_look
+            ):
+                return
+            self._shared_looked_at = now
+        try:
+            measured = shared.read()
+        except Exception as error:  # any store's error: see the docstring
+            log.warning("could not read the org's shared pace (%s); polling blind", error)
+            return
+        if measured is not None and measured > 0:
+            with self._lock:
+                self._shared_per_record = measured
+
+    def _share_pace(self, seconds_per_record: float) -> None:
+        """Tell the loads beside this one the org's pace measured here (see `SharedPace`)."""
+        if self.shared is None:
+            return
+        try:
+            self.shared.publish(seconds_per_record)
+        except Exception as error:  # an estimate for others: never this load's end
+            log.warning("could not share the org's pace (%s)", error)
 
     def pace(self) -> Pace | None:
         """This load's pace so far (the prior's until a job has finished)."""
@@ -346,6 +419,7 @@ class JobWatcher:
             self._polled_at = now
             self.polls += 1
             self.poll_calls += calls + len(unfinished)
+            measured_before = len(self._seconds_per_record)
             if finished:
                 self._finishes.append(now)
             for job_id, info in found.items():
@@ -361,6 +435,10 @@ class JobWatcher:
                     self._learn_duration(waiting, clock.monotonic(info.modified_at, default=now))
                     waiting.info = info
                     waiting.done.set()
+            learned = len(self._seconds_per_record) > measured_before
+            per_record = self._per_record()
+        if learned and per_record is not None:
+            self._share_pace(per_record)
 
     def _learn_duration(self, waiting: _Waiting, ended: float) -> None:
         if waiting.started is not None and waiting.records and ended > waiting.started:

@@ -49,6 +49,11 @@ def pace_path(partition: str | int) -> str:
     return f"pace/partition={partition_label(partition)}.json"
 
 
+ORG_PACE_PATH = "pace/org.json"
+"""The org's seconds per record as the latest load to measure them did: what a partition's first
+load times its jobs by once another partition's load has seen a job finish."""
+
+
 def drift_folder(partition: str | int) -> str:
     """The drift check's files of a partition: its last report, when it ran, rows already reported.
 

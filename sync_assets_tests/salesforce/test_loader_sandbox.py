@@ -9,7 +9,7 @@ import pytest
 
 from sync_assets.drops.generate import GenerateOptions, generate_drop
 from sync_assets.drops.staging import stage_drop, stage_partition
-from sync_assets.partition_load import PartitionLoader
+from sync_assets.partition_load import OrgPace, OrgPaceFile, PartitionLoader
 from sync_assets.salesforce.bulk_api import BulkApi
 from sync_assets.salesforce.connection import AuthFlow, SalesforceConnection, SalesforceCredentials
 from sync_assets.salesforce.errors import SalesforceLimitsError
@@ -19,6 +19,7 @@ from sync_assets.salesforce.queries import count_partition
 from sync_assets.salesforce.retry import RetryPolicy
 from sync_assets.salesforce.watcher import WatchSettings
 from sync_assets.sandbox.runner import SandboxConnection, running_sandbox
+from sync_assets.state.layout import ORG_PACE_PATH
 from sync_assets.state.ledger import load_ledger
 from sync_assets.storage import StateStore
 from sync_assets_tests.salesforce.staged_rows import INVALID_KINDS, staged_partition
@@ -230,6 +231,27 @@ def test_expired_tokens_are_renewed_with_client_credentials(tmp_path: Path) -> N
         ).load(rows, "drop-a", "7")
         assert (result.succeeded, result.failed) == (3_000, 0)
         assert result.logins >= 1
+
+
+def test_a_partitions_first_load_shares_the_orgs_pace_with_the_other_partitions(
+    tmp_path: Path,
+) -> None:
+    """Jobs of 500 records at 500 records/s: the org's seconds per record (0.002), measured
+    from jobs seen running, reach the state for the other partitions' first loads. (Within a
+    factor of two: the org's clock is read to the second from the answers' ``Date``.)"""
+    with running_sandbox(tmp_path / "sandbox", accounts=ACCOUNTS, rate=500, slots=2):
+        rows = staged_partition(1_500, "3", accounts=ACCOUNTS)
+        result = loader(
+            tmp_path / "sandbox",
+            tmp_path / "state",
+            plan=PlanLimits(max_records=500),
+            jobs_in_flight=2,
+        ).load(rows, "drop-a", "3")
+        assert (result.succeeded, result.failed) == (1_500, 0)
+    state = StateStore(tmp_path / "state")
+    shared = OrgPaceFile(state, "4").read()
+    assert shared is not None and 0.001 <= shared <= 0.004, shared
+    assert state.read_json(ORG_PACE_PATH, OrgPace).measured_by == "3"
 
 
 def test_a_crashed_run_is_resumed_without_resending(tmp_path: Path) -> None:

@@ -206,6 +206,67 @@ def test_a_long_overdue_job_is_polled_by_the_log_of_its_delay_and_never_less_oft
     assert 10 <= watcher.polls <= 20, watcher.polls
 
 
+class Board:
+    """The org's pace as the loads beside one share it (`SharedPace`), from ``known_after``."""
+
+    def __init__(self, seconds_per_record: float | None, known_after: float = 0.0) -> None:
+        self.seconds_per_record = seconds_per_record
+        self.known_at = time.monotonic() + known_after
+        self.reads = 0
+        self.published: list[float] = []
+
+    def read(self) -> float | None:
+        self.reads += 1
+        return self.seconds_per_record if time.monotonic() >= self.known_at else None
+
+    def publish(self, seconds_per_record: float) -> None:
+        self.published.append(seconds_per_record)
+
+
+def test_a_first_load_times_its_jobs_by_the_pace_another_partition_measured() -> None:
+    """Issue 15, a deployment's first night: no partition has a pace of its own. Blind, a job
+    of 1.6 s is polled at waits doubling from `first` and noticed up to its time late; once
+    another partition's load has shared the org's seconds per record (at 0.3 s here), it is
+    polled at its expected end."""
+    settings = WatchSettings(first=0.01, age_share=0.25, cap=5.0, shared_look=0.05)
+
+    def first_job(shared: Board | None) -> tuple[float, int]:
+        org = FakeOrg({"7501": 1.6}, start_after={"7501": 0.0})
+        watcher = JobWatcher(org, settings, shared=shared)  # type: ignore[arg-type]
+        return lateness(watcher, org, records=400)["7501"], watcher.polls
+
+    blind_late, blind_polls = first_job(None)
+    board = Board(0.004, known_after=0.3)
+    shared_late, shared_polls = first_job(board)
+    assert shared_late < 0.12, shared_late
+    assert shared_late < blind_late and shared_polls < blind_polls, (blind_late, blind_polls)
+    assert board.reads <= 12, "looked at every `shared_look`, only while nothing was known"
+
+
+def test_a_load_shares_the_pace_it_measured_and_a_failing_board_changes_nothing() -> None:
+    settings = WatchSettings(first=0.01, age_share=0.25, cap=5.0, shared_look=0.05)
+    board = Board(None)
+    org = FakeOrg({"7501": 0.3}, start_after={"7501": 0.0})
+    watcher = JobWatcher(org, settings, shared=board)  # type: ignore[arg-type]
+    closed = time.monotonic()
+    watcher.wait("7501", closed, closed + 5.0, 300)
+    [shared] = board.published
+    assert 0.0009 <= shared <= 0.0012, shared
+
+    class Broken(Board):
+        def read(self) -> float | None:
+            raise OSError("the state's bucket is unreachable")
+
+        def publish(self, seconds_per_record: float) -> None:
+            raise OSError("the state's bucket is unreachable")
+
+    org = FakeOrg({"7501": 0.3}, start_after={"7501": 0.0})
+    watcher = JobWatcher(org, settings, shared=Broken(None))  # type: ignore[arg-type]
+    closed = time.monotonic()
+    info = watcher.wait("7501", closed, closed + 5.0, 300)
+    assert info is not None and info.state == "JobComplete"
+
+
 def test_the_measured_seconds_per_record_time_the_next_loads_first_job() -> None:
     org = FakeOrg({"7501": 0.3}, start_after={"7501": 0.0})
     watcher = JobWatcher(org, FAST)  # type: ignore[arg-type]
