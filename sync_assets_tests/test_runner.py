@@ -53,6 +53,47 @@ def test_the_fork_server_preload_covers_the_instance_a_run_opens(
     )
 
 
+def _preload_then(script: str, env: dict[str, str]) -> str:
+    """Run ``script`` in a fresh interpreter after the fork server's preload; its last line."""
+    preload = "".join(f"import {name}\n" for name in FORK_SERVER_PRELOAD)
+    completed = subprocess.run(
+        [sys.executable, "-c", preload + textwrap.dedent(script)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **env},
+    )
+    return completed.stdout.strip().splitlines()[-1]
+
+
+def test_runs_forked_after_the_preload_find_the_orgs_tls_context_built(tmp_path: Path) -> None:
+    """The org's CA file (here certifi's bundle copied) is loaded once by the fork server: a
+    run's connection to the org builds no TLS context of its own."""
+    import certifi
+
+    ca_file = tmp_path / "org-ca.pem"
+    ca_file.write_bytes(Path(certifi.where()).read_bytes())
+    built = _preload_then(
+        """
+        import os
+        from sync_assets.salesforce import transport
+        before = transport._tls_context.cache_info().misses
+        transport.verified_session(os.environ["SALESFORCE_CA_BUNDLE"]).close()
+        print(transport._tls_context.cache_info().misses - before)
+        """,
+        {"SALESFORCE_CA_BUNDLE": str(ca_file)},
+    )
+    assert built == "0"
+
+
+def test_an_unreadable_ca_file_does_not_stop_the_fork_server(tmp_path: Path) -> None:
+    """Left to the runs, which report it: the preload itself must not fail."""
+    broken = tmp_path / "broken.pem"
+    broken.write_text("not a certificate")
+    assert _preload_then("print('up')", {"SALESFORCE_CA_BUNDLE": str(broken)}) == "up"
+
+
 def test_the_runner_reaches_dagster_only_through_its_public_api() -> None:
     """The runner and its preload import no private `dagster._…` module (an upgrade may move them)."""
     package = Path(__file__).resolve().parent.parent / "sync_assets"
