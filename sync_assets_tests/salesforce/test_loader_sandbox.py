@@ -54,6 +54,14 @@ def loader(
     return PartitionLoader(bulk, StateStore(state))
 
 
+def load_in_jobs_of_500(tmp_path: Path, rows: pl.DataFrame) -> LoadResult:
+    """``rows`` (one partition's) into the sandbox under ``tmp_path``, two jobs of 500 in flight."""
+    partition = rows.get_column("Sync_Partition__c")[0]
+    return loader(
+        tmp_path / "sandbox", tmp_path / "state", plan=PlanLimits(max_records=500), jobs_in_flight=2
+    ).load(rows, "drop-a", partition)
+
+
 def processed_by_jobs(connection: SalesforceConnection, job_ids: list[str]) -> int:
     """Rows Salesforce processed across jobs, from each job's own counter."""
     api = BulkApi(connection)
@@ -222,13 +230,7 @@ def test_expired_tokens_are_renewed_with_client_credentials(tmp_path: Path) -> N
         rate=500,
         slots=2,
     ):
-        rows = staged_partition(3_000, "7", accounts=ACCOUNTS)
-        result = loader(
-            tmp_path / "sandbox",
-            tmp_path / "state",
-            plan=PlanLimits(max_records=500),
-            jobs_in_flight=2,
-        ).load(rows, "drop-a", "7")
+        result = load_in_jobs_of_500(tmp_path, staged_partition(3_000, "7", accounts=ACCOUNTS))
         assert (result.succeeded, result.failed) == (3_000, 0)
         assert result.logins >= 1
 
@@ -240,13 +242,7 @@ def test_a_partitions_first_load_shares_the_orgs_pace_with_the_other_partitions(
     from jobs seen running, reach the state for the other partitions' first loads. (Within a
     factor of two: the org's clock is read to the second from the answers' ``Date``.)"""
     with running_sandbox(tmp_path / "sandbox", accounts=ACCOUNTS, rate=500, slots=2):
-        rows = staged_partition(1_500, "3", accounts=ACCOUNTS)
-        result = loader(
-            tmp_path / "sandbox",
-            tmp_path / "state",
-            plan=PlanLimits(max_records=500),
-            jobs_in_flight=2,
-        ).load(rows, "drop-a", "3")
+        result = load_in_jobs_of_500(tmp_path, staged_partition(1_500, "3", accounts=ACCOUNTS))
         assert (result.succeeded, result.failed) == (1_500, 0)
     state = StateStore(tmp_path / "state")
     shared = OrgPaceFile(state, "4").read()
