@@ -1,5 +1,6 @@
 """Cutting staged rows into Bulk jobs: size limits, account-aligned cuts, and lanes of dependent jobs."""
 
+import io
 import math
 from itertools import pairwise
 
@@ -61,8 +62,14 @@ def send_columns(frame: pl.DataFrame | pl.LazyFrame) -> list[str]:
 
 
 def build_csv(rows: pl.DataFrame) -> bytes:
-    """The upload body: header plus rows, comma-separated, LF line endings, UTF-8."""
-    return rows.select(send_columns(rows)).write_csv(line_terminator="\n").encode("utf-8")
+    """The upload body: header plus rows, comma-separated, LF line endings, UTF-8.
+
+    Written as bytes: as a `str`, text with any non-ASCII character (accented names) is decoded
+    into Python's wide form and encoded back, 2.5x the CPU of the writing itself.
+    """
+    body = io.BytesIO()
+    rows.select(send_columns(rows)).write_csv(body, line_terminator="\n")
+    return body.getvalue()
 
 
 def csv_header_bytes(columns: list[str]) -> int:

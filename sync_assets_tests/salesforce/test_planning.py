@@ -58,6 +58,14 @@ def test_row_byte_estimate_is_exact(description: str) -> None:
     assert estimate == len(build_csv(rows))
 
 
+@pytest.mark.parametrize("description", ["plain", "emoji 🎉 ünïcode", 'has "quotes", commas'])
+def test_the_upload_body_is_the_csv_text_in_utf8(description: str) -> None:
+    """Written straight to bytes, the body is exactly polars' CSV text encoded as UTF-8."""
+    rows = staged([("A", 2), ("B", 1)], description)
+    text = rows.select(send_columns(rows)).write_csv(line_terminator="\n")
+    assert build_csv(rows) == text.encode("utf-8")
+
+
 def test_cuts_fall_on_account_boundaries_and_respect_the_record_limit() -> None:
     rows = staged([("A", 3), ("B", 4), ("C", 2), ("D", 5), ("E", 1)])
     slices = plan_jobs(rows, PlanLimits(max_records=6))
