@@ -17,7 +17,7 @@ from pathlib import Path
 import dagster as dg
 
 import sync_assets.definitions  # noqa: F401  (the code location every run loads)
-from sync_assets.salesforce.connection import ENV_VARIABLES
+from sync_assets.salesforce.connection import SalesforceCredentials
 from sync_assets.salesforce.transport import verified_session
 
 
@@ -37,11 +37,11 @@ def _warm_tls_context() -> None:
     ~50 ms of CPU on it, a tenth of an unchanged partition's run. A run whose environment names
     other CA files builds its own.
 
-    A CA file that cannot be loaded is left to the runs, which say so clearly: an error here
-    would stop the fork server, and every run with it.
+    A CA file that cannot be loaded (or variables that do not parse) is left to the runs, which
+    say so clearly: an error here would stop the fork server, and every run with it.
     """
-    with contextlib.suppress(OSError, ssl.SSLError):
-        verified_session(os.environ.get(ENV_VARIABLES["ca_bundle"]) or None).close()
+    with contextlib.suppress(OSError, ssl.SSLError, ValueError):
+        verified_session(SalesforceCredentials.from_env(os.environ).ca_bundle).close()
 
 
 _warm_instance_storage()

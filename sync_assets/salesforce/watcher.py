@@ -365,13 +365,9 @@ class JobWatcher:
         leaves the load polling blind, as it would alone.
         """
         now = time.monotonic()
-        shared = self.shared
         with self._lock:
-            if (
-                shared is None
-                or not self._looks_at_shared_pace()
-                or now - self._shared_looked_at < self.settings.shared_look
-            ):
+            shared = self.shared if self._looks_at_shared_pace() else None
+            if shared is None or now - self._shared_looked_at < self.settings.shared_look:
                 return
             self._shared_looked_at = now
         try:
