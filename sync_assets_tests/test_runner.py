@@ -67,6 +67,19 @@ def _preload_then(script: str, env: dict[str, str]) -> str:
     return completed.stdout.strip().splitlines()[-1]
 
 
+def test_runs_forked_after_the_preload_collect_garbage_but_never_traverse_what_it_imported() -> (
+    None
+):
+    """The preload pauses the collector while it imports, then freezes what it made (the
+    `gc.freeze` recipe for a server that forks without exec): a run's collections skip Dagster's
+    hundreds of thousands of long-lived objects, and the collector is on again for the runs."""
+    enabled, frozen = _preload_then(
+        "import gc; print(gc.isenabled(), gc.get_freeze_count())", {}
+    ).split()
+    assert enabled == "True"
+    assert int(frozen) > 100_000
+
+
 def test_runs_forked_after_the_preload_find_the_orgs_tls_context_built(tmp_path: Path) -> None:
     """The org's CA file (here certifi's bundle copied) is loaded once by the fork server: a
     run's connection to the org builds no TLS context of its own."""
