@@ -343,7 +343,10 @@ class BulkLoader:
         # The first round's plan is also what the limits are checked against: planned once.
         todo = self._still_to_send(keys, latest)
         plan = self._plan(todo, staged.header_bytes)
-        if self.settings.check_limits:
+        if not plan:
+            # An unchanged partition: one API call a night each, for a budget nothing would use.
+            self._preflight = "not needed: nothing to send"
+        elif self.settings.check_limits:
             self._check_limits(plan)
 
         for round_number in range(self.settings.max_resend_rounds + 2):

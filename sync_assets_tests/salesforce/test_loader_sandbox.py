@@ -167,6 +167,16 @@ def test_changed_rows_are_updates(sandbox_dir: Path, tmp_path: Path) -> None:
     assert count_partition(connect(sandbox_dir), "2") == 500
 
 
+def test_a_partition_with_nothing_to_send_asks_the_org_nothing(tmp_path: Path) -> None:
+    """An unchanged partition spends no call on `/limits` (ten a night, for a budget nothing
+    would use), so an org that would refuse any load does not fail it either."""
+    with running_sandbox(tmp_path / "sandbox", accounts=ACCOUNTS, daily_batches=0):
+        nothing = staged_partition(10, "3", accounts=ACCOUNTS).head(0)
+        result = loader(tmp_path / "sandbox", tmp_path / "state").load(nothing, "drop-a", "3")
+    assert (result.sent, result.api_calls) == (0, 0)
+    assert result.preflight == "not needed: nothing to send"
+
+
 def test_refuses_a_night_the_org_cannot_take(tmp_path: Path) -> None:
     with running_sandbox(tmp_path / "sandbox", accounts=ACCOUNTS, daily_batches=0):
         rows = staged_partition(1_500, "3", accounts=ACCOUNTS)
