@@ -221,9 +221,11 @@ class _Stager:
             .join(homes, on=["external_id", PARTITION], how="anti", maintain_order="left")
             .collect()
         )
-        away_keys = away.get_column("external_id").implode()
+        if away.is_empty():
+            # Most nights: nothing to place, and no need to read the rest of the drop for it.
+            return away, away
         located = away.join(
-            homes.filter(pl.col("external_id").is_in(away_keys))
+            homes.filter(pl.col("external_id").is_in(away.get_column("external_id").implode()))
             .rename({PARTITION: _HOME})
             .collect(),
             on="external_id",
