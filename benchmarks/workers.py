@@ -81,11 +81,19 @@ def night(arguments: NightArguments) -> dict[str, Any]:
     from rich.console import Console
 
     from sync_assets import demo, runner
+    from sync_assets.staging_ahead import HeadStart
 
     outcomes: list[runner.RunOutcome] = []
+    head_starts: list[HeadStart] = []
 
     def recording_run_drop(*args: Any, **kwargs: Any) -> list[runner.RunOutcome]:
-        result = runner.run_drop(*args, **kwargs)
+        printing = kwargs.pop("on_head_start")
+
+        def on_head_start(head_start: HeadStart) -> None:
+            head_starts.append(head_start)
+            printing(head_start)
+
+        result = runner.run_drop(*args, on_head_start=on_head_start, **kwargs)
         outcomes.extend(result)
         return result
 
@@ -108,6 +116,7 @@ def night(arguments: NightArguments) -> dict[str, Any]:
         "seconds": wall,
         "cpu_seconds": descendants_cpu_seconds() - cpu_before,
         "runs": [_run_figures(outcome) for outcome in outcomes],
+        "head_start": head_starts[0].model_dump() if head_starts else None,
     }
 
 

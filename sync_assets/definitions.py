@@ -44,11 +44,7 @@ def build_defs() -> dg.Definitions:
         schedules=[nightly_opportunity_sync(settings)],
         sensors=[opportunity_drop_sensor, opportunity_summary_sensor, sync_run_failure_alert],
         resources={
-            "storage": SyncStorage(
-                landing_dir=settings.landing_dir,
-                state_dir=settings.state_dir,
-                mapping_file=settings.mapping_file or "",
-            ),
+            "storage": SyncStorage.from_settings(settings),
             "salesforce": salesforce_resource_from_env(settings),
             "bulk_load": BulkLoadResource.from_settings(settings),
             "alerts": AlertResource(**webhook),

@@ -17,6 +17,7 @@ from sync_assets.runner import RunOutcome, prepare_dagster_home, run_drop
 from sync_assets.salesforce.connection import SalesforceCredentials
 from sync_assets.salesforce.errors import SalesforceConfigError
 from sync_assets.settings import SyncSettings, local_sandbox_env
+from sync_assets.staging_ahead import HeadStart
 from sync_assets.state.progress import PartitionProgress, read_progress
 from sync_assets.storage import StateStore
 
@@ -261,6 +262,17 @@ def night_progress(
     return PartitionLines(state, drop_id, partitions, console, interval)
 
 
+def print_head_start(drop_id: str, head_start: HeadStart, console: Console) -> None:
+    """What the command staged while Dagster started (nothing to say when it was staged already)."""
+    if head_start.partitions:
+        console.print(
+            f"Staged drop {drop_id} (partitions {','.join(head_start.partitions)}) in "
+            f"{head_start.seconds:.1f} s while the runs started."
+        )
+    elif head_start.left_to_runs:
+        console.print(f"[dim]Drop {drop_id} staged by the runs: {head_start.left_to_runs}")
+
+
 def reconciliation_table(outcomes: list[RunOutcome]) -> Table:
     """Per partition: where every row went, what Salesforce counts, and what the checks said."""
     table = Table(title="Reconciliation")
@@ -373,6 +385,7 @@ def run_night(
                 parallel=parallel,
                 launched_by=launched_by,
                 on_done=progress.finished,
+                on_head_start=lambda head_start: print_head_start(drop_id, head_start, console),
             )
     sync_seconds = time.monotonic() - synced_from
     console.print(reconciliation_table(outcomes))

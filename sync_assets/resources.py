@@ -1,5 +1,6 @@
 """The Dagster resources: where drops and state live, the Salesforce org, and how hard the loader pushes it."""
 
+import os
 from typing import Any
 
 import dagster as dg
@@ -90,6 +91,13 @@ class SalesforceResource(dg.ConfigurableResource):
         return read_org_metadata(self.connection(), sobject, relationships)
 
 
+def salesforce_resource_now() -> SalesforceResource:
+    """The resource with the ``SALESFORCE_*`` variables' values now: for work outside a run."""
+    return SalesforceResource(
+        **{field: value for field, name in ENV_VARIABLES.items() if (value := os.environ.get(name))}
+    )
+
+
 def salesforce_resource_from_env(settings: SyncSettings) -> SalesforceResource:
     """The resource with every ``SALESFORCE_*`` variable set at load time bound as an ``EnvVar``.
 
@@ -160,6 +168,14 @@ class SyncStorage(dg.ConfigurableResource):
     landing_dir: str = SyncSettings.model_fields["landing_dir"].default
     state_dir: str = SyncSettings.model_fields["state_dir"].default
     mapping_file: str = ""
+
+    @classmethod
+    def from_settings(cls, settings: SyncSettings) -> "SyncStorage":
+        return cls(
+            landing_dir=settings.landing_dir,
+            state_dir=settings.state_dir,
+            mapping_file=settings.mapping_file or "",
+        )
 
     def mapping(self) -> Mapping:
         """The mapping file's mapping, or the built-in one when none is set."""

@@ -11,7 +11,13 @@ import multiprocessing.forkserver
 import shutil
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +25,7 @@ from pydantic import BaseModel, Field
 
 from sync_assets.drop_runs import DROP_TAG, LAUNCHED_BY_TAG
 from sync_assets.settings import adopt_configuration_env, configuration_env, use_dagster_home
+from sync_assets.staging_ahead import HeadStart, stage_ahead
 from sync_assets.state.layout import PARTITION_KEYS
 
 # The local instance's configuration, copied into DAGSTER_HOME: Dagster reads it only there.
@@ -147,13 +154,29 @@ def run_drop(
     parallel: int,
     launched_by: str,
     on_done: Callable[[RunOutcome], None] | None = None,
+    on_head_start: Callable[[HeadStart], None] | None = None,
 ) -> list[RunOutcome]:
-    """Sync the given partitions of a drop (one Dagster run each), `parallel` at a time."""
+    """Sync the given partitions of a drop (one Dagster run each), `parallel` at a time.
+
+    The command stages the drop itself while the fork server starts (`staging_ahead`);
+    `on_head_start` hears how that went, once the runs are done.
+    """
     partitions = list(partitions)
     tags = {DROP_TAG: drop_id, LAUNCHED_BY_TAG: launched_by}
     # The night's summary needs every partition of the drop; a partial re-run leaves it be.
     summarise = set(partitions) == set(PARTITION_KEYS)
-    return _run_partitions(partitions, tags, parallel, on_done, summarise=summarise)
+    head_start: list[HeadStart] = []
+    outcomes = _run_partitions(
+        partitions,
+        tags,
+        parallel,
+        on_done,
+        summarise=summarise,
+        alongside=lambda: head_start.append(stage_ahead(drop_id, partitions[0])),
+    )
+    if on_head_start is not None:
+        on_head_start(*head_start)
+    return outcomes
 
 
 def resend_drop(
@@ -184,10 +207,12 @@ def _run_partitions(
     *,
     summarise: bool,
     job: str = SYNC_JOB,
+    alongside: Callable[[], None] | None = None,
 ) -> list[RunOutcome]:
     """One run of `job` per partition, `parallel` at a time.
 
-    Then the night's summary, if asked and every run succeeded.
+    Then the night's summary, if asked and every run succeeded. `alongside` runs in a thread of
+    this process from the start, while the fork server imports on the other core.
     """
     context = multiprocessing.get_context("forkserver")
     # The fork server imports the code location once; every worker is forked from it, clean of any
@@ -195,7 +220,25 @@ def _run_partitions(
     # Started now, it imports while this process opens the instance.
     context.set_forkserver_preload(FORK_SERVER_PRELOAD)
     multiprocessing.forkserver.ensure_running()
-    _initialise_instance()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="alongside") as beside:
+        started = beside.submit(alongside) if alongside is not None else None
+        _initialise_instance()
+        outcomes = _pooled_runs(context, partitions, tags, parallel, on_done, summarise, job)
+        if started is not None:
+            started.result()
+    return outcomes
+
+
+def _pooled_runs(
+    context: multiprocessing.context.ForkServerContext,
+    partitions: list[str],
+    tags: dict[str, str],
+    parallel: int,
+    on_done: Callable[[RunOutcome], None] | None,
+    summarise: bool,
+    job: str,
+) -> list[RunOutcome]:
+    """The runs themselves, in worker processes forked from `context`'s server."""
     env = configuration_env()
     outcomes: list[RunOutcome] = []
     with ProcessPoolExecutor(max_workers=parallel, mp_context=context) as pool:

@@ -26,6 +26,7 @@ from sync_assets.drops.staging import load_staged
 from sync_assets.runner import RunOutcome, run_drop
 from sync_assets.salesforce.transport import verified_session
 from sync_assets.sandbox.runner import SandboxHandle
+from sync_assets.staging_ahead import HeadStart
 from sync_assets.state.layout import PARTITION_KEYS, drop_census_path, ledger_path
 from sync_assets.state.ledger import advance_ledger, load_ledger
 from sync_assets.state.locks import drop_staging_lock, partition_lock
@@ -48,6 +49,7 @@ class Night:
         self.state = StateStore(root / "state")
         self.sandbox = sandbox
         self.hook = hook
+        self.head_starts: list[HeadStart] = []
         connection = sandbox.connection
         self.sf = Salesforce(
             instance_url=connection.instance_url,
@@ -59,7 +61,13 @@ class Night:
         generate_drop(self.landing, GenerateOptions(drop_id=drop_id, accounts=ACCOUNTS, **options))
 
     def sync(self, drop_id: str, partitions: list[str] = PARTITION_KEYS) -> dict[str, RunOutcome]:
-        outcomes = run_drop(drop_id, partitions, parallel=5, launched_by="pytest")
+        outcomes = run_drop(
+            drop_id,
+            partitions,
+            parallel=5,
+            launched_by="pytest",
+            on_head_start=self.head_starts.append,
+        )
         return {outcome.partition or "summary": outcome for outcome in outcomes}
 
     def count(self, where: str = "") -> int:
@@ -117,13 +125,15 @@ def test_first_night_then_unchanged_then_next_night(night: Night) -> None:
     # Deletes are off by default: none counted, none confirmed, nothing restored.
     assert (summary["deleted"], summary["deletes_confirmed"], summary["restores"]) == (0, [], [])
     assert night.hook.posts == []
-    # The drop was read and staged once for the night, by whichever run got there first.
-    staged_by = [
+    # The drop was read and staged once for the night, by the command while its fork server
+    # started: every run found its partition staged.
+    [head_start] = night.head_starts
+    assert (head_start.partitions, head_start.left_to_runs) == (PARTITION_KEYS, None)
+    staged_by = {
         str(first[key].materializations["opportunity_batches"]["staged_partitions"])
         for key in PARTITION_KEYS
-    ]
-    assert sorted(staged_by).count("none (reused)") == len(PARTITION_KEYS) - 1
-    assert ",".join(PARTITION_KEYS) in staged_by
+    }
+    assert staged_by == {"none (reused)"}
     # The staging checks do not hold up the load: it starts right after staging.
     steps = started_steps(first["0"].run_id)
     assert steps[:2] == ["opportunity_batches", "salesforce_opportunities"]
@@ -158,6 +168,7 @@ def test_first_night_then_unchanged_then_next_night(night: Night) -> None:
     before = {p: load_ledger(night.state, p) for p in PARTITION_KEYS}
     second = night.sync("2026-11-28")
     assert all(outcome.success for outcome in second.values())
+    assert night.head_starts[-1].partitions == PARTITION_KEYS
     for partition in PARTITION_KEYS:
         staged = load_staged(night.state, "2026-11-28", partition)
         assert staged is not None

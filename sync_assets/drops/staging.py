@@ -458,10 +458,12 @@ def stage_partition_of_night(
 ) -> tuple[StagedPartition, list[str]]:
     """The partition's staging for the drop, staged now only if there is none or it is stale.
 
-    The caller holds the partition's lock, then the drop's staging lock. When the
-    partition must be staged, every other partition of the drop nobody staged yet is staged in
-    the same pass (up to `ROWS_PER_PASS` rows): the night's first run reads and validates the
-    drop once for all ten, and the others find their rows ready. A partition staged by another
+    A run calls it holding the partition's lock, then the drop's staging lock; the command's
+    head start (`staging_ahead`) holds the staging lock alone: a ledger replaced meanwhile
+    leaves that partition's staging stale, never wrong. When the partition must be staged,
+    every other partition of the drop nobody staged yet is staged in the same pass (up to
+    `ROWS_PER_PASS` rows): the night's first staging reads and validates the drop once for all
+    ten, and the runs find their rows ready. A partition staged by another
     run is used only while its ledger is the one it was diffed against and the contract the one it
     was staged under (a changed mapping restages); staging another run's
     partition never replaces a staging that exists. Returns the staging and the partitions
