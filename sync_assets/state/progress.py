@@ -72,7 +72,8 @@ class ProgressReporter:
         """The load's counts now (the loader's `LoadProgress`, field for field)."""
         with self._lock:
             fraction = confirmed / total if total else 1.0
-            if fraction - self._last_logged_fraction >= _LOG_EVERY_FRACTION:
+            # A load with nothing to send has no progress to tell: its summary line says so.
+            if total and fraction - self._last_logged_fraction >= _LOG_EVERY_FRACTION:
                 self._last_logged_fraction = fraction
                 self._log.info(
                     "Partition %s: %d of %d rows confirmed (%.0f%%)",
