@@ -91,11 +91,10 @@ class SalesforceResource(dg.ConfigurableResource):
         return read_org_metadata(self.connection(), sobject, relationships)
 
 
-def salesforce_resource_now() -> SalesforceResource:
+def salesforce_resource_now(settings: SyncSettings) -> SalesforceResource:
     """The resource with the ``SALESFORCE_*`` variables' values now: for work outside a run."""
-    return SalesforceResource(
-        **{field: value for field, name in ENV_VARIABLES.items() if (value := os.environ.get(name))}
-    )
+    variables = settings.salesforce_variables_set()
+    return SalesforceResource(**{field: os.environ[name] for field, name in variables.items()})
 
 
 def salesforce_resource_from_env(settings: SyncSettings) -> SalesforceResource:

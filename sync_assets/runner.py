@@ -165,17 +165,12 @@ def run_drop(
     tags = {DROP_TAG: drop_id, LAUNCHED_BY_TAG: launched_by}
     # The night's summary needs every partition of the drop; a partial re-run leaves it be.
     summarise = set(partitions) == set(PARTITION_KEYS)
-    head_start: list[HeadStart] = []
-    outcomes = _run_partitions(
-        partitions,
-        tags,
-        parallel,
-        on_done,
-        summarise=summarise,
-        alongside=lambda: head_start.append(stage_ahead(drop_id, partitions[0])),
-    )
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="head-start") as beside:
+        # On the core the fork server's import leaves idle (see `staging_ahead`).
+        ahead = beside.submit(stage_ahead, drop_id, partitions[0])
+        outcomes = _run_partitions(partitions, tags, parallel, on_done, summarise=summarise)
     if on_head_start is not None:
-        on_head_start(*head_start)
+        on_head_start(ahead.result())
     return outcomes
 
 
@@ -207,12 +202,10 @@ def _run_partitions(
     *,
     summarise: bool,
     job: str = SYNC_JOB,
-    alongside: Callable[[], None] | None = None,
 ) -> list[RunOutcome]:
     """One run of `job` per partition, `parallel` at a time.
 
-    Then the night's summary, if asked and every run succeeded. `alongside` runs in a thread of
-    this process from the start, while the fork server imports on the other core.
+    Then the night's summary, if asked and every run succeeded.
     """
     context = multiprocessing.get_context("forkserver")
     # The fork server imports the code location once; every worker is forked from it, clean of any
@@ -220,25 +213,7 @@ def _run_partitions(
     # Started now, it imports while this process opens the instance.
     context.set_forkserver_preload(FORK_SERVER_PRELOAD)
     multiprocessing.forkserver.ensure_running()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="alongside") as beside:
-        started = beside.submit(alongside) if alongside is not None else None
-        _initialise_instance()
-        outcomes = _pooled_runs(context, partitions, tags, parallel, on_done, summarise, job)
-        if started is not None:
-            started.result()
-    return outcomes
-
-
-def _pooled_runs(
-    context: multiprocessing.context.ForkServerContext,
-    partitions: list[str],
-    tags: dict[str, str],
-    parallel: int,
-    on_done: Callable[[RunOutcome], None] | None,
-    summarise: bool,
-    job: str,
-) -> list[RunOutcome]:
-    """The runs themselves, in worker processes forked from `context`'s server."""
+    _initialise_instance()
     env = configuration_env()
     outcomes: list[RunOutcome] = []
     with ProcessPoolExecutor(max_workers=parallel, mp_context=context) as pool:

@@ -37,7 +37,8 @@ class HeadStart(BaseModel):
 def stage_ahead(drop_id: str, partition: str) -> HeadStart:
     """Stage `drop_id` as the night's first run of `partition` would, if one pass covers it."""
     started = time.monotonic()
-    storage = SyncStorage.from_settings(SyncSettings())
+    settings = SyncSettings()
+    storage = SyncStorage.from_settings(settings)
     try:
         rows = read_manifest(storage.landing(), drop_id).row_count
         if rows > ROWS_PER_PASS:
@@ -45,7 +46,7 @@ def stage_ahead(drop_id: str, partition: str) -> HeadStart:
         state = storage.state()
         # No wait: a lock held means the drop is being staged already.
         with drop_staging_lock(state, drop_id, timeout=0.0):
-            contract = night_contract(storage, drop_id, salesforce_resource_now())
+            contract = night_contract(storage, drop_id, salesforce_resource_now(settings))
             _, staged = stage_partition_of_night(
                 storage.landing(), state, drop_id, partition, contract
             )
