@@ -205,8 +205,11 @@ def test_completes_exactly_under_injected_faults(tmp_path: Path) -> None:
 
 
 def test_lock_failures_are_resent(tmp_path: Path) -> None:
+    # A job takes 1 s to process, so jobs the loader starts together are processed together
+    # however slowly a busy machine uploads them (at 0.25 s a job, one uploaded late on a loaded CI
+    # machine had finished before the next arrived: nothing collided, nothing to resend).
     with running_sandbox(
-        tmp_path / "sandbox", accounts=ACCOUNTS, slots=4, rate=1_000, lock_timeout=0.05
+        tmp_path / "sandbox", accounts=ACCOUNTS, slots=4, rate=250, lock_timeout=0.05
     ):
         # Few accounts, small jobs cut without regard for accounts: concurrent batches collide.
         rows = staged_partition(3_000, "5", accounts=6)
