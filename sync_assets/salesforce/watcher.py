@@ -239,7 +239,7 @@ class JobWatcher:
                 # Jobs too short to time one by one can all be done within a few polls' floor;
                 # the last load's first finish may have waited in a busier org's queue (a first
                 # night's ten partitions): looked at then first, then at that finish.
-                short = waited_since + SIZED_MIN_FIRSTS * settings.first
+                short = waited_since + self._shortest_sized()
                 if self._polled_at < short < expected and self._all_short():
                     expected = short
         if expected is not None and self._polled_at < expected:
@@ -268,12 +268,15 @@ class JobWatcher:
             return min(due, sized), None
         return sized, self._lone_due_job(ends, sized)
 
+    def _shortest_sized(self) -> float:
+        """The shortest job duration worth timing by its size (`SIZED_MIN_FIRSTS` polls' floor)."""
+        return SIZED_MIN_FIRSTS * self.settings.first
+
     def _all_short(self) -> bool:
         """Every job waited for is too short to be timed by its size, at a known pace."""
         per_record = self._per_record()
-        floor = SIZED_MIN_FIRSTS * self.settings.first
         return per_record is not None and all(
-            waiting.records is not None and per_record * waiting.records < floor
+            waiting.records is not None and per_record * waiting.records < self._shortest_sized()
             for waiting in self._waiting.values()
             if not waiting.done.is_set()
         )
@@ -320,7 +323,7 @@ class JobWatcher:
                 every_job_sized = False
                 continue
             duration = per_record * waiting.records
-            if duration < SIZED_MIN_FIRSTS * self.settings.first:
+            if duration < self._shortest_sized():
                 # Jobs of a few polls' floor: timing each would poll at that floor, more often
                 # than the gaps between finishes do (a quick org, a busy client).
                 every_job_sized = False
