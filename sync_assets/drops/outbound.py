@@ -43,6 +43,11 @@ def salesforce_columns(contract: DropContract, partition: pl.Expr) -> list[pl.Ex
     return [*columns, *constants, partition.cast(pl.String).alias(contract.partition_field)]
 
 
+def key_text(contract: DropContract) -> pl.Expr:
+    """The external id of typed rows as sent: the key of the ledger's rows."""
+    return _bulk_text(contract.spec(contract.key_column)).alias(contract.key_field)
+
+
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
 

@@ -9,7 +9,9 @@ Files written per drop and partition, under `staging/<drop_id>/partition=<k>/` i
 `to_send.parquet` (Salesforce fields as Bulk-CSV text, plus `_row_hash` and `_change`, sorted by
 account), `rejects.parquet` (source columns as text, `reason_code`, `reason`), `deleted.parquet`
 (ledger rows absent from the whole drop: reported, not deleted), `moved_out.parquet` (ledger rows
-whose opportunity now lives in another partition) and `counts.json`, written last.
+whose opportunity now lives in another partition) and `counts.json`, written last; and per
+partition the row hashes by source row (`row_hash_memo`), with which the next staging leaves
+unchanged rows unconverted.
 """
 
 import os
@@ -22,8 +24,15 @@ import polars as pl
 from pydantic import BaseModel, Field, model_validator
 
 from sync_assets.drops.contract import DropContract, default_contract
-from sync_assets.drops.outbound import row_hash, salesforce_columns
+from sync_assets.drops.outbound import key_text, row_hash, salesforce_columns
 from sync_assets.drops.reader import Drop, open_drop
+from sync_assets.drops.row_hash_memo import (
+    SOURCE_HASH,
+    load_memo,
+    remembered,
+    source_hashes,
+    write_memo,
+)
 from sync_assets.drops.shards import ACCOUNT, UNSHARDABLE_PARTITION, account_order
 from sync_assets.drops.validate import (
     REASON_CODE,
@@ -125,6 +134,7 @@ class _Stager:
         self.contract = contract
         self.source = drop.scan(ROW_INDEX)
         self.validator = RowValidator(self.source.collect_schema(), contract)
+        self.key_spec = contract.spec(contract.key_column)
 
     def stage(
         self, state: StateStore, partitions: list[str], output: StateStore | None = None
@@ -141,6 +151,7 @@ class _Stager:
         # Versions first: a ledger replaced in between makes the staging look stale, never fresh.
         versions = {key: ledger_version(state, key) for key in partitions}
         ledger_of = {key: load_ledger(state, key) for key in partitions}
+        memo_of = {key: load_memo(state, key) for key in partitions}
         ledgers = pl.concat(
             [
                 ledger.with_columns(pl.lit(int(key), pl.UInt8).alias(PARTITION))
@@ -165,6 +176,7 @@ class _Stager:
             coded.get_column(PARTITION).filter(coded.get_column(REASON_CODE).is_null())
         )
         placed = coded.drop(ROW_INDEX, REASON_CODE, ORDER)
+        placed = placed.with_columns(source_hashes(placed, self.contract))
         del coded, rejected
         # The send order lists partition after partition: each partition's rows are one slice of
         # it, gathered, turned into text, hashed and diffed beside another partition's write.
@@ -179,6 +191,7 @@ class _Stager:
                     placed,
                     send_order.slice(offsets[key], valid_counts[int(key)]),
                     ledger_of[key],
+                    memo_of[key],
                     versions[key],
                     rejects,
                     deleted,
@@ -330,27 +343,55 @@ class _Stager:
         )
         return outbound.with_columns(row_hash(outbound, self.contract.salesforce_fields))
 
-    def _changes(self, outbound: pl.DataFrame, ledger: pl.DataFrame) -> pl.Series:
-        """Per row: "new" (not in the ledger), "changed" (another hash) or null (unchanged)."""
-        external_id = self.contract.key_field
+    def _keys(self, rows: pl.DataFrame) -> pl.Series:
+        """The rows' external ids as Salesforce receives them: the ledger's keys."""
+        return (
+            rows.lazy()
+            .select(self.validator.typed(self.key_spec).alias(self.key_spec.name))
+            .select(key_text(self.contract))
+            .collect()
+            .to_series()
+        )
+
+    def _ledger_hashes(
+        self, placed: pl.DataFrame, at: pl.Series, ledger: pl.DataFrame
+    ) -> pl.Series:
+        """Per row `at` of `placed`, the row hash the ledger holds for its key; null if none."""
         if ledger.is_empty():
-            return pl.repeat("new", outbound.height, eager=True).alias(CHANGE)
+            return pl.repeat(None, at.len(), dtype=pl.UInt64, eager=True).alias(LEDGER_HASH)
+        keys = self._keys(placed.select(pl.col(self.key_spec.name).gather(at)))
         known = ledger.select(
-            pl.col("external_id").alias(external_id), pl.col("row_hash").alias(LEDGER_HASH)
+            pl.col("external_id").alias(keys.name), pl.col("row_hash").alias(LEDGER_HASH)
         )
         # Joined on the narrow key columns only: a join copies every column it carries.
         return (
-            outbound.select(external_id, ROW_HASH)
-            .join(known, on=external_id, how="left", maintain_order="left")
-            .select(
-                pl.when(pl.col(LEDGER_HASH).is_null())
-                .then(pl.lit("new"))
-                .when(pl.col(LEDGER_HASH) != pl.col(ROW_HASH))
-                .then(pl.lit("changed"))
-                .alias(CHANGE)
-            )
-            .to_series()
+            keys.to_frame()
+            .join(known, on=keys.name, how="left", maintain_order="left")
+            .get_column(LEDGER_HASH)
         )
+
+    def _diff_slice(
+        self, placed: pl.DataFrame, at: pl.Series, ledger: pl.DataFrame, memo: pl.DataFrame
+    ) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Rows `at` of `placed` diffed: those converted, as text with `_change`; and their memo.
+
+        A row whose memo'd hash (`row_hash_memo`) is the one the ledger holds for its key is
+        unchanged and is not converted; every other row is turned into text, hashed, compared.
+        """
+        sources = placed.get_column(SOURCE_HASH).gather(at)
+        held = self._ledger_hashes(placed, at, ledger)
+        known = remembered(memo, sources)
+        settled = (known == held).fill_null(False)
+        converted = self._outbound(placed.gather(at.filter(~settled)))
+        hashes = converted.get_column(ROW_HASH)
+        diffed = converted.with_columns(_change(hashes, held.filter(~settled))).drop(PARTITION)
+        memo_part = pl.DataFrame(
+            {
+                SOURCE_HASH: pl.concat([sources.filter(settled), sources.filter(~settled)]),
+                ROW_HASH: pl.concat([known.filter(settled), hashes]),
+            }
+        )
+        return diffed, memo_part
 
     def _write_partition(
         self,
@@ -360,31 +401,38 @@ class _Stager:
         placed: pl.DataFrame,
         positions: pl.Series,
         ledger: pl.DataFrame,
+        memo: pl.DataFrame,
         version: str,
         rejects: pl.DataFrame,
         deleted: pl.DataFrame,
         moved_out: pl.DataFrame,
     ) -> StagedPartition:
-        """Gather a partition's valid rows, turn them into Salesforce text, diff, write its files.
+        """Diff a partition's valid rows against its ledger; turn those to send into text; write.
 
-        The rows are gathered, turned into text and written a slice at a time, so a partition's
-        text is never held whole, however many rows it has.
+        A row whose memo'd hash (`row_hash_memo`) is the ledger's is unchanged without being
+        converted; the others are gathered, turned into Salesforce text, hashed and compared.
+        The rows are handled a slice at a time, so a partition's text is never held whole,
+        however many rows it has.
         """
         files = StagingFiles.of(self.drop.drop_id, key)
         number = int(key)
         changes: Counter[str] = Counter()
+        memo_parts: list[pl.DataFrame] = []
 
         def to_send_slices() -> Iterator[pl.DataFrame]:
             for start in range(0, max(positions.len(), 1), ROWS_PER_SLICE):
-                valid = self._outbound(placed.gather(positions.slice(start, ROWS_PER_SLICE)))
-                valid = valid.with_columns(self._changes(valid, ledger)).drop(PARTITION)
-                change = valid.get_column(CHANGE)
+                at = positions.slice(start, ROWS_PER_SLICE)
+                diffed, memo_part = self._diff_slice(placed, at, ledger, memo)
+                memo_parts.append(memo_part)
+                change = diffed.get_column(CHANGE)
+                changes[UNCHANGED] += at.len() - diffed.height
                 changes.update(_value_counts(change.fill_null(UNCHANGED)))
-                yield valid.filter(change.is_not_null()) if change.null_count() else valid
+                yield diffed.filter(change.is_not_null()) if change.null_count() else diffed
 
         state.write_parquet_parts(
             files.to_send, to_send_slices(), compression="lz4", statistics=False
         )
+        write_memo(state, key, memo_parts)
         unchanged = changes[UNCHANGED]
         rejected = rejects.filter(pl.col(PARTITION) == number).drop(PARTITION)
         gone = deleted.filter(pl.col(PARTITION) == number).drop(PARTITION)
@@ -422,6 +470,17 @@ def _of_partitions(account: pl.Expr, accounts: pl.DataFrame, partitions: list[st
     if UNSHARDABLE_PARTITION in partitions:
         return member | account.is_null()
     return member
+
+
+def _change(hashes: pl.Series, held: pl.Series) -> pl.Series:
+    """Per row: "new" (the ledger holds no hash), "changed" (another hash) or null (unchanged)."""
+    return pl.select(
+        pl.when(held.is_null())
+        .then(pl.lit("new"))
+        .when(held != hashes)
+        .then(pl.lit("changed"))
+        .alias(CHANGE)
+    ).to_series()
 
 
 def _value_counts(values: pl.Series) -> dict[str, int]:

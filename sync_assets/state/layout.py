@@ -69,6 +69,15 @@ def ledger_path(partition: str | int) -> str:
     return f"ledger/partition={partition_label(partition)}.parquet"
 
 
+def row_hash_memo_path(partition: str | int) -> str:
+    """The row hash each source row of a partition's last staging got, by a hash of its cells.
+
+    A cache (`drops/row_hash_memo.py`): lets the next staging skip turning unchanged rows into
+    Salesforce text. Deleting it only makes that staging convert every row.
+    """
+    return f"memo/partition={partition_label(partition)}.parquet"
+
+
 def partition_lock_path(partition: str | int) -> str:
     """The lock that keeps two runs of one partition apart."""
     return f"locks/partition={partition_label(partition)}.lock"
