@@ -6,11 +6,13 @@ imported the code location once: a fresh interpreter per run would spend more CP
 Dagster than a partition spends syncing.
 """
 
+import fcntl
 import multiprocessing
 import multiprocessing.forkserver
+import os
 import shutil
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import (
     FIRST_COMPLETED,
     Future,
@@ -18,8 +20,9 @@ from concurrent.futures import (
     ThreadPoolExecutor,
     wait,
 )
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
@@ -37,6 +40,11 @@ RESEND_JOB = "opportunity_resend_job"
 """Jobs by name: what a worker process is handed."""
 # What the fork server imports once for all workers (see `fork_preload`).
 FORK_SERVER_PRELOAD = ["sync_assets.fork_preload"]
+INSTANCE_LOCK = ".sync-assets-instance.lock"
+"""In DAGSTER_HOME: held by a worker while it opens the instance (`_opened_instance`)."""
+
+if TYPE_CHECKING:
+    import dagster as dg
 
 
 class CheckOutcome(BaseModel):
@@ -86,8 +94,6 @@ def _execute_job(
     env: dict[str, str],
 ) -> RunOutcome:
     """Runs inside a worker process: one job run, recorded in the instance."""
-    import dagster as dg
-
     from sync_assets.definitions import build_defs
 
     # The fork server may be older than this night's configuration: take the parent's, exactly.
@@ -95,7 +101,7 @@ def _execute_job(
     started = time.monotonic()
     # Entered, so that loading the definitions reads Dagster's state through this instance, and
     # closed after the run: a worker runs several jobs.
-    with dg.DagsterInstance.get() as instance:
+    with _opened_instance() as instance:
         job = build_defs().resolve_job_def(job_name)
         result = job.execute_in_process(
             # Every event is still stored in the instance (the UI shows it); the terminal shows the
@@ -140,11 +146,23 @@ def _execute_job(
     )
 
 
-def _initialise_instance() -> None:
-    """Create the instance's storage once, before workers race to migrate it."""
+@contextmanager
+def _opened_instance() -> Iterator["dg.DagsterInstance"]:
+    """The DAGSTER_HOME instance, opened by one worker at a time, and closed after the block.
+
+    Opening a new instance creates its storage (SQLite files, or Postgres tables), which ten
+    workers starting together must not do at once; an existing one opens in milliseconds. The
+    command used to open it before the workers started, importing Dagster's storage layer
+    (~0.45 CPU-s) on the core its head start stages the drop on.
+    """
     import dagster as dg
 
-    dg.DagsterInstance.get().get_runs(limit=1)
+    lock = Path(os.environ["DAGSTER_HOME"]) / INSTANCE_LOCK
+    with lock.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes, or the worker dies
+        instance = dg.DagsterInstance.get()
+    with instance:
+        yield instance
 
 
 def run_drop(
@@ -210,10 +228,9 @@ def _run_partitions(
     context = multiprocessing.get_context("forkserver")
     # The fork server imports the code location once; every worker is forked from it, clean of any
     # threads the parent started (polars' pool, progress bars), which fork would copy half-alive.
-    # Started now, it imports while this process opens the instance.
+    # Started now, it imports while this process stages the drop (`run_drop`'s head start).
     context.set_forkserver_preload(FORK_SERVER_PRELOAD)
     multiprocessing.forkserver.ensure_running()
-    _initialise_instance()
     env = configuration_env()
     outcomes: list[RunOutcome] = []
     with ProcessPoolExecutor(max_workers=parallel, mp_context=context) as pool:
