@@ -15,9 +15,15 @@ from sync_assets.drops.mapping import MappingError
 from sync_assets.drops.reader import newest_complete_drop
 from sync_assets.partitions import opportunity_partitions
 from sync_assets.resources import SalesforceResource, SyncStorage
-from sync_assets.run_tags import DROP_TAG
 from sync_assets.state.locks import drop_staging_lock, partition_lock
 from sync_assets.storage import StateStore
+
+DROP_TAG = "sync/drop_id"
+"""The drop a run syncs; the schedule, the sensor and the command line set it."""
+LAUNCHED_BY_TAG = "sync/launched_by"
+ALERTED_TAG = "sync/alerted"
+"""Set on a run whose failure a step has alerted already (its kind), so it is not alerted twice."""
+PARTITION_TAG = "dagster/partition"
 
 # How long a run waits for another run of the same partition (schedule plus a manual launch) to
 # finish before giving up; a partition's load takes minutes, so this is generous.

@@ -6,10 +6,6 @@ core, exactly as the night's first run would (`stage_partition_of_night` under t
 lock, with the org's metadata read and kept for the drop), so the runs find their partitions
 staged instead of ten of them starting beside the staging and nine waiting for it.
 
-It never imports Dagster: the command does not need it to stage, and importing it (~0.6 CPU-s)
-would delay the staging that every run waits for. The contract is the runs' (`night_contract`),
-made from the same variables without Dagster's resources.
-
 Only a drop that one pass stages whole (`ROWS_PER_PASS`) is staged ahead: that pass is then the
 night's whole staging. A bigger drop is staged by the runs pass by pass, each pass in its own
 process and bounded in memory, so the command itself stays small. Whatever stops the head start
@@ -18,20 +14,16 @@ answer) is left to the runs: they meet it again and report it in their event log
 failed night is looked into.
 """
 
-import os
 import time
 
 from pydantic import BaseModel, Field
 
-from sync_assets.drops.contract import DropContract, contract_for_drop, relationships
-from sync_assets.drops.mapping import load_mapping
+from sync_assets.drop_runs import night_contract
 from sync_assets.drops.reader import read_manifest
 from sync_assets.drops.staging import ROWS_PER_PASS, stage_partition_of_night
-from sync_assets.salesforce.connection import SalesforceConnection, SalesforceCredentials
-from sync_assets.salesforce.metadata import read_org_metadata
+from sync_assets.resources import SyncStorage, salesforce_resource_now
 from sync_assets.settings import SyncSettings
 from sync_assets.state.locks import drop_staging_lock
-from sync_assets.storage import StateStore
 
 
 class HeadStart(BaseModel):
@@ -46,30 +38,21 @@ def stage_ahead(drop_id: str, partition: str) -> HeadStart:
     """Stage `drop_id` as the night's first run of `partition` would, if one pass covers it."""
     started = time.monotonic()
     settings = SyncSettings()
-    landing, state = StateStore(settings.landing_dir), StateStore(settings.state_dir)
+    storage = SyncStorage.from_settings(settings)
     try:
-        rows = read_manifest(landing, drop_id).row_count
+        rows = read_manifest(storage.landing(), drop_id).row_count
         if rows > ROWS_PER_PASS:
             return HeadStart(left_to_runs=f"{rows:,} rows, more than one staging pass")
+        state = storage.state()
         # No wait: a lock held means the drop is being staged already.
         with drop_staging_lock(state, drop_id, timeout=0.0):
-            contract = _night_contract(settings, state, drop_id)
-            _, staged = stage_partition_of_night(landing, state, drop_id, partition, contract)
+            contract = night_contract(storage, drop_id, salesforce_resource_now(settings))
+            _, staged = stage_partition_of_night(
+                storage.landing(), state, drop_id, partition, contract
+            )
     except Exception as error:  # any of it is left to the runs, which report it (see above)
         return HeadStart(
             seconds=round(time.monotonic() - started, 3),
             left_to_runs=str(error) or type(error).__name__,
         )
     return HeadStart(partitions=staged, seconds=round(time.monotonic() - started, 3))
-
-
-def _night_contract(settings: SyncSettings, state: StateStore, drop_id: str) -> DropContract:
-    """The drop's contract as `drop_runs.night_contract` makes it, kept for the runs."""
-    mapping = load_mapping(settings.mapping_file or None)
-    connection = SalesforceConnection(SalesforceCredentials.from_env(os.environ))
-    return contract_for_drop(
-        state,
-        drop_id,
-        mapping,
-        lambda: read_org_metadata(connection, mapping.object, relationships(mapping)),
-    )
