@@ -154,3 +154,25 @@ def test_commands_keep_history_in_dagster_home_when_it_is_set(
     prepare_dagster_home(tmp_path / "y")
     assert os.environ["DAGSTER_HOME"] == str((tmp_path / "y").resolve())
     assert (tmp_path / "y" / "dagster.yaml").exists()
+
+
+def _open_and_list_runs(_: int) -> int:
+    from sync_assets.runner import _opened_instance
+
+    with _opened_instance() as instance:
+        return len(instance.get_runs(limit=1))
+
+
+def test_workers_opening_a_new_instance_together_create_its_storage_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first worker creates the SQLite files and schema; the others wait on the lock."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    monkeypatch.setenv("DAGSTER_HOME", "")  # restored after the test
+    prepare_dagster_home(tmp_path / "dagster_home")
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=4, mp_context=context) as pool:
+        assert list(pool.map(_open_and_list_runs, range(4))) == [0, 0, 0, 0]
+    assert (tmp_path / "dagster_home" / "history" / "runs.db").exists()
