@@ -153,3 +153,17 @@ def test_a_plans_staging_leaves_the_states_memo_alone(
     stage_partitions(landing, state, "n1", PARTITION_KEYS, output=scratch)
     assert {key: state.version(row_hash_memo_path(key)) for key in PARTITION_KEYS} == before
     assert scratch.exists(row_hash_memo_path("0"))
+
+
+def test_a_memo_written_a_slice_at_a_time_is_read_back_whole(
+    landing: StateStore, state: StateStore, converted: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A partition of more than one slice writes its memo a row group per slice (20M-row nights)."""
+    monkeypatch.setattr(staging, "ROWS_PER_SLICE", 70)
+    confirm_all(state, stage_drop(landing, state, "n1"), "n1")
+    memo = load_memo(state, "2")
+    assert memo.schema == MEMO_SCHEMA
+    assert memo.height == state.read_parquet(row_hash_memo_path("2")).height > 70
+    converted.clear()
+    assert counts(stage_drop(landing, state, "n1")) == {"unchanged": VALID, "new": 0, "changed": 0}
+    assert sum(converted) == 0
