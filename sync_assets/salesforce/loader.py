@@ -612,11 +612,14 @@ class BulkLoader:
         self, checkpoint: CheckpointStore, keys: pl.DataFrame, sequence: int, job_id: str, why: str
     ) -> None:
         """A job that never started processing: abort it so it never will, resend its rows."""
+        self._abort_or_warn(job_id)
+        self._record_not_run(checkpoint, keys, sequence, job_id, "JOB_NOT_STARTED", why)
+
+    def _abort_or_warn(self, job_id: str) -> None:
         try:
             self.api.abort(job_id)
         except BulkApiError:
             log.warning("could not abort job %s; Salesforce drops Open jobs after 24 h", job_id)
-        self._record_not_run(checkpoint, keys, sequence, job_id, "JOB_NOT_STARTED", why)
 
     def _record_not_run(
         self,
@@ -746,14 +749,30 @@ class BulkLoader:
     # ---- resume ------------------------------------------------------------------------------
 
     def _collect_unfinished(self, checkpoint: CheckpointStore) -> int:
-        """Finish jobs a previous run created but never collected; returns how many."""
+        """Finish jobs a previous run created but never collected; returns how many.
+
+        Jobs it abandoned are aborted again if still Open: an abort that failed with the org
+        down left one holding rows that were resent since (Salesforce never processes an Open
+        job, but keeps it for 24 hours).
+        """
         unfinished = [job for job in checkpoint.jobs if job.status is JobStatus.CREATED]
+        abandoned = [job for job in checkpoint.jobs if job.status is JobStatus.ABANDONED]
         if unfinished:
             log.info("resuming: collecting %d Bulk jobs of an earlier run", len(unfinished))
-            self._run_concurrently(
-                [lambda job=job: self._resume_job(checkpoint, job) for job in unfinished]
-            )
+        tasks = [lambda job=job: self._resume_job(checkpoint, job) for job in unfinished]
+        tasks += [lambda job=job: self._abort_if_open(job.job_id) for job in abandoned]
+        if tasks:
+            self._run_concurrently(tasks)
         return len(unfinished)
+
+    def _abort_if_open(self, job_id: str) -> None:
+        """Best effort, as when the job was abandoned: an org still down only delays it."""
+        try:
+            info = self.api.job_info_or_none(job_id)
+        except BulkApiError:
+            return
+        if info is not None and info.state == "Open":
+            self._abort_or_warn(job_id)
 
     def _resume_job(self, checkpoint: CheckpointStore, job: CheckpointedJob) -> None:
         keys = checkpoint.job_rows(job.sequence)

@@ -137,6 +137,31 @@ def test_a_crash_before_upload_aborts_the_open_job_and_resends_its_rows(tmp_path
     assert org.jobs[result.job_ids[0]]["info"]["state"] == "Aborted"
 
 
+def test_a_job_whose_abort_failed_is_aborted_by_the_next_load(tmp_path: Path) -> None:
+    """The org went down between a job's upload and its close: the close and the abort both
+    failed, the job stayed Open holding its rows (which a new job sent). Salesforce never
+    processes it but keeps it for 24 h; the next load of the partition aborts it."""
+    rows = staged_partition(100, "3", accounts=5)
+    failing = 2 * RetryPolicy().max_attempts  # the close's tries, then the abort's
+
+    class DownForTheFirstJobsEnd(FakeBulkOrg):
+        def __call__(self, request: requests.PreparedRequest) -> FakeAnswer:
+            nonlocal failing
+            if request.method == "PATCH" and failing > 0:
+                failing -= 1
+                return FakeAnswer(503, {"message": "down"})
+            return super().__call__(request)
+
+    org = DownForTheFirstJobsEnd()
+    first = loader_for(org, tmp_path, jobs_in_flight=1, max_jobs_in_flight=1).load(rows, "d1", "3")
+    assert first.succeeded == 100
+    (stranded,) = [key for key, job in org.jobs.items() if job["info"]["state"] == "Open"]
+    assert org.jobs[stranded].get("csv")
+    loader_for(org, tmp_path).load(rows, "d1", "3")
+    assert org.jobs[stranded]["info"]["state"] == "Aborted"
+    assert all(job["info"]["state"] in ("JobComplete", "Aborted") for job in org.jobs.values())
+
+
 def test_limits_refuse_before_anything_is_sent(tmp_path: Path) -> None:
     org = FakeBulkOrg(batches_remaining=2)
     with pytest.raises(SalesforceLimitsError, match="DailyBulkApiBatches: needs 3, 2 remaining"):
