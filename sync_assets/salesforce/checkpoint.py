@@ -13,11 +13,16 @@ from sync_assets.storage import StateStore
 
 
 class JobStatus(StrEnum):
-    """``created``: may be running, collect it. ``collected``/``abandoned``: its outcome is recorded."""
+    """``created``: may be running, collect it. ``collected``/``abandoned``: its outcome is recorded.
+
+    ``abort_failed``: abandoned (its rows resent), but the org did not take the abort, so the job
+    may still be Open: the next load aborts it.
+    """
 
     CREATED = "created"
     COLLECTED = "collected"
     ABANDONED = "abandoned"
+    ABORT_FAILED = "abort_failed"
 
 
 class RowStatus(StrEnum):

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import polars as pl
@@ -517,7 +518,7 @@ class BulkLoader:
             ]
         )
 
-    def _run_concurrently(self, tasks: list[Callable[[], None]]) -> None:
+    def _run_concurrently(self, tasks: list[Callable[[], object]]) -> None:
         """Run tasks on as many threads as the gate may allow; stop starting jobs on an error.
 
         The first error is re-raised once every task has ended.
@@ -525,7 +526,7 @@ class BulkLoader:
         with ThreadPoolExecutor(
             max_workers=self.gate.settings.high, thread_name_prefix="bulk-job"
         ) as pool:
-            futures: list[Future[None]] = [pool.submit(task) for task in tasks]
+            futures: list[Future[object]] = [pool.submit(task) for task in tasks]
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
             if any(future.exception() for future in done):
                 self._stop.set()
@@ -612,14 +613,17 @@ class BulkLoader:
         self, checkpoint: CheckpointStore, keys: pl.DataFrame, sequence: int, job_id: str, why: str
     ) -> None:
         """A job that never started processing: abort it so it never will, resend its rows."""
-        self._abort_or_warn(job_id)
-        self._record_not_run(checkpoint, keys, sequence, job_id, "JOB_NOT_STARTED", why)
+        status = JobStatus.ABANDONED if self._abort_or_warn(job_id) else JobStatus.ABORT_FAILED
+        self._record_not_run(checkpoint, keys, sequence, job_id, "JOB_NOT_STARTED", why, status)
 
-    def _abort_or_warn(self, job_id: str) -> None:
+    def _abort_or_warn(self, job_id: str) -> bool:
+        """Whether the org took the abort (an Open job is never processed; kept 24 h)."""
         try:
             self.api.abort(job_id)
         except BulkApiError:
-            log.warning("could not abort job %s; Salesforce drops Open jobs after 24 h", job_id)
+            log.warning("could not abort job %s; the next load tries again", job_id)
+            return False
+        return True
 
     def _record_not_run(
         self,
@@ -629,9 +633,10 @@ class BulkLoader:
         job_id: str,
         code: str,
         why: str,
+        status: JobStatus = JobStatus.ABANDONED,
     ) -> None:
         outcome = uniform_outcome(keys, RowStatus.TRANSIENT, code, why, job_id, sequence)
-        checkpoint.record_outcome(sequence, outcome, JobStatus.ABANDONED)
+        checkpoint.record_outcome(sequence, outcome, status)
 
     def _collect(
         self,
@@ -751,28 +756,20 @@ class BulkLoader:
     def _collect_unfinished(self, checkpoint: CheckpointStore) -> int:
         """Finish jobs a previous run created but never collected; returns how many.
 
-        Jobs it abandoned are aborted again if still Open: an abort that failed with the org
-        down left one holding rows that were resent since (Salesforce never processes an Open
-        job, but keeps it for 24 hours).
+        Jobs abandoned while the org was down (`ABORT_FAILED`) are aborted now, best effort: one
+        may still be Open, holding rows that were resent since.
         """
         unfinished = [job for job in checkpoint.jobs if job.status is JobStatus.CREATED]
-        abandoned = [job for job in checkpoint.jobs if job.status is JobStatus.ABANDONED]
+        stranded = [job for job in checkpoint.jobs if job.status is JobStatus.ABORT_FAILED]
         if unfinished:
             log.info("resuming: collecting %d Bulk jobs of an earlier run", len(unfinished))
-        tasks = [lambda job=job: self._resume_job(checkpoint, job) for job in unfinished]
-        tasks += [lambda job=job: self._abort_if_open(job.job_id) for job in abandoned]
+        tasks: list[Callable[[], object]] = [
+            partial(self._resume_job, checkpoint, job) for job in unfinished
+        ]
+        tasks += [partial(self._abort_or_warn, job.job_id) for job in stranded]
         if tasks:
             self._run_concurrently(tasks)
         return len(unfinished)
-
-    def _abort_if_open(self, job_id: str) -> None:
-        """Best effort, as when the job was abandoned: an org still down only delays it."""
-        try:
-            info = self.api.job_info_or_none(job_id)
-        except BulkApiError:
-            return
-        if info is not None and info.state == "Open":
-            self._abort_or_warn(job_id)
 
     def _resume_job(self, checkpoint: CheckpointStore, job: CheckpointedJob) -> None:
         keys = checkpoint.job_rows(job.sequence)
