@@ -16,7 +16,13 @@ import polars as pl
 import pytest
 from simple_salesforce import Salesforce
 
-from sync_assets.checks import DropCensus
+from sync_assets.checks import (
+    LEDGER_IDENTITY_HOLDS,
+    NO_PERMANENTLY_FAILED_ROWS,
+    ROWS_ACCOUNTED_FOR,
+    SALESFORCE_COUNT_MATCHES_LEDGER,
+    DropCensus,
+)
 from sync_assets.definitions import build_defs
 from sync_assets.drop_runs import DROP_TAG
 from sync_assets.drops.generate import GenerateOptions, generate_drop
@@ -27,7 +33,7 @@ from sync_assets.runner import RunOutcome, run_drop
 from sync_assets.salesforce.transport import verified_session
 from sync_assets.sandbox.runner import SandboxHandle
 from sync_assets.staging_ahead import HeadStart
-from sync_assets.state.layout import PARTITION_KEYS, drop_census_path, ledger_path
+from sync_assets.state.layout import PARTITION_KEYS, drop_census_path, failed_rows_path, ledger_path
 from sync_assets.state.ledger import advance_ledger, load_ledger
 from sync_assets.state.locks import drop_staging_lock, partition_lock
 from sync_assets.storage import StateStore
@@ -137,7 +143,7 @@ def test_first_night_then_unchanged_then_next_night(night: Night) -> None:
     # The staging checks do not hold up the load: it starts right after staging.
     steps = started_steps(first["0"].run_id)
     assert steps[:2] == ["opportunity_batches", "salesforce_opportunities"]
-    assert "opportunity_batches_rows_accounted_for" in steps[2:]
+    assert steps[2:] == ["opportunity_batches_checks", "salesforce_opportunities_checks"]
 
     rejected = 0
     for partition in PARTITION_KEYS:
@@ -221,8 +227,8 @@ def test_failing_check_posts_an_alert(night: Night) -> None:
     assert posted[0]["numbers"]["reject_rate"] > 0.05
 
 
-def check_alone(check: str, partition: str, drop_id: str) -> dg.AssetCheckEvaluation:
-    """Run only one of the partition's checks (its op name), as a re-execution would.
+def check_alone(check: dg.AssetCheckKey, partition: str, drop_id: str) -> dg.AssetCheckEvaluation:
+    """Run only one of the partition's checks, as a person re-running it from the UI would.
 
     The instance is entered so that loading the definitions reads state through it, not through
     whichever instance an earlier test left current (Dagster holds that one by a weak reference).
@@ -231,11 +237,9 @@ def check_alone(check: str, partition: str, drop_id: str) -> dg.AssetCheckEvalua
         result = (
             build_defs()
             .resolve_job_def("opportunity_sync_job")
+            .get_subset(asset_check_selection={check})
             .execute_in_process(
-                instance=instance,
-                partition_key=partition,
-                tags={DROP_TAG: drop_id},
-                op_selection=[check],
+                instance=instance, partition_key=partition, tags={DROP_TAG: drop_id}
             )
         )
     [evaluation] = result.get_asset_check_evaluations()
@@ -243,9 +247,7 @@ def check_alone(check: str, partition: str, drop_id: str) -> dg.AssetCheckEvalua
 
 
 def count_check_alone(partition: str, drop_id: str) -> dg.AssetCheckEvaluation:
-    return check_alone(
-        "salesforce_opportunities_salesforce_count_matches_ledger", partition, drop_id
-    )
+    return check_alone(SALESFORCE_COUNT_MATCHES_LEDGER.key, partition, drop_id)
 
 
 def logged_by_newest_run(text: str) -> bool:
@@ -280,7 +282,7 @@ def test_rows_accounted_for_never_reads_half_of_a_staging(night: Night) -> None:
         with drop_staging_lock(night.state, "d1", timeout=1):
             # Half way through another run's staging: its rows are written, its counts not yet.
             night.state.write_parquet(staged.to_send, empty)
-            check = pool.submit(check_alone, "opportunity_batches_rows_accounted_for", "0", "d1")
+            check = pool.submit(check_alone, ROWS_ACCOUNTED_FOR.key, "0", "d1")
             wait_until_waiting(check, "being staged by another run")
             night.state.write_json(staged.counts_file, restaged)
         evaluation = check.result()
@@ -297,11 +299,44 @@ def test_rows_accounted_for_fails_when_a_staged_row_is_missing(night: Night) -> 
     assert staged is not None and staged.counts.to_send > 0
     night.state.write_parquet(staged.to_send, night.state.read_parquet(staged.to_send).slice(1))
 
-    evaluation = check_alone("opportunity_batches_rows_accounted_for", "0", "d1")
+    evaluation = check_alone(ROWS_ACCOUNTED_FOR.key, "0", "d1")
     assert not evaluation.passed
     assert evaluation.severity == dg.AssetCheckSeverity.ERROR
     assert evaluation.metadata["rows_in_drop"].value == staged.counts.source
     assert evaluation.metadata["to_send"].value == staged.counts.to_send - 1
+
+
+def test_a_check_that_cannot_run_leaves_its_steps_other_checks_recorded(night: Night) -> None:
+    """The load's three checks share a step: one raising fails the step, the others still count."""
+    night.land("d1", rows=1_000)
+    [synced] = night.sync("d1", ["0"]).values()
+    assert synced.success
+    # An unreadable failed-rows file: the failed-rows check raises instead of answering.
+    night.state.write_bytes(failed_rows_path("d1", "0"), b"not parquet")
+    checks = {
+        NO_PERMANENTLY_FAILED_ROWS.key,
+        SALESFORCE_COUNT_MATCHES_LEDGER.key,
+        LEDGER_IDENTITY_HOLDS.key,
+    }
+    with dg.DagsterInstance.get() as instance:
+        result = (
+            build_defs()
+            .resolve_job_def("opportunity_sync_job")
+            .get_subset(asset_check_selection=checks)
+            .execute_in_process(
+                instance=instance, partition_key="0", tags={DROP_TAG: "d1"}, raise_on_error=False
+            )
+        )
+    assert not result.success
+    recorded = {
+        evaluation.check_name: evaluation for evaluation in result.get_asset_check_evaluations()
+    }
+    assert set(recorded) == {"salesforce_count_matches_ledger", "ledger_identity_holds"}
+    assert all(evaluation.passed for evaluation in recorded.values())
+    # Still one evaluation per partition, as the UI's partitioned check view reads them.
+    assert {evaluation.partition for evaluation in recorded.values()} == {"0"}
+    [failure] = [event for event in result.all_events if event.is_step_failure]
+    assert failure.step_key == "salesforce_opportunities_checks"
 
 
 def test_the_drop_is_recounted_once_for_the_nights_checks(night: Night) -> None:
@@ -318,7 +353,7 @@ def test_the_drop_is_recounted_once_for_the_nights_checks(night: Night) -> None:
     assert sum(census.rows.values()) == 2_000
     # A check of another partition reads the same count: the file is not written again.
     written = night.state.local_path(drop_census_path("d1")).stat().st_mtime_ns
-    assert check_alone("opportunity_batches_rows_accounted_for", "2", "d1").passed
+    assert check_alone(ROWS_ACCOUNTED_FOR.key, "2", "d1").passed
     assert night.state.local_path(drop_census_path("d1")).stat().st_mtime_ns == written
 
 
