@@ -9,6 +9,7 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 
 import dagster as dg
 import polars as pl
@@ -38,7 +39,7 @@ from sync_assets.partitions import opportunity_partitions
 from sync_assets.resources import SalesforceResource, SyncStorage
 from sync_assets.salesforce.bulk_api import BulkApi
 from sync_assets.state.layout import drop_census_path, failed_rows_path
-from sync_assets.state.ledger import distinct_synced_keys, ledger_keys, load_ledger
+from sync_assets.state.ledger import distinct_synced_keys, ledger_keys, ledger_rows
 from sync_assets.storage import StateStore
 
 # Per-partition checks are what make a failing partition visible on its own; Dagster marks the
@@ -61,6 +62,12 @@ class _Verdict:
     drop_id: str
     numbers: dict[str, int | float]
     details: dict[str, dg.MetadataValue] = field(default_factory=dict)
+
+
+# A partition check: what it found, from its step's context and resources.
+_PartitionCheck = Callable[
+    [dg.AssetCheckExecutionContext, SyncStorage, SalesforceResource], _Verdict
+]
 
 
 def _result(
@@ -220,7 +227,9 @@ def _rows_accounted_for(
     )
 
 
-def _reject_rate(context: dg.AssetCheckExecutionContext, storage: SyncStorage) -> _Verdict:
+def _reject_rate(
+    context: dg.AssetCheckExecutionContext, storage: SyncStorage, _: SalesforceResource
+) -> _Verdict:
     """Flag an export that suddenly rejects many rows: usually an upstream format change."""
     drop_id = _staged_drop(context)
     staged = _staging(storage.state(), drop_id, context.partition_key)
@@ -249,7 +258,9 @@ def _reject_rate(context: dg.AssetCheckExecutionContext, storage: SyncStorage) -
     )
 
 
-def _failed_rows(context: dg.AssetCheckExecutionContext, storage: SyncStorage) -> _Verdict:
+def _failed_rows(
+    context: dg.AssetCheckExecutionContext, storage: SyncStorage, _: SalesforceResource
+) -> _Verdict:
     """Count the rows in the partition's failed-rows file, which keeps Salesforce's reasons."""
     partition = context.partition_key
     drop_id = _staged_drop(context)
@@ -292,7 +303,7 @@ def _partition_count(
     # Another run of the partition may be loading it: Salesforce then holds rows its ledger does
     # not yet. Count between loads, never during one.
     with exclusive_partition(context, state, partition):
-        ledger = ledger_keys(state, partition)
+        in_ledger = ledger_rows(state, partition)
         in_salesforce = salesforce.count_partition(partition)
         staged = load_staged(state, drop_id, partition)
         retagged = (
@@ -300,20 +311,25 @@ def _partition_count(
             if staged is not None
             else pl.Series(dtype=pl.String)
         )
-    in_transit = int(ledger.is_in(retagged.implode()).sum())
-    expected = ledger.len() - in_transit
+        # The keys are read only when some moved: most nights none did.
+        in_transit = (
+            int(ledger_keys(state, partition).is_in(retagged.implode()).sum())
+            if retagged.len()
+            else 0
+        )
+    expected = in_ledger - in_transit
     return _Verdict(
         passed=in_salesforce == expected,
         severity=dg.AssetCheckSeverity.ERROR,
         description=(
             f"Salesforce holds {in_salesforce:,} opportunities for partition {partition}, "
-            f"the ledger {ledger.len():,}"
+            f"the ledger {in_ledger:,}"
             + (f" ({in_transit:,} moved to another partition since)." if in_transit else ".")
         ),
         drop_id=drop_id,
         numbers={
             "salesforce_count": in_salesforce,
-            "ledger_count": ledger.len(),
+            "ledger_count": in_ledger,
             "moved_in_transit": in_transit,
         },
     )
@@ -352,7 +368,9 @@ def salesforce_total_matches_ledger(
 LEDGER_TERMS = ("ledger_before", "ledger_added", "ledger_moved_out", "ledger_deleted")
 
 
-def _ledger_identity(context: dg.AssetCheckExecutionContext, storage: SyncStorage) -> _Verdict:
+def _ledger_identity(
+    context: dg.AssetCheckExecutionContext, storage: SyncStorage, _: SalesforceResource
+) -> _Verdict:
     """The load's ledger terms against the partition's ledger as it is on disk now."""
     partition = context.partition_key
     metadata = latest_partition_sync(context.instance, salesforce_opportunities.key, partition)
@@ -360,7 +378,7 @@ def _ledger_identity(context: dg.AssetCheckExecutionContext, storage: SyncStorag
     drop_id = str((metadata or {}).get("drop_id", ""))
     state = storage.state()
     with exclusive_partition(context, state, partition):
-        now = load_ledger(state, partition).height
+        now = ledger_rows(state, partition)
     expected = (
         terms["ledger_before"]
         + terms["ledger_added"]
@@ -470,82 +488,82 @@ def salesforce_matches_what_was_sent(
 # A step costs Dagster about as much CPU as a whole check (its events, its context): on a night
 # with nothing to send, five check steps per partition were a tenth of every run's CPU.
 
-ROWS_ACCOUNTED_FOR = dg.AssetCheckSpec(
+
+def _spec(
+    name: str, asset: dg.AssetsDefinition, description: str, blocking: bool = False
+) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        name,
+        asset=asset,
+        partitions_def=opportunity_partitions,
+        blocking=blocking,
+        description=description,
+    )
+
+
+ROWS_ACCOUNTED_FOR = _spec(
     "rows_accounted_for",
-    asset=opportunity_batches,
-    partitions_def=opportunity_partitions,
-    description="Every source row of the partition is staged, unchanged or rejected: none lost.",
+    opportunity_batches,
+    "Every source row of the partition is staged, unchanged or rejected: none lost.",
 )
-REJECT_RATE_BELOW_THRESHOLD = dg.AssetCheckSpec(
+REJECT_RATE_BELOW_THRESHOLD = _spec(
     "reject_rate_below_threshold",
-    asset=opportunity_batches,
-    partitions_def=opportunity_partitions,
-    description=f"Rejected rows stay under {REJECT_RATE_WARN:.0%} (WARN) and "
+    opportunity_batches,
+    f"Rejected rows stay under {REJECT_RATE_WARN:.0%} (WARN) and "
     f"{REJECT_RATE_ERROR:.0%} (ERROR) of the partition.",
 )
-NO_PERMANENTLY_FAILED_ROWS = dg.AssetCheckSpec(
+NO_PERMANENTLY_FAILED_ROWS = _spec(
     "no_permanently_failed_rows",
-    asset=salesforce_opportunities,
-    partitions_def=opportunity_partitions,
+    salesforce_opportunities,
+    "No row of the partition failed for good in Salesforce (failed rows are on disk).",
     blocking=True,
-    description="No row of the partition failed for good in Salesforce (failed rows are on disk).",
 )
-SALESFORCE_COUNT_MATCHES_LEDGER = dg.AssetCheckSpec(
+SALESFORCE_COUNT_MATCHES_LEDGER = _spec(
     "salesforce_count_matches_ledger",
-    asset=salesforce_opportunities,
-    partitions_def=opportunity_partitions,
-    description="Salesforce's COUNT() of the partition's opportunities equals the ledger's count.",
+    salesforce_opportunities,
+    "Salesforce's COUNT() of the partition's opportunities equals the ledger's count.",
 )
-LEDGER_IDENTITY_HOLDS = dg.AssetCheckSpec(
+LEDGER_IDENTITY_HOLDS = _spec(
     "ledger_identity_holds",
-    asset=salesforce_opportunities,
-    partitions_def=opportunity_partitions,
-    description="Yesterday's ledger + new − moved out − deleted = today's ledger (read again).",
+    salesforce_opportunities,
+    "Yesterday's ledger + new − moved out − deleted = today's ledger (read again).",
 )
 
 
-@dg.multi_asset_check(
-    specs=[ROWS_ACCOUNTED_FOR, REJECT_RATE_BELOW_THRESHOLD],
-    name="opportunity_batches_checks",
-    can_subset=True,
-    description="The staging's checks of a partition.",
-)
-def opportunity_batches_checks(
-    context: dg.AssetCheckExecutionContext,
-    storage: SyncStorage,
-    salesforce: SalesforceResource,
-    alerts: AlertResource,
-) -> Iterator[dg.AssetCheckResult]:
-    yield from _each_selected(
-        context,
-        alerts,
-        {
-            ROWS_ACCOUNTED_FOR.key: lambda: _rows_accounted_for(context, storage, salesforce),
-            REJECT_RATE_BELOW_THRESHOLD.key: lambda: _reject_rate(context, storage),
-        },
+def _partition_checks(
+    name: str, description: str, checks: list[tuple[dg.AssetCheckSpec, _PartitionCheck]]
+) -> dg.AssetChecksDefinition:
+    """One step for a partition's checks of one asset; each check can still be run alone."""
+
+    @dg.multi_asset_check(
+        specs=[spec for spec, _ in checks], name=name, description=description, can_subset=True
     )
+    def step(
+        context: dg.AssetCheckExecutionContext,
+        storage: SyncStorage,
+        salesforce: SalesforceResource,
+        alerts: AlertResource,
+    ) -> Iterator[dg.AssetCheckResult]:
+        yield from _each_selected(
+            context,
+            alerts,
+            {spec.key: partial(check, context, storage, salesforce) for spec, check in checks},
+        )
+
+    return step
 
 
-@dg.multi_asset_check(
-    specs=[NO_PERMANENTLY_FAILED_ROWS, SALESFORCE_COUNT_MATCHES_LEDGER, LEDGER_IDENTITY_HOLDS],
-    name="salesforce_opportunities_checks",
-    can_subset=True,
-    description="The load's checks of a partition.",
+opportunity_batches_checks = _partition_checks(
+    "opportunity_batches_checks",
+    "The staging's checks of a partition.",
+    [(ROWS_ACCOUNTED_FOR, _rows_accounted_for), (REJECT_RATE_BELOW_THRESHOLD, _reject_rate)],
 )
-def salesforce_opportunities_checks(
-    context: dg.AssetCheckExecutionContext,
-    storage: SyncStorage,
-    salesforce: SalesforceResource,
-    alerts: AlertResource,
-) -> Iterator[dg.AssetCheckResult]:
-    yield from _each_selected(
-        context,
-        alerts,
-        {
-            NO_PERMANENTLY_FAILED_ROWS.key: lambda: _failed_rows(context, storage),
-            SALESFORCE_COUNT_MATCHES_LEDGER.key: lambda: _partition_count(
-                context, storage, salesforce
-            ),
-            LEDGER_IDENTITY_HOLDS.key: lambda: _ledger_identity(context, storage),
-        },
-    )
+salesforce_opportunities_checks = _partition_checks(
+    "salesforce_opportunities_checks",
+    "The load's checks of a partition.",
+    [
+        (NO_PERMANENTLY_FAILED_ROWS, _failed_rows),
+        (SALESFORCE_COUNT_MATCHES_LEDGER, _partition_count),
+        (LEDGER_IDENTITY_HOLDS, _ledger_identity),
+    ],
+)
