@@ -100,6 +100,11 @@ class StateStore:
         with self._fs.open(self._full(rel), "rb") as handle:
             return pl.read_parquet(handle, columns=columns)
 
+    def parquet_rows(self, rel: str) -> int:
+        """The rows of a Parquet file, from its footer (no column is read)."""
+        with self._fs.open(self._full(rel), "rb") as handle:
+            return int(pq.read_metadata(handle).num_rows)
+
     def scan_parquet(
         self, rels: list[str], *, row_index: str | None = None, row_index_offset: int = 0
     ) -> pl.LazyFrame:

@@ -25,6 +25,12 @@ def ledger_version(store: StateStore, partition: str) -> str:
     return store.version(ledger_path(partition))
 
 
+def ledger_rows(store: StateStore, partition: str) -> int:
+    """The rows of the partition's ledger as it is on disk, read from the file's footer."""
+    path = ledger_path(partition)
+    return store.parquet_rows(path) if store.exists(path) else 0
+
+
 def load_ledger(store: StateStore, partition: str) -> pl.DataFrame:
     """The partition's ledger; an empty frame with the ledger schema when nothing was synced yet."""
     path = ledger_path(partition)
@@ -119,7 +125,18 @@ def distinct_synced_keys(store: StateStore) -> int:
     An opportunity that moved partitions may sit in its old ledger until that partition's next
     load confirms that Salesforce re-tagged it; it is still one record in Salesforce. Distinct
     64-bit hashes prove distinct keys for a quarter of the CPU of a set of 2M strings; only when
-    a hash repeats (a move in transit, or a collision) are the strings counted.
+    a hash repeats (a move in transit, or a collision) are the strings counted. The night's
+    summary and its check, one after the other in one process, read the same ten ledgers: the
+    count is kept for as long as none of them is replaced.
     """
-    keys = pl.concat([ledger_keys(store, key) for key in PARTITION_KEYS])
-    return keys.len() if keys.hash().n_unique() == keys.len() else keys.n_unique()
+    versions = (store.url(), *(ledger_version(store, key) for key in PARTITION_KEYS))
+    if versions not in _DISTINCT_KEYS:
+        _DISTINCT_KEYS.clear()
+        keys = pl.concat([ledger_keys(store, key) for key in PARTITION_KEYS])
+        unique = keys.len() if keys.hash().n_unique() == keys.len() else keys.n_unique()
+        _DISTINCT_KEYS[versions] = unique
+    return _DISTINCT_KEYS[versions]
+
+
+# The last count, by the store and its ledgers' versions (`distinct_synced_keys`).
+_DISTINCT_KEYS: dict[tuple[str, ...], int] = {}

@@ -1,12 +1,14 @@
 import polars as pl
 import pytest
 
-from sync_assets.state.layout import ledger_path
+from sync_assets.state import ledger
+from sync_assets.state.layout import PARTITION_KEYS, ledger_path
 from sync_assets.state.ledger import (
     LEDGER_SCHEMA,
     STALE_ROW_HASH,
     advance_ledger,
     distinct_synced_keys,
+    ledger_rows,
     load_ledger,
     mark_ledger_rows_stale,
 )
@@ -98,3 +100,31 @@ def test_distinct_synced_keys_counts_a_move_in_transit_once(state: StateStore) -
     advance_ledger(state, "4", confirmed(("b", 2, None)), "d2")
     assert distinct_synced_keys(state) == 3
     assert sum(load_ledger(state, key).height for key in ["1", "4"]) == 4
+
+
+def test_distinct_synced_keys_are_counted_again_only_when_a_ledger_is_replaced(
+    state: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The summary and its check count once a night; any replaced ledger is read again."""
+    advance_ledger(state, "1", confirmed(("a", 1, None), ("b", 2, None)), "d1")
+    reads: list[str] = []
+    read = ledger.ledger_keys
+    monkeypatch.setattr(
+        ledger, "ledger_keys", lambda store, key: reads.append(key) or read(store, key)
+    )
+    assert distinct_synced_keys(state) == 2
+    assert distinct_synced_keys(state) == 2
+    assert len(reads) == len(PARTITION_KEYS)
+    # The same number of rows, other keys: a ledger of the same size is still another ledger.
+    state.write_parquet(
+        ledger_path("1"), load_ledger(state, "1").with_columns(pl.lit("c").alias("external_id"))
+    )
+    assert distinct_synced_keys(state) == 1
+    assert len(reads) == 2 * len(PARTITION_KEYS)
+
+
+def test_ledger_rows_are_read_from_the_file_as_it_is_on_disk(state: StateStore) -> None:
+    assert ledger_rows(state, "2") == 0
+    advance_ledger(state, "2", confirmed(("a", 1, None), ("b", 2, None)), "d1")
+    advance_ledger(state, "2", confirmed(("b", 3, None), ("c", 4, None)), "d2")
+    assert ledger_rows(state, "2") == load_ledger(state, "2").height == 3
