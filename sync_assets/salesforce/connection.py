@@ -413,7 +413,9 @@ class SalesforceConnection:
     ) -> None:
         self.credentials = credentials
         self.api_version = api_version or credentials.api_version or DEFAULT_API_VERSION
-        self.http = http or verified_session(credentials.ca_bundle, pool_size=pool_size)
+        self.http = http or verified_session(
+            credentials.ca_bundle, pool_size=pool_size, bearer_token=True
+        )
         self.http.headers["Sforce-Call-Options"] = CALL_OPTIONS
         self.http.hooks["response"].append(self._observe)
         self._lock = threading.Lock()

@@ -68,9 +68,42 @@ class ExtraCAAdapter(HTTPAdapter):
             conn.ca_certs = None
 
 
-def verified_session(ca_file: str | Path | None = None, pool_size: int = 32) -> requests.Session:
-    """A ``requests.Session`` that verifies TLS against the system CAs and ``ca_file``."""
-    session = requests.Session()
+def _headers_as_given(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    return request
+
+
+class _TokenSession(requests.Session):
+    """A session whose requests carry the ``Authorization`` header they are given.
+
+    requests replaces it with Basic credentials from the user's ``.netrc`` (``NETRC``) whenever
+    that file has an entry for the host and the request names no ``auth``: every call to the org
+    would then carry that password instead of the org's token, and be refused. An explicit
+    pass-through ``auth`` keeps ``.netrc`` out; proxies and CA bundles from the environment still
+    apply.
+    """
+
+    def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
+        if request.auth is None and self.auth is None:
+            request.auth = _headers_as_given
+        return super().prepare_request(request)
+
+    def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: Any) -> None:
+        # requests' own, without .netrc: a redirect to another host drops the token.
+        url = prepared_request.url or ""
+        if "Authorization" in prepared_request.headers and self.should_strip_auth(
+            response.request.url, url
+        ):
+            del prepared_request.headers["Authorization"]
+
+
+def verified_session(
+    ca_file: str | Path | None = None, pool_size: int = 32, *, bearer_token: bool = False
+) -> requests.Session:
+    """A ``requests.Session`` that verifies TLS against the system CAs and ``ca_file``.
+
+    ``bearer_token``: its requests carry their own token, never ``.netrc`` credentials.
+    """
+    session = _TokenSession() if bearer_token else requests.Session()
     adapter = ExtraCAAdapter(ca_file, pool_connections=pool_size, pool_maxsize=pool_size)
     session.mount("https://", adapter)
     session.verify = True
