@@ -54,7 +54,10 @@ REJECT_RATE_ERROR = 0.05
 
 @dataclass(frozen=True)
 class _Verdict:
-    """What a check found: its result without the check's key (one step may run several)."""
+    """What a check found: its result without the check's key (one step may run several).
+
+    ``details`` are metadata beyond the numbers.
+    """
 
     passed: bool
     severity: dg.AssetCheckSeverity
@@ -76,7 +79,7 @@ def _result(
     key: dg.AssetCheckKey,
     verdict: _Verdict,
 ) -> dg.AssetCheckResult:
-    """The check's result, and an alert when it failed; ``details`` are metadata beyond the numbers."""
+    """The check's result, and an alert when it failed."""
     if not verdict.passed:
         alerts.send(
             Alert(

@@ -227,22 +227,30 @@ def test_failing_check_posts_an_alert(night: Night) -> None:
     assert posted[0]["numbers"]["reject_rate"] > 0.05
 
 
-def check_alone(check: dg.AssetCheckKey, partition: str, drop_id: str) -> dg.AssetCheckEvaluation:
-    """Run only one of the partition's checks, as a person re-running it from the UI would.
+def checks_alone(
+    checks: set[dg.AssetCheckKey], partition: str, drop_id: str, *, raise_on_error: bool = True
+) -> dg.ExecuteInProcessResult:
+    """Run only some of the partition's checks, as a person re-running them from the UI would.
 
     The instance is entered so that loading the definitions reads state through it, not through
     whichever instance an earlier test left current (Dagster holds that one by a weak reference).
     """
     with dg.DagsterInstance.get() as instance:
-        result = (
+        return (
             build_defs()
             .resolve_job_def("opportunity_sync_job")
-            .get_subset(asset_check_selection={check})
+            .get_subset(asset_check_selection=checks)
             .execute_in_process(
-                instance=instance, partition_key=partition, tags={DROP_TAG: drop_id}
+                instance=instance,
+                partition_key=partition,
+                tags={DROP_TAG: drop_id},
+                raise_on_error=raise_on_error,
             )
         )
-    [evaluation] = result.get_asset_check_evaluations()
+
+
+def check_alone(check: dg.AssetCheckKey, partition: str, drop_id: str) -> dg.AssetCheckEvaluation:
+    [evaluation] = checks_alone({check}, partition, drop_id).get_asset_check_evaluations()
     return evaluation
 
 
@@ -318,15 +326,7 @@ def test_a_check_that_cannot_run_leaves_its_steps_other_checks_recorded(night: N
         SALESFORCE_COUNT_MATCHES_LEDGER.key,
         LEDGER_IDENTITY_HOLDS.key,
     }
-    with dg.DagsterInstance.get() as instance:
-        result = (
-            build_defs()
-            .resolve_job_def("opportunity_sync_job")
-            .get_subset(asset_check_selection=checks)
-            .execute_in_process(
-                instance=instance, partition_key="0", tags={DROP_TAG: "d1"}, raise_on_error=False
-            )
-        )
+    result = checks_alone(checks, "0", "d1", raise_on_error=False)
     assert not result.success
     recorded = {
         evaluation.check_name: evaluation for evaluation in result.get_asset_check_evaluations()

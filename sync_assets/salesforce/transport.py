@@ -82,10 +82,9 @@ class _TokenSession(requests.Session):
     apply.
     """
 
-    def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
-        if request.auth is None and self.auth is None:
-            request.auth = _headers_as_given
-        return super().prepare_request(request)
+    def __init__(self) -> None:
+        super().__init__()
+        self.auth = _headers_as_given
 
     def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: Any) -> None:
         # requests' own, without .netrc: a redirect to another host drops the token.
