@@ -11,7 +11,6 @@ from pydantic import Field
 
 from sync_assets.alerts import Alert, AlertResource
 from sync_assets.drop_runs import (
-    DROP_TAG,
     drop_to_stage,
     exclusive_partition,
     exclusive_staging,
@@ -39,6 +38,7 @@ from sync_assets.partition_load import PartitionLoader
 from sync_assets.partitions import opportunity_partitions
 from sync_assets.resend import RESEND_TAG, is_resend, resend_failed_rows
 from sync_assets.resources import BulkLoadResource, SalesforceResource, SyncStorage
+from sync_assets.run_tags import DROP_TAG
 from sync_assets.salesforce.bulk_api import BulkApiUnavailableError
 from sync_assets.salesforce.connection import SalesforceConnection
 from sync_assets.salesforce.loader import LoadIncompleteError, LoadResult

@@ -14,11 +14,12 @@ from sync_assets.assets import (
     salesforce_opportunities,
 )
 from sync_assets.drift_jobs import DRIFT_CHECK
-from sync_assets.drop_runs import ALERTED_TAG, DROP_TAG, PARTITION_TAG, latest_partition_syncs
+from sync_assets.drop_runs import latest_partition_syncs
 from sync_assets.drops.reader import newest_complete_drop
 from sync_assets.partitions import opportunity_partitions
 from sync_assets.resend import RESEND_TAG
 from sync_assets.resources import SyncStorage
+from sync_assets.run_tags import ALERTED_TAG, DROP_TAG, PARTITION_TAG
 from sync_assets.settings import SyncSettings
 
 opportunity_sync_job = dg.define_asset_job(

@@ -23,7 +23,6 @@ from sync_assets.assets import (
 )
 from sync_assets.drift import DEFAULT_OVERLAP, DriftChecker, DriftCounts
 from sync_assets.drop_runs import (
-    DROP_TAG,
     exclusive_partition,
     exclusive_staging,
     last_staged_drop,
@@ -37,6 +36,7 @@ from sync_assets.drops.staging import StagedPartition, load_staged
 from sync_assets.partition_load import retagged_moved_rows
 from sync_assets.partitions import opportunity_partitions
 from sync_assets.resources import SalesforceResource, SyncStorage
+from sync_assets.run_tags import DROP_TAG
 from sync_assets.salesforce.bulk_api import BulkApi
 from sync_assets.state.layout import drop_census_path, failed_rows_path
 from sync_assets.state.ledger import distinct_synced_keys, ledger_keys, ledger_rows

@@ -9,21 +9,14 @@ from sync_assets.drops.contract import (
     ContractError,
     DropContract,
     contract_for_drop,
-    relationships,
 )
 from sync_assets.drops.mapping import MappingError
 from sync_assets.drops.reader import newest_complete_drop
 from sync_assets.partitions import opportunity_partitions
 from sync_assets.resources import SalesforceResource, SyncStorage
+from sync_assets.run_tags import DROP_TAG
 from sync_assets.state.locks import drop_staging_lock, partition_lock
 from sync_assets.storage import StateStore
-
-DROP_TAG = "sync/drop_id"
-"""The drop a run syncs; the schedule, the sensor and the command line set it."""
-LAUNCHED_BY_TAG = "sync/launched_by"
-ALERTED_TAG = "sync/alerted"
-"""Set on a run whose failure a step has alerted already (its kind), so it is not alerted twice."""
-PARTITION_TAG = "dagster/partition"
 
 # How long a run waits for another run of the same partition (schedule plus a manual launch) to
 # finish before giving up; a partition's load takes minutes, so this is generous.
@@ -131,13 +124,8 @@ def night_contract(
     the night before anything is sent (no retry: only a person can fix the file or the org).
     """
     try:
-        mapping = storage.mapping()
         return contract_for_drop(
-            storage.state(),
-            drop_id,
-            mapping,
-            lambda: salesforce.org_metadata(mapping.object, relationships(mapping)),
-            keep,
+            storage.state(), drop_id, storage.mapping(), salesforce.org_metadata, keep
         )
     except (MappingError, ContractError) as error:
         raise dg.Failure(description=f"Drop {drop_id}: {error}", allow_retries=False) from error

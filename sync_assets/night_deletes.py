@@ -7,7 +7,6 @@ import polars as pl
 from pydantic import BaseModel, Field
 
 from sync_assets.alerts import Alert, AlertResource
-from sync_assets.drop_runs import ALERTED_TAG
 from sync_assets.drops.staging import StagedPartition
 from sync_assets.partition_deletes import (
     DeleteGuard,
@@ -19,6 +18,7 @@ from sync_assets.partition_deletes import (
     hold_deletes,
 )
 from sync_assets.resources import BulkLoadResource, SalesforceResource
+from sync_assets.run_tags import ALERTED_TAG
 from sync_assets.storage import StateStore
 
 CONFIRM_TAG = "sync/confirm_deletes"

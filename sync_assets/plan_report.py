@@ -1,12 +1,13 @@
 """The `plan` command: a night's plan before anything is sent, as a table and as JSON."""
 
+from functools import partial
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from sync_assets.demo import NightVerdict, refused_without_org
-from sync_assets.drops.contract import ContractError, contract_for_drop, relationships
+from sync_assets.drops.contract import ContractError, contract_for_drop
 from sync_assets.drops.mapping import MappingError, load_mapping
 from sync_assets.drops.reader import DropError, newest_complete_drop
 from sync_assets.night_plan import SUMMED, NightPlan, plan_night
@@ -55,11 +56,7 @@ def make_plan(
     connection = SalesforceConnection(settings.salesforce())
     console.print(f"Planning drop {drop_id} against {connection.instance_url}…")
     contract = contract_for_drop(
-        state,
-        drop_id,
-        mapping,
-        lambda: read_org_metadata(connection, mapping.object, relationships(mapping)),
-        keep=False,
+        state, drop_id, mapping, partial(read_org_metadata, connection), keep=False
     )
     return plan_night(
         landing,

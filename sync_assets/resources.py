@@ -1,6 +1,5 @@
 """The Dagster resources: where drops and state live, the Salesforce org, and how hard the loader pushes it."""
 
-import os
 from typing import Any
 
 import dagster as dg
@@ -89,12 +88,6 @@ class SalesforceResource(dg.ConfigurableResource):
     def org_metadata(self, sobject: str, relationships: list[str]) -> OrgMetadata:
         """The object's describe, record types, stages and currencies, as the org says now."""
         return read_org_metadata(self.connection(), sobject, relationships)
-
-
-def salesforce_resource_now(settings: SyncSettings) -> SalesforceResource:
-    """The resource with the ``SALESFORCE_*`` variables' values now: for work outside a run."""
-    variables = settings.salesforce_variables_set()
-    return SalesforceResource(**{field: os.environ[name] for field, name in variables.items()})
 
 
 def salesforce_resource_from_env(settings: SyncSettings) -> SalesforceResource:

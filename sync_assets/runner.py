@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from sync_assets.drop_runs import DROP_TAG, LAUNCHED_BY_TAG
+from sync_assets.run_tags import DROP_TAG, LAUNCHED_BY_TAG
 from sync_assets.settings import adopt_configuration_env, configuration_env, use_dagster_home
 from sync_assets.staging_ahead import HeadStart, stage_ahead
 from sync_assets.state.layout import PARTITION_KEYS

@@ -12,18 +12,25 @@ process and bounded in memory, so the command itself stays small. Whatever stops
 (another staging holds the lock, a drop or mapping that does not read, an org that does not
 answer) is left to the runs: they meet it again and report it in their event log, where a
 failed night is looked into.
+
+It imports no Dagster: the command that runs it never does (the fork server imports it, on the
+other core), so the staging starts as soon as the command has read the drop's manifest.
 """
 
 import time
+from functools import partial
 
 from pydantic import BaseModel, Field
 
-from sync_assets.drop_runs import night_contract
+from sync_assets.drops.contract import contract_for_drop
+from sync_assets.drops.mapping import load_mapping
 from sync_assets.drops.reader import read_manifest
 from sync_assets.drops.staging import ROWS_PER_PASS, stage_partition_of_night
-from sync_assets.resources import SyncStorage, salesforce_resource_now
+from sync_assets.salesforce.connection import SalesforceConnection
+from sync_assets.salesforce.metadata import read_org_metadata
 from sync_assets.settings import SyncSettings
 from sync_assets.state.locks import drop_staging_lock
+from sync_assets.storage import StateStore
 
 
 class HeadStart(BaseModel):
@@ -38,18 +45,18 @@ def stage_ahead(drop_id: str, partition: str) -> HeadStart:
     """Stage `drop_id` as the night's first run of `partition` would, if one pass covers it."""
     started = time.monotonic()
     settings = SyncSettings()
-    storage = SyncStorage.from_settings(settings)
+    landing, state = StateStore(settings.landing_dir), StateStore(settings.state_dir)
     try:
-        rows = read_manifest(storage.landing(), drop_id).row_count
+        rows = read_manifest(landing, drop_id).row_count
         if rows > ROWS_PER_PASS:
             return HeadStart(left_to_runs=f"{rows:,} rows, more than one staging pass")
-        state = storage.state()
         # No wait: a lock held means the drop is being staged already.
         with drop_staging_lock(state, drop_id, timeout=0.0):
-            contract = night_contract(storage, drop_id, salesforce_resource_now(settings))
-            _, staged = stage_partition_of_night(
-                storage.landing(), state, drop_id, partition, contract
-            )
+            # The contract as the night's runs read it (`drop_runs.night_contract`), kept for them.
+            org = SalesforceConnection(settings.salesforce())
+            mapping = load_mapping(settings.mapping_file or None)
+            contract = contract_for_drop(state, drop_id, mapping, partial(read_org_metadata, org))
+            _, staged = stage_partition_of_night(landing, state, drop_id, partition, contract)
     except Exception as error:  # any of it is left to the runs, which report it (see above)
         return HeadStart(
             seconds=round(time.monotonic() - started, 3),

@@ -16,9 +16,9 @@ from sync_assets.automation import (
     opportunity_summary_sensor,
     opportunity_sync_job,
 )
-from sync_assets.drop_runs import DROP_TAG
 from sync_assets.drops.generate import GenerateOptions, generate_drop
 from sync_assets.resources import SyncStorage
+from sync_assets.run_tags import DROP_TAG
 from sync_assets.settings import SyncSettings
 from sync_assets.state.layout import PARTITION_KEYS
 

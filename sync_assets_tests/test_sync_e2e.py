@@ -24,11 +24,11 @@ from sync_assets.checks import (
     DropCensus,
 )
 from sync_assets.definitions import build_defs
-from sync_assets.drop_runs import DROP_TAG
 from sync_assets.drops.generate import GenerateOptions, generate_drop
 from sync_assets.drops.reader import open_drop
 from sync_assets.drops.shards import shard_of
 from sync_assets.drops.staging import load_staged
+from sync_assets.run_tags import DROP_TAG
 from sync_assets.runner import RunOutcome, run_drop
 from sync_assets.salesforce.transport import verified_session
 from sync_assets.sandbox.runner import SandboxHandle

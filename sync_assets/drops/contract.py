@@ -515,14 +515,20 @@ def contract_for_drop(
     state: StateStore,
     drop_id: str,
     mapping: Mapping,
-    read: Callable[[], OrgMetadata],
+    describe: Callable[[str, list[str]], OrgMetadata],
     keep: bool = True,
 ) -> DropContract:
     """The contract a drop is validated under: the mapping in the org's metadata for the drop.
 
-    A night reads the metadata once and keeps it (`keep`), so all its partitions share it; a
-    plan uses the kept one if there is one (the night's), else reads it now, and keeps nothing.
+    `describe` reads the org's metadata of an object and of the relationships the mapping
+    writes through. A night reads it once and keeps it (`keep`), so all its partitions share
+    it; a plan uses the kept one if there is one (the night's), else reads it now, and keeps
+    nothing.
     """
+
+    def read() -> OrgMetadata:
+        return describe(mapping.object, relationships(mapping))
+
     if keep:
         org = metadata_for_drop(state, drop_id, read)
     else:

@@ -20,11 +20,11 @@ import requests
 from dagster._utils.error import SerializableErrorInfo
 from pydantic import BaseModel, Field
 
-from sync_assets.drop_runs import DROP_TAG
 from sync_assets.drops.generate import GenerateOptions, generate_drop
 from sync_assets.drops.shards import shard_of
 from sync_assets.drops.staging import StagedPartition, load_staged
 from sync_assets.resources import BulkLoadResource
+from sync_assets.run_tags import DROP_TAG
 from sync_assets.salesforce.connection import (
     SalesforceConnection,
     SalesforceCredentials,

@@ -128,7 +128,7 @@ def _run_worker(
     """The worker process: the test's environment, the armed points, one partition run."""
     import dagster as dg
 
-    from sync_assets.drop_runs import DROP_TAG
+    from sync_assets.run_tags import DROP_TAG
 
     os.environ.clear()
     os.environ.update(env)

@@ -14,10 +14,10 @@ import pytest
 from rich.console import Console
 
 from sync_assets.demo import NightVerdict
-from sync_assets.drop_runs import ALERTED_TAG
 from sync_assets.night_deletes import CONFIRM_TAG
 from sync_assets.partition_deletes import restores_of_drop
 from sync_assets.restore_report import run_restore
+from sync_assets.run_tags import ALERTED_TAG
 from sync_assets.state.layout import DeleteFiles
 from sync_assets_tests.drops.helpers import write_drop
 from sync_assets_tests.reliability.harness import Night, NightFactory, org_file, rows_of_partition

@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from sync_assets.automation import DRY_RUN_CONFIG, partitions_with_runs
 from sync_assets.cli import app
-from sync_assets.drop_runs import DROP_TAG
 from sync_assets.night_plan import NightPlan, PartitionPlan
+from sync_assets.run_tags import DROP_TAG
 from sync_assets.runner import run_drop
 from sync_assets.state.layout import PARTITION_KEYS, plan_path
 from sync_assets_tests.reliability.harness import Night, NightFactory, definitions, summarise
