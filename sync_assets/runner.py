@@ -186,7 +186,9 @@ def run_drop(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="head-start") as beside:
         # On the core the fork server's import leaves idle (see `staging_ahead`).
         ahead = beside.submit(stage_ahead, drop_id, partitions[0])
-        outcomes = _run_partitions(partitions, tags, parallel, on_done, summarise=summarise)
+        outcomes = _run_partitions(
+            partitions, tags, parallel, on_done, summarise=summarise, head_start=ahead
+        )
     if on_head_start is not None:
         on_head_start(ahead.result())
     return outcomes
@@ -212,6 +214,38 @@ def resend_drop(
     )
 
 
+class Admission(BaseModel):
+    """Which waiting partitions' runs start now, and on which pool of workers.
+
+    A run with rows to load spends minutes waiting on Salesforce: up to `parallel` of them side
+    by side. A run with nothing to send (`HeadStart.quiet`) is a second of CPU, most of it a
+    fresh worker's first run (its copy of the fork server's pages and first calls: ~0.25 CPU-s
+    more than a worker's next run): those go a core's worth at a time to workers that ran one
+    already. Until the head start says which are which, a core's worth of runs start (they set
+    up while the drop is staged, and would wait for that staging anyway).
+    """
+
+    parallel: int = Field(ge=1)
+    cores: int = Field(ge=1)
+
+    @property
+    def quiet_slots(self) -> int:
+        return min(self.cores, self.parallel)
+
+    def start(
+        self, waiting: list[str], loading: int, checking: int, quiet: set[str] | None
+    ) -> tuple[list[str], list[str]]:
+        """(runs for the loading pool, runs for the quiet pool), given what runs on each now."""
+        room = self.parallel - loading - checking
+        if quiet is None:
+            return waiting[: max(0, min(room, self.quiet_slots - loading - checking))], []
+        loads = [partition for partition in waiting if partition not in quiet][: max(0, room)]
+        room -= len(loads)
+        quiet_room = min(room, self.quiet_slots - checking)
+        checks = [partition for partition in waiting if partition in quiet][: max(0, quiet_room)]
+        return loads, checks
+
+
 def _run_partitions(
     partitions: list[str],
     tags: dict[str, str],
@@ -220,10 +254,12 @@ def _run_partitions(
     *,
     summarise: bool,
     job: str = SYNC_JOB,
+    head_start: Future[HeadStart] | None = None,
 ) -> list[RunOutcome]:
-    """One run of `job` per partition, `parallel` at a time.
+    """One run of `job` per partition, at most `parallel` side by side (see `Admission`).
 
-    Then the night's summary, if asked and every run succeeded.
+    Then the night's summary, if asked and every run succeeded. Without a `head_start` every
+    partition is taken to have rows to load.
     """
     context = multiprocessing.get_context("forkserver")
     # The fork server imports the code location once; every worker is forked from it, clean of any
@@ -232,19 +268,40 @@ def _run_partitions(
     context.set_forkserver_preload(FORK_SERVER_PRELOAD)
     multiprocessing.forkserver.ensure_running()
     env = configuration_env()
+    admission = Admission(parallel=parallel, cores=os.cpu_count() or 1)
+    quiet: set[str] | None = None if head_start is not None else set()
+    waiting = list(partitions)
     outcomes: list[RunOutcome] = []
-    with ProcessPoolExecutor(max_workers=parallel, mp_context=context) as pool:
-        pending: set[Future[RunOutcome]] = {
-            pool.submit(_execute_job, job, partition, tags, env) for partition in partitions
-        }
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
+    with (
+        ProcessPoolExecutor(max_workers=parallel, mp_context=context) as loading_pool,
+        # As many workers as it runs at once, so they are reused: only its first runs fork one.
+        ProcessPoolExecutor(max_workers=admission.quiet_slots, mp_context=context) as quiet_pool,
+    ):
+        loading: set[Future[RunOutcome]] = set()
+        checking: set[Future[RunOutcome]] = set()
+        while waiting or loading or checking:
+            if quiet is None and head_start is not None and head_start.done():
+                quiet = set(head_start.result().quiet)
+            loads, checks = admission.start(waiting, len(loading), len(checking), quiet)
+            for pool, started, runs in (
+                (loading_pool, loads, loading),
+                (quiet_pool, checks, checking),
+            ):
+                for partition in started:
+                    waiting.remove(partition)
+                    runs.add(pool.submit(_execute_job, job, partition, tags, env))
+            heard: set[Future[Any]] = {head_start} if quiet is None and head_start else set()
+            done, _ = wait(loading | checking | heard, return_when=FIRST_COMPLETED)
+            for future in done - heard:
+                loading.discard(future)
+                checking.discard(future)
                 outcome = future.result()
                 outcomes.append(outcome)
                 if on_done is not None:
                     on_done(outcome)
         if summarise and all(outcome.success for outcome in outcomes):
-            summary = pool.submit(_execute_job, "opportunity_summary_job", None, tags, env).result()
+            summary = quiet_pool.submit(
+                _execute_job, "opportunity_summary_job", None, tags, env
+            ).result()
             outcomes.append(summary)
     return sorted(outcomes, key=lambda outcome: outcome.partition)

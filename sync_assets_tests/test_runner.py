@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sync_assets.runner import FORK_SERVER_PRELOAD, prepare_dagster_home
+from sync_assets.runner import FORK_SERVER_PRELOAD, Admission, prepare_dagster_home
 from sync_assets.settings import SyncSettings
 
 # What opening the project's instance may still import once the preload ran: a handful of modules
@@ -180,6 +180,28 @@ def test_the_command_that_launches_a_night_imports_no_dagster() -> None:
         timeout=300,
     )
     assert completed.stdout.strip().splitlines()[-1] == "[]"
+
+
+KEYS = [str(key) for key in range(10)]
+
+
+def test_runs_start_a_cores_worth_until_the_head_start_says_which_have_rows_to_load() -> None:
+    """They set up beside the staging and would wait for it anyway."""
+    admission = Admission(parallel=10, cores=2)
+    assert admission.start(KEYS, loading=0, checking=0, quiet=None) == (["0", "1"], [])
+    assert admission.start(KEYS[2:], loading=2, checking=0, quiet=None) == ([], [])
+
+
+def test_runs_with_rows_to_load_go_side_by_side_and_quiet_ones_a_cores_worth_at_a_time() -> None:
+    admission = Admission(parallel=10, cores=2)
+    quiet = {"3", "4", "5", "6", "7", "8", "9"}
+    loads, checks = admission.start(KEYS[2:], loading=2, checking=0, quiet=quiet)
+    assert (loads, checks) == (["2"], ["3", "4"])
+    # Never more than `parallel` side by side, whatever is quiet.
+    assert Admission(parallel=3, cores=2).start(KEYS, 0, 0, quiet) == (["0", "1", "2"], [])
+    assert Admission(parallel=4, cores=8).start(KEYS, 0, 0, quiet) == (["0", "1", "2"], ["3"])
+    # Without a head start (a resend), every partition is taken to have rows to load.
+    assert admission.start(KEYS, 0, 0, quiet=set()) == (KEYS, [])
 
 
 def test_the_runner_reaches_dagster_only_through_its_public_api() -> None:

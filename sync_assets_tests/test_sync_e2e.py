@@ -106,6 +106,13 @@ def started_steps(run_id: str) -> list[str]:
     return [event.step_key for event in events if event.step_key]
 
 
+def run_pid(run_id: str) -> int:
+    """The process a run ran in (the pid its event log records)."""
+    (start,) = dg.DagsterInstance.get().all_logs(run_id, of_type=dg.DagsterEventType.RUN_START)
+    assert start.dagster_event is not None and start.dagster_event.pid is not None
+    return start.dagster_event.pid
+
+
 def assert_partition_counts_match_ledger(night: Night) -> None:
     for partition in PARTITION_KEYS:
         in_salesforce = night.count(f"WHERE Sync_Partition__c = '{partition}'")
@@ -135,6 +142,7 @@ def test_first_night_then_unchanged_then_next_night(night: Night) -> None:
     # started: every run found its partition staged.
     [head_start] = night.head_starts
     assert (head_start.partitions, head_start.left_to_runs) == (PARTITION_KEYS, None)
+    assert head_start.quiet == []  # every partition had rows to load
     staged_by = {
         str(first[key].materializations["opportunity_batches"]["staged_partitions"])
         for key in PARTITION_KEYS
@@ -190,6 +198,17 @@ def test_first_night_then_unchanged_then_next_night(night: Night) -> None:
     total_sent = sum(int(night.loaded(second[p])["sent"]) for p in PARTITION_KEYS)
     assert 0 < total_sent < 0.15 * 6_000
     assert_partition_counts_match_ledger(night)
+
+    # The same rows as the next drop: the head start finds nothing to load anywhere. Beside the
+    # staging a core's worth of runs started; the rest ran a core's worth at a time on workers
+    # that had run one already (a fresh worker's first run costs more).
+    night.land("2026-11-29", based_on="2026-11-28", changed=0.0, new=0.0, deleted=0.0, seed=2)
+    unchanged = night.sync("2026-11-29")
+    assert all(outcome.success for outcome in unchanged.values())
+    assert sum(int(night.loaded(unchanged[p])["sent"]) for p in PARTITION_KEYS) == 0
+    assert night.head_starts[-1].quiet == PARTITION_KEYS
+    cores = os.cpu_count() or 1
+    assert len({run_pid(unchanged[p].run_id) for p in PARTITION_KEYS}) <= 2 * cores < 10
 
 
 def test_rerun_after_losing_the_ledger_creates_no_duplicates(night: Night) -> None:

@@ -513,6 +513,20 @@ def _still_valid(state: StateStore, staged: StagedPartition, contract: DropContr
     )
 
 
+def nothing_to_load(
+    state: StateStore, drop_id: str, partition: str, contract: DropContract
+) -> bool:
+    """Whether the partition's staging is current and leaves its load nothing to send or retag.
+
+    Its run then only checks (and at most deletes the rows gone from the drop, when deletes are
+    on: a job of a few rows, usually held by the guard), a second of CPU and no Bulk load.
+    """
+    staged = load_staged(state, drop_id, partition_label(partition))
+    if staged is None or not _still_valid(state, staged, contract):
+        return False
+    return staged.counts.to_send == 0 and staged.counts.moved_out == 0
+
+
 def stage_partition_of_night(
     landing: StateStore,
     state: StateStore,

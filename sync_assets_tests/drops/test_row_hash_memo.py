@@ -7,7 +7,12 @@ from sync_assets.drops import row_hash_memo, staging
 from sync_assets.drops.contract import default_contract
 from sync_assets.drops.generate import GenerateOptions, generate_drop
 from sync_assets.drops.row_hash_memo import MEMO_SCHEMA, SOURCE_HASH, load_memo
-from sync_assets.drops.staging import StagedPartition, stage_drop, stage_partitions
+from sync_assets.drops.staging import (
+    StagedPartition,
+    nothing_to_load,
+    stage_drop,
+    stage_partitions,
+)
 from sync_assets.state.columns import ROW_HASH
 from sync_assets.state.layout import PARTITION_KEYS, row_hash_memo_path
 from sync_assets.state.ledger import advance_ledger, mark_ledger_rows_stale
@@ -69,6 +74,23 @@ def test_an_unchanged_drop_is_diffed_without_converting_a_row(
     again = stage_drop(landing, state, "n1")
     assert counts(again) == {"unchanged": VALID, "new": 0, "changed": 0}
     assert sum(converted) == 0
+
+
+def test_a_partition_staged_unchanged_has_nothing_to_load(
+    landing: StateStore, state: StateStore
+) -> None:
+    """What the runner goes by to run unchanged partitions' checks a core's worth at a time."""
+    contract = default_contract()
+
+    def quiet() -> list[str]:
+        return [key for key in PARTITION_KEYS if nothing_to_load(state, "n1", key, contract)]
+
+    staged = stage_drop(landing, state, "n1")
+    assert quiet() == []
+    confirm_all(state, staged, "n1")
+    assert quiet() == []  # the ledgers moved on: that staging is stale, not empty
+    stage_drop(landing, state, "n1")
+    assert quiet() == PARTITION_KEYS
 
 
 def test_only_changed_and_new_rows_are_converted(
