@@ -140,7 +140,7 @@ def judge(results: Results) -> list[Target]:
         Target(
             name="Unchanged drop: ≤ 10% of the first night's wall time, 0 rows sent",
             figures=f"{following.unchanged_seconds:.1f} s vs {first.seconds:.1f} s = "
-            f"{unchanged_share:.0%} (CPU {unchanged_cpu:.1f} s vs {first.cpu_seconds:.1f} s = "
+            f"{unchanged_share:.1%} (CPU {unchanged_cpu:.1f} s vs {first.cpu_seconds:.1f} s = "
             f"{unchanged_cpu / first.cpu_seconds:.0%}); {unchanged_sent:,} rows sent",
             met=unchanged_share <= 0.10 and unchanged_sent == 0,
         ),
@@ -560,7 +560,7 @@ def _following_lines(results: Results) -> list[str]:
         "",
         *_table(NIGHT_HEADER, rows),
         f"Unchanged night (median): {following.unchanged_seconds:.1f} s = "
-        f"{following.unchanged_seconds / first.seconds:.0%} of the first night.",
+        f"{following.unchanged_seconds / first.seconds:.1%} of the first night.",
         "",
     ]
 
