@@ -152,18 +152,8 @@ class _Stager:
         versions = {key: ledger_version(state, key) for key in partitions}
         ledger_of = {key: load_ledger(state, key) for key in partitions}
         memo_of = {key: load_memo(state, key) for key in partitions}
-        ledgers = pl.concat(
-            [
-                ledger.with_columns(pl.lit(int(key), pl.UInt8).alias(PARTITION))
-                for key, ledger in ledger_of.items()
-            ]
-        )
         coded, duplicate_rows = self._code_rows(everything, partitions, engine)
         coded = coded.with_columns(self.validator.with_duplicates(duplicate_rows))
-        deleted, moved_out = self._gone_and_moved(
-            everything, engine, coded, duplicate_rows, ledgers
-        )
-        del everything
         rejected = coded.filter(pl.col(REASON_CODE).is_not_null())
         rejects = (
             self.validator.rejects(rejected.lazy(), duplicate_rows)
@@ -177,11 +167,30 @@ class _Stager:
         )
         placed = coded.drop(ROW_INDEX, REASON_CODE, ORDER)
         placed = placed.with_columns(source_hashes(placed, self.contract))
-        del coded, rejected
+        del rejected
         # The send order lists partition after partition: each partition's rows are one slice of
         # it, gathered, turned into text, hashed and diffed beside another partition's write.
         offsets = dict(zip(PARTITION_KEYS, accumulate([0, *valid_counts.values()]), strict=False))
+        positions = {
+            key: send_order.slice(offsets[key], valid_counts[int(key)]) for key in partitions
+        }
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            recalled = {
+                key: pool.submit(self._recall, placed, positions[key], ledger_of[key], memo_of[key])
+                for key in partitions
+            }
+            known = {key: future.result()[0] for key, future in recalled.items()}
+            unproven = pl.concat(
+                [
+                    future.result()[1].with_columns(pl.lit(int(key), pl.UInt8).alias(PARTITION))
+                    for key, future in recalled.items()
+                ]
+            )
+            del recalled, memo_of
+            deleted, moved_out = self._gone_and_moved(
+                everything, engine, coded, duplicate_rows, unproven
+            )
+            del everything, coded
             futures = {
                 key: pool.submit(
                     self._write_partition,
@@ -189,9 +198,9 @@ class _Stager:
                     key,
                     source_counts[int(key)],
                     placed,
-                    send_order.slice(offsets[key], valid_counts[int(key)]),
+                    positions[key],
+                    known[key],
                     ledger_of[key],
-                    memo_of[key],
                     versions[key],
                     rejects,
                     deleted,
@@ -201,36 +210,48 @@ class _Stager:
             }
             return {key: future.result() for key, future in futures.items()}
 
+    @staticmethod
+    def _recall(
+        placed: pl.DataFrame, at: pl.Series, ledger: pl.DataFrame, memo: pl.DataFrame
+    ) -> tuple[pl.Series, pl.DataFrame]:
+        """One partition's rows' memo'd hashes, and its ledger rows none of them proves home.
+
+        Per row `at` of `placed`, the row hash its memo holds for it (null if none). A row hash covers the key: the ledger holds a row's memo'd hash only for that row's key
+        (`_diff_slice`), so such a ledger row is among the partition's rows. Usually all are.
+        """
+        known = remembered(memo, placed.get_column(SOURCE_HASH).gather(at))
+        proven = pl.col("row_hash").is_in(known.drop_nulls().implode())
+        return known, ledger.filter(~proven)
+
     def _gone_and_moved(
         self,
         rows: pl.LazyFrame,
         engine: Engine,
         coded: pl.DataFrame,
         duplicate_rows: pl.Series,
-        ledgers: pl.DataFrame,
+        unproven: pl.DataFrame,
     ) -> tuple[pl.DataFrame, pl.DataFrame]:
-        """The ledgers' rows absent from the whole drop, and those now in another partition.
+        """Of the ledger rows no hash proved home (`_recall`): those gone, those moved.
 
-        An opportunity moves when its account moved to another shard. One anti join of the
-        ledgers with where each coded row (the version that won) lives now keeps only the ledger
-        rows not found in their own partition, usually none; only those are placed, and only those
-        not among the coded rows are looked for in the rest of the drop (none when every partition
-        is staged). A left join of every ledger row instead carried each row's columns through
-        (2M rows: 0.65 s and 1.3 CPU-s against 0.2 s and 0.4); set operations on the whole drop's
-        keys made staging an unchanged 2M-row drop 3.5 s and 5.8 CPU-s, not 2.5 and 4.4.
+        Gone: absent from the whole drop; moved: now in another partition. An opportunity moves when its account moved to another shard. One anti join of those
+        ledger rows with where the coded rows of their keys (the versions that won) live now keeps
+        the ones not found in their own partition, usually none; only those are placed, and only
+        those not among the coded rows are looked for in the rest of the drop (none when every
+        partition is staged). The same anti join of every ledger row was 0.4 s and 0.8 CPU-s of
+        staging an unchanged 2M-row drop; a left join of every ledger row, carrying each row's
+        columns through, was 0.65 s and 1.3 CPU-s.
         """
-        if ledgers.is_empty():
-            return ledgers, ledgers  # a first night: nothing synced can be gone or have moved
+        if unproven.is_empty():
+            return unproven, unproven  # a first night, an unchanged drop: nothing gone or moved
+        key = pl.col(self.contract.key_column)
         homes = (
             coded.lazy()
             .filter(~pl.col(ROW_INDEX).is_in(duplicate_rows.implode()))
-            .select(
-                pl.col(self.contract.key_column).alias("external_id"),
-                pl.col(PARTITION).cast(ledgers.schema[PARTITION]),
-            )
+            .filter(key.is_in(unproven.get_column("external_id").implode()))
+            .select(key.alias("external_id"), pl.col(PARTITION).cast(unproven.schema[PARTITION]))
         )
         away = (
-            ledgers.lazy()
+            unproven.lazy()
             .join(homes, on=["external_id", PARTITION], how="anti", maintain_order="left")
             .collect()
         )
@@ -371,7 +392,7 @@ class _Stager:
         )
 
     def _diff_slice(
-        self, placed: pl.DataFrame, at: pl.Series, ledger: pl.DataFrame, memo: pl.DataFrame
+        self, placed: pl.DataFrame, at: pl.Series, known: pl.Series, ledger: pl.DataFrame
     ) -> tuple[pl.DataFrame, pl.DataFrame]:
         """Rows `at` of `placed` diffed: those converted, as text with `_change`; and their memo.
 
@@ -383,7 +404,6 @@ class _Stager:
         compared with the hash the ledger holds for its key.
         """
         sources = placed.get_column(SOURCE_HASH).gather(at)
-        known = remembered(memo, sources)
         settled = known.is_in(ledger.get_column("row_hash").implode()).fill_null(False)
         unsettled = at.filter(~settled)
         converted = self._outbound(placed.gather(unsettled))
@@ -405,8 +425,8 @@ class _Stager:
         source: int,
         placed: pl.DataFrame,
         positions: pl.Series,
+        known: pl.Series,
         ledger: pl.DataFrame,
-        memo: pl.DataFrame,
         version: str,
         rejects: pl.DataFrame,
         deleted: pl.DataFrame,
@@ -427,7 +447,9 @@ class _Stager:
         def to_send_slices() -> Iterator[pl.DataFrame]:
             for start in range(0, max(positions.len(), 1), ROWS_PER_SLICE):
                 at = positions.slice(start, ROWS_PER_SLICE)
-                diffed, memo_part = self._diff_slice(placed, at, ledger, memo)
+                diffed, memo_part = self._diff_slice(
+                    placed, at, known.slice(start, ROWS_PER_SLICE), ledger
+                )
                 memo_parts.append(memo_part)
                 change = diffed.get_column(CHANGE)
                 changes[UNCHANGED] += at.len() - diffed.height
