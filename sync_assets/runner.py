@@ -221,8 +221,9 @@ class Admission(BaseModel):
     by side. A run with nothing to send (`HeadStart.quiet`) is a second of CPU, most of it a
     fresh worker's first run (its copy of the fork server's pages and first calls: ~0.25 CPU-s
     more than a worker's next run): those go a core's worth at a time to workers that ran one
-    already. Until the head start says which are which, a core's worth of runs start (they set
-    up while the drop is staged, and would wait for that staging anyway).
+    already. Until the head start says which are which, no run starts: every run would wait for
+    its staging anyway, and one started early may fork a worker a quiet night never needed and
+    takes a core from the staging every run waits for.
     """
 
     parallel: int = Field(ge=1)
@@ -236,9 +237,9 @@ class Admission(BaseModel):
         self, waiting: list[str], loading: int, checking: int, quiet: set[str] | None
     ) -> tuple[list[str], list[str]]:
         """(runs for the loading pool, runs for the quiet pool), given what runs on each now."""
-        room = self.parallel - loading - checking
         if quiet is None:
-            return waiting[: max(0, min(room, self.quiet_slots - loading - checking))], []
+            return [], []
+        room = self.parallel - loading - checking
         loads = [partition for partition in waiting if partition not in quiet][: max(0, room)]
         room -= len(loads)
         quiet_room = min(room, self.quiet_slots - checking)
