@@ -122,7 +122,8 @@ def _warm_tls_context() -> None:
 
 def _preload() -> None:
     # Imported here, not at the top, so that the collector is paused while they import.
-    import sync_assets.definitions  # noqa: F401  (the code location every run loads)
+    # The code location every run loads, and what every run holds its SQLite files with.
+    from sync_assets import definitions, sqlite_files  # noqa: F401
 
     _dagster_migrations_read_once()
     _warm_instance_storage()

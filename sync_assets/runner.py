@@ -95,13 +95,14 @@ def _execute_job(
 ) -> RunOutcome:
     """Runs inside a worker process: one job run, recorded in the instance."""
     from sync_assets.definitions import build_defs
+    from sync_assets.sqlite_files import sqlite_files_held_open
 
     # The fork server may be older than this night's configuration: take the parent's, exactly.
     adopt_configuration_env(env)
     started = time.monotonic()
     # Entered, so that loading the definitions reads Dagster's state through this instance, and
     # closed after the run: a worker runs several jobs.
-    with _opened_instance() as instance:
+    with sqlite_files_held_open(), _opened_instance() as instance:
         job = build_defs().resolve_job_def(job_name)
         result = job.execute_in_process(
             # Every event is still stored in the instance (the UI shows it); the terminal shows the
