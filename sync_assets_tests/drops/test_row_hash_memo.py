@@ -50,6 +50,20 @@ def converted(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return heights
 
 
+@pytest.fixture
+def looked_up_by_key(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Per staging, how many ledger rows no hash proved home (looked up by key instead)."""
+    heights: list[int] = []
+    gone_and_moved = staging._Stager._gone_and_moved
+
+    def counting(self: staging._Stager, *args: Any) -> tuple[pl.DataFrame, pl.DataFrame]:
+        heights.append(args[-1].height)
+        return gone_and_moved(self, *args)
+
+    monkeypatch.setattr(staging._Stager, "_gone_and_moved", counting)
+    return heights
+
+
 def confirm_all(state: StateStore, staged: dict[str, StagedPartition], drop_id: str) -> None:
     for key, part in staged.items():
         rows = state.read_parquet(part.to_send)
@@ -113,9 +127,12 @@ def test_only_changed_and_new_rows_are_converted(
 
 
 def test_rows_the_ledger_holds_otherwise_are_converted_and_sent(
-    landing: StateStore, state: StateStore, converted: list[int]
+    landing: StateStore, state: StateStore, converted: list[int], looked_up_by_key: list[int]
 ) -> None:
-    """A row that failed (ledger not advanced) or drifted (marked stale) has an unchanged source."""
+    """A row that failed (ledger not advanced) or drifted (marked stale) has an unchanged source.
+
+    No memo'd hash proves its ledger row home: that row is looked up by key, and found.
+    """
     first = stage_drop(landing, state, "n1")
     confirm_all(state, first, "n1")
     stale = state.read_parquet(first["3"].to_send).get_column("External_Id__c").head(4)
@@ -126,20 +143,8 @@ def test_rows_the_ledger_holds_otherwise_are_converted_and_sent(
     assert sum(converted) == 4
     resent = state.read_parquet(again["3"].to_send)
     assert resent.get_column("External_Id__c").sort().to_list() == stale.sort().to_list()
-
-
-@pytest.fixture
-def looked_up_by_key(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Per staging, how many ledger rows no hash proved home (looked up by key instead)."""
-    heights: list[int] = []
-    gone_and_moved = staging._Stager._gone_and_moved
-
-    def counting(self: staging._Stager, *args: Any) -> tuple[pl.DataFrame, pl.DataFrame]:
-        heights.append(args[-1].height)
-        return gone_and_moved(self, *args)
-
-    monkeypatch.setattr(staging._Stager, "_gone_and_moved", counting)
-    return heights
+    assert looked_up_by_key == [0, 4]
+    assert sum(part.counts.deleted + part.counts.moved_out for part in again.values()) == 0
 
 
 def test_an_unchanged_drop_proves_every_ledger_row_home_by_its_hash(
@@ -148,18 +153,6 @@ def test_an_unchanged_drop_proves_every_ledger_row_home_by_its_hash(
     confirm_all(state, stage_drop(landing, state, "n1"), "n1")
     again = stage_drop(landing, state, "n1")
     assert looked_up_by_key == [0, 0]  # the first night has no ledger; then all are proven
-    assert sum(part.counts.deleted + part.counts.moved_out for part in again.values()) == 0
-
-
-def test_ledger_rows_held_otherwise_are_looked_up_by_key_and_found_home(
-    landing: StateStore, state: StateStore, looked_up_by_key: list[int]
-) -> None:
-    first = stage_drop(landing, state, "n1")
-    confirm_all(state, first, "n1")
-    stale = state.read_parquet(first["3"].to_send).get_column("External_Id__c").head(4)
-    mark_ledger_rows_stale(state, "3", stale.rename("external_id"))
-    again = stage_drop(landing, state, "n1")
-    assert looked_up_by_key == [0, 4]
     assert sum(part.counts.deleted + part.counts.moved_out for part in again.values()) == 0
 
 
