@@ -1,4 +1,4 @@
-"""Keep the SQLite files a run's local instance writes open for the run, so Dagster's never close last.
+"""Hold a run's SQLite files open for the run, so Dagster's connections never close last.
 
 Dagster's SQLite storages open a new connection for every read or write and close it after. In
 WAL mode the last connection to close a file checkpoints it and deletes its WAL, which the next

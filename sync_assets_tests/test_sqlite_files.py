@@ -1,4 +1,4 @@
-"""The worker's hold on its instance's SQLite files (`sqlite_files`), on real files through SQLAlchemy."""
+"""The worker's hold on its SQLite files (`sqlite_files`): real files, through SQLAlchemy."""
 
 import sqlite3
 from pathlib import Path

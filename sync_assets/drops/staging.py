@@ -216,7 +216,8 @@ class _Stager:
     ) -> tuple[pl.Series, pl.DataFrame]:
         """One partition's rows' memo'd hashes, and its ledger rows none of them proves home.
 
-        Per row `at` of `placed`, the row hash its memo holds for it (null if none). A row hash covers the key: the ledger holds a row's memo'd hash only for that row's key
+        Per row `at` of `placed`, the row hash its memo holds for it (null if none). A row hash
+        covers the key: the ledger holds a row's memo'd hash only for that row's key
         (`_diff_slice`), so such a ledger row is among the partition's rows. Usually all are.
         """
         known = remembered(memo, placed.get_column(SOURCE_HASH).gather(at))
@@ -233,13 +234,14 @@ class _Stager:
     ) -> tuple[pl.DataFrame, pl.DataFrame]:
         """Of the ledger rows no hash proved home (`_recall`): those gone, those moved.
 
-        Gone: absent from the whole drop; moved: now in another partition. An opportunity moves when its account moved to another shard. One anti join of those
-        ledger rows with where the coded rows of their keys (the versions that won) live now keeps
-        the ones not found in their own partition, usually none; only those are placed, and only
-        those not among the coded rows are looked for in the rest of the drop (none when every
-        partition is staged). The same anti join of every ledger row was 0.4 s and 0.8 CPU-s of
-        staging an unchanged 2M-row drop; a left join of every ledger row, carrying each row's
-        columns through, was 0.65 s and 1.3 CPU-s.
+        Gone: absent from the whole drop; moved: now in another partition (an opportunity moves
+        when its account moved to another shard). One anti join of those ledger rows with where
+        the coded rows of their keys (the versions that won) live now keeps the ones not found in
+        their own partition, usually none; only those are placed, and only those not among the
+        coded rows are looked for in the rest of the drop (none when every partition is staged).
+        The same anti join of every ledger row was 0.4 s and 0.8 CPU-s of staging an unchanged
+        2M-row drop; a left join of every ledger row, carrying each row's columns through, was
+        0.65 s and 1.3 CPU-s.
         """
         if unproven.is_empty():
             return unproven, unproven  # a first night, an unchanged drop: nothing gone or moved
