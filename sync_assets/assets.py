@@ -34,7 +34,7 @@ from sync_assets.night_deletes import (
 )
 from sync_assets.night_plan import NightPlan, plan_night
 from sync_assets.partition_deletes import restores_of_drop
-from sync_assets.partition_load import PartitionLoader
+from sync_assets.partition_load import PartitionLoader, forget_moved_rows
 from sync_assets.partitions import opportunity_partitions
 from sync_assets.resend import RESEND_TAG, is_resend, resend_failed_rows
 from sync_assets.resources import BulkLoadResource, SalesforceResource, SyncStorage
@@ -434,7 +434,7 @@ def load_staged_partition(
         else loader.load_staged(drop_id, partition)
     )
     progress.finished(result.succeeded + result.failed, result.sent, result.failed)
-    moved_out, forgotten = loader.forget_moved_rows(staged, salesforce.still_tagged)
+    moved_out, forgotten = forget_moved_rows(state, staged, salesforce.still_tagged)
     return staged, result, moved_out, forgotten
 
 
@@ -457,7 +457,7 @@ SUMMARY_COLUMNS = [
     owners=["team:data-engineering"],
 )
 def opportunity_sync_summary(
-    context: dg.AssetExecutionContext, storage: SyncStorage
+    context: dg.AssetExecutionContext, storage: SyncStorage, salesforce: SalesforceResource
 ) -> dg.MaterializeResult:
     """The night in one place: totals over the 10 partitions of one drop, once all have synced."""
     latest = latest_partition_syncs(context.instance, salesforce_opportunities.key)
@@ -481,6 +481,7 @@ def opportunity_sync_summary(
     )
     totals = frame.select(pl.col(SUMMARY_COLUMNS).sum()).row(0, named=True)
     state = storage.state()
+    settled = settle_moves_in_transit(context, state, salesforce, drop_id, latest)
     ledger_total = distinct_synced_keys(state)
     confirmations = [
         {"partition": partition, **meta["deletes_confirmed"]}
@@ -503,6 +504,7 @@ def opportunity_sync_summary(
             "drop_id": drop_id,
             **{column: dg.MetadataValue.int(int(value)) for column, value in totals.items()},
             "ledger_total": dg.MetadataValue.int(ledger_total),
+            "moved_out_settled": dg.MetadataValue.int(settled),
             "partitions": dg.MetadataValue.md(partition_table(frame)),
             # Who confirmed a held delete and what was restored since: the night's audit trail.
             "deletes_confirmed": dg.MetadataValue.json(confirmations),
@@ -510,6 +512,40 @@ def opportunity_sync_summary(
         },
         tags={DROP_TAG: drop_id},
     )
+
+
+def settle_moves_in_transit(
+    context: dg.AssetExecutionContext,
+    state: StateStore,
+    salesforce: SalesforceResource,
+    drop_id: str,
+    latest: dict[str, dict[str, object]],
+) -> int:
+    """Forget from their old ledgers the opportunities that moved and have since been sent.
+
+    A load forgets a moved-out row only once Salesforce tags it with its new partition; when
+    that partition loaded later in the night, the row was left in transit. Once every load is
+    done, the summary settles it, so each ledger matches Salesforce when the night ends rather
+    than after its partition's next load. Returns the rows forgotten.
+    """
+    settled = 0
+    for partition, meta in sorted(latest.items()):
+        left = int(str(meta.get("moved_out") or 0)) - int(str(meta.get("moved_out_forgotten") or 0))
+        if left <= 0:
+            continue
+        staged = load_staged(state, drop_id, partition)
+        if staged is None:
+            continue
+        with exclusive_partition(context, state, partition):
+            forgotten = forget_moved_rows(state, staged, salesforce.still_tagged)[1]
+        if forgotten:
+            context.log.info(
+                "Partition %s: %d moved-out rows forgotten, their new partition has sent them",
+                partition,
+                forgotten,
+            )
+        settled += forgotten
+    return settled
 
 
 def partition_table(frame: pl.DataFrame) -> str:

@@ -33,7 +33,7 @@ from sync_assets.drops.contract import DropContract
 from sync_assets.drops.reader import open_drop
 from sync_assets.drops.shards import rows_per_partition
 from sync_assets.drops.staging import StagedPartition, load_staged
-from sync_assets.partition_load import retagged_moved_rows
+from sync_assets.partition_load import moved_rows_gone, retagged_moved_rows
 from sync_assets.partitions import opportunity_partitions
 from sync_assets.resources import SalesforceResource, SyncStorage
 from sync_assets.run_tags import DROP_TAG
@@ -374,30 +374,36 @@ LEDGER_TERMS = ("ledger_before", "ledger_added", "ledger_moved_out", "ledger_del
 def _ledger_identity(
     context: dg.AssetCheckExecutionContext, storage: SyncStorage, _: SalesforceResource
 ) -> _Verdict:
-    """The load's ledger terms against the partition's ledger as it is on disk now."""
+    """The load's ledger terms against the partition's ledger as it is on disk now.
+
+    Rows the load left in transit to another partition and the night's summary forgot since
+    (`settle_moves_in_transit`) count as moved out.
+    """
     partition = context.partition_key
     metadata = latest_partition_sync(context.instance, salesforce_opportunities.key, partition)
     terms = {name: int(str((metadata or {}).get(name) or 0)) for name in LEDGER_TERMS}
     drop_id = str((metadata or {}).get("drop_id", ""))
+    left_in_transit = int(str((metadata or {}).get("moved_out") or 0)) > int(
+        str((metadata or {}).get("moved_out_forgotten") or 0)
+    )
     state = storage.state()
     with exclusive_partition(context, state, partition):
         now = ledger_rows(state, partition)
-    expected = (
-        terms["ledger_before"]
-        + terms["ledger_added"]
-        - terms["ledger_moved_out"]
-        - terms["ledger_deleted"]
-    )
+        staged = load_staged(state, drop_id, partition) if left_in_transit else None
+        moved = terms["ledger_moved_out"] if staged is None else moved_rows_gone(state, staged)
+    settled = moved - terms["ledger_moved_out"]
+    expected = terms["ledger_before"] + terms["ledger_added"] - moved - terms["ledger_deleted"]
     return _Verdict(
         passed=expected == now,
         severity=dg.AssetCheckSeverity.ERROR,
         description=(
             f"Ledger {terms['ledger_before']:,} + {terms['ledger_added']:,} new − "
-            f"{terms['ledger_moved_out']:,} moved out − {terms['ledger_deleted']:,} deleted = "
-            f"{expected:,}; the ledger holds {now:,}."
+            f"{moved:,} moved out"
+            + (f" ({settled:,} of them forgotten by the night's summary)" if settled else "")
+            + f" − {terms['ledger_deleted']:,} deleted = {expected:,}; the ledger holds {now:,}."
         ),
         drop_id=drop_id,
-        numbers={**terms, "ledger_rows": now},
+        numbers={**terms, "ledger_moved_out_settled": settled, "ledger_rows": now},
     )
 
 

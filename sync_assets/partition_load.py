@@ -34,6 +34,7 @@ from sync_assets.state.layout import (
 from sync_assets.state.ledger import (
     advance_ledger,
     forget_ledger_rows,
+    ledger_keys,
     mark_ledger_rows_stale,
 )
 from sync_assets.state.org import bind_org
@@ -163,18 +164,24 @@ class PartitionLoader:
         """Forget ledger rows Salesforce confirmed deleting (or archiving); returns how many."""
         return forget_ledger_rows(self.state, partition, external_ids)
 
-    def forget_moved_rows(
-        self, staged: StagedPartition, still_tagged: StillTagged
-    ) -> tuple[int, int]:
-        """Forget ledger rows whose opportunity moved to another partition, once Salesforce agrees.
 
-        Returns (rows that moved out, rows forgotten now). A row Salesforce still tags with this
-        partition (its new partition has not sent it yet) stays until a later load sees it
-        re-tagged.
-        """
-        partition = staged.counts.partition
-        moved, retagged = retagged_moved_rows(self.state, staged, still_tagged)
-        return moved, forget_ledger_rows(self.state, partition, retagged)
+def forget_moved_rows(
+    state: StateStore, staged: StagedPartition, still_tagged: StillTagged
+) -> tuple[int, int]:
+    """Forget ledger rows whose opportunity moved to another partition, once Salesforce agrees.
+
+    Returns (rows that moved out, rows forgotten now). A row Salesforce still tags with this
+    partition (its new partition has not sent it yet) stays: the night's summary, after every
+    load, or else a later load of this partition forgets it once Salesforce tags it elsewhere.
+    """
+    moved, retagged = retagged_moved_rows(state, staged, still_tagged)
+    return moved, forget_ledger_rows(state, staged.counts.partition, retagged)
+
+
+def moved_rows_gone(state: StateStore, staged: StagedPartition) -> int:
+    """The staging's moved-out rows no longer in the partition's ledger (forgotten since)."""
+    moved = state.read_parquet(staged.moved_out, columns=["external_id"]).get_column("external_id")
+    return int((~moved.is_in(ledger_keys(state, staged.counts.partition).implode())).sum())
 
 
 def retagged_moved_rows(

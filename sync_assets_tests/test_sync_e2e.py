@@ -197,6 +197,13 @@ def test_first_night_then_unchanged_then_next_night(night: Night) -> None:
         assert night.loaded(second[partition])["failed"] == 0
     total_sent = sum(int(night.loaded(second[p])["sent"]) for p in PARTITION_KEYS)
     assert 0 < total_sent < 0.15 * 6_000
+    # One opportunity moves (from 3 to 1: a duplicate key row that became the newest): its old
+    # partition forgets it when it loads, if its new one sent it first, else the summary does.
+    moved = {p: int(night.loaded(second[p])["moved_out"]) for p in PARTITION_KEYS}
+    assert sum(moved.values()) == 1
+    forgotten = sum(int(night.loaded(second[p])["moved_out_forgotten"]) for p in PARTITION_KEYS)
+    settled = second["summary"].materializations["opportunity_sync_summary"]["moved_out_settled"]
+    assert forgotten + int(settled) == 1
     assert_partition_counts_match_ledger(night)
 
     # The same rows as the next drop: the head start finds nothing to load anywhere, and the
@@ -275,6 +282,18 @@ def check_alone(check: dg.AssetCheckKey, partition: str, drop_id: str) -> dg.Ass
 
 def count_check_alone(partition: str, drop_id: str) -> dg.AssetCheckEvaluation:
     return check_alone(SALESFORCE_COUNT_MATCHES_LEDGER.key, partition, drop_id)
+
+
+def summary_alone(drop_id: str) -> dict[str, object]:
+    """Run the night's summary by itself (as `opportunity_summary_job`); its metadata."""
+    with dg.DagsterInstance.get() as instance:
+        result = (
+            build_defs()
+            .resolve_job_def("opportunity_summary_job")
+            .execute_in_process(instance=instance, tags={DROP_TAG: drop_id})
+        )
+    [materialization] = result.asset_materializations_for_node("opportunity_sync_summary")
+    return {key: value.value for key, value in materialization.metadata.items()}
 
 
 def logged_by_newest_run(text: str) -> bool:
@@ -441,12 +460,22 @@ def test_an_opportunity_moving_to_another_partition_is_in_transit_not_missing(
     in_transit = count_check_alone(old, "d2")
     assert in_transit.passed, in_transit.description
     assert in_transit.metadata["moved_in_transit"].value == 1
-    # The old partition's next load sees it re-tagged and forgets it.
+    # Once every partition has loaded, the night's summary forgets it from the old ledger.
+    rest = [key for key in PARTITION_KEYS if key not in {old, new}]
+    assert all(outcome.success for outcome in night.sync("d2", rest).values())
+    summary = summary_alone("d2")
+    assert summary["moved_out_settled"] == 1
+    assert mover["opportunity_key"] not in load_ledger(night.state, old)["external_id"]
+    assert count_check_alone(old, "d2").metadata["moved_in_transit"].value == 0
+    assert_partition_counts_match_ledger(night)
+    # The old partition's load still adds up: its ledger lost the row after the load.
+    identity = check_alone(LEDGER_IDENTITY_HOLDS.key, old, "d2")
+    assert identity.passed, identity.description
+    assert identity.metadata["ledger_moved_out_settled"].value == 1
+    # Its next load has nothing left to forget.
     [third] = night.sync("d2", [old]).values()
     assert third.success and all(check.passed for check in third.checks)
-    assert mover["opportunity_key"] not in load_ledger(night.state, old)["external_id"]
-    assert night.loaded(third)["moved_out_forgotten"] == 1
-    assert count_check_alone(old, "d2").metadata["moved_in_transit"].value == 0
+    assert night.loaded(third)["moved_out_forgotten"] == 0
 
 
 def sync_command(night: Night, *arguments: str, **env: str) -> subprocess.CompletedProcess[str]:
