@@ -6,7 +6,8 @@ the code location, then opens a local instance of its own through Dagster's publ
 Dagster's storages) that a run's own instance needs: about a CPU-second per run otherwise (see
 `_warm_instance_storage`). The DAGSTER_HOME instance itself is never opened here. It also loads
 the CAs a run's Salesforce connection trusts, once (see `_warm_tls_context`), and keeps Dagster's
-schema migrations read (see `_dagster_migrations_read_once`).
+schema migrations read (see `_dagster_migrations_read_once`), and sizes polars' thread pool for
+the runs as the runner offered (see `run_threads`).
 
 All of it runs with the garbage collector paused and ends by freezing what it made (see
 `_without_collections_then_frozen`).
@@ -121,6 +122,10 @@ def _warm_tls_context() -> None:
 
 
 def _preload() -> None:
+    from sync_assets.run_threads import adopt_in_fork_server
+
+    # Before polars is imported: it sizes its thread pool then (see `run_threads`).
+    adopt_in_fork_server()
     # Imported here, not at the top, so that the collector is paused while they import.
     # The code location every run loads, and what every run holds its SQLite files with.
     from sync_assets import definitions, sqlite_files  # noqa: F401

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 
 from sync_assets.run_tags import DROP_TAG, LAUNCHED_BY_TAG
+from sync_assets.run_threads import offer_to_fork_server
 from sync_assets.settings import adopt_configuration_env, configuration_env, use_dagster_home
 from sync_assets.staging_ahead import HeadStart, stage_ahead
 from sync_assets.state.layout import PARTITION_KEYS
@@ -268,9 +269,10 @@ def _run_partitions(
     # threads the parent started (polars' pool, progress bars), which fork would copy half-alive.
     # Started now, it imports while this process stages the drop (`run_drop`'s head start).
     context.set_forkserver_preload(FORK_SERVER_PRELOAD)
+    admission = Admission(parallel=parallel, cores=os.cpu_count() or 1)
+    offer_to_fork_server(parallel, admission.cores)
     multiprocessing.forkserver.ensure_running()
     env = configuration_env()
-    admission = Admission(parallel=parallel, cores=os.cpu_count() or 1)
     quiet: set[str] | None = None if head_start is not None else set()
     waiting = list(partitions)
     outcomes: list[RunOutcome] = []
