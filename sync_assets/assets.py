@@ -16,6 +16,7 @@ from sync_assets.drop_runs import (
     exclusive_staging,
     last_staged_drop,
     latest_partition_syncs,
+    left_moves_in_transit,
     night_contract,
 )
 from sync_assets.drops.reader import DropError
@@ -530,8 +531,7 @@ def settle_moves_in_transit(
     """
     settled = 0
     for partition, meta in sorted(latest.items()):
-        left = int(str(meta.get("moved_out") or 0)) - int(str(meta.get("moved_out_forgotten") or 0))
-        if left <= 0:
+        if not left_moves_in_transit(meta):
             continue
         staged = load_staged(state, drop_id, partition)
         if staged is None:

@@ -27,6 +27,7 @@ from sync_assets.drop_runs import (
     exclusive_staging,
     last_staged_drop,
     latest_partition_sync,
+    left_moves_in_transit,
     night_contract,
 )
 from sync_assets.drops.contract import DropContract
@@ -383,13 +384,10 @@ def _ledger_identity(
     metadata = latest_partition_sync(context.instance, salesforce_opportunities.key, partition)
     terms = {name: int(str((metadata or {}).get(name) or 0)) for name in LEDGER_TERMS}
     drop_id = str((metadata or {}).get("drop_id", ""))
-    left_in_transit = int(str((metadata or {}).get("moved_out") or 0)) > int(
-        str((metadata or {}).get("moved_out_forgotten") or 0)
-    )
     state = storage.state()
     with exclusive_partition(context, state, partition):
         now = ledger_rows(state, partition)
-        staged = load_staged(state, drop_id, partition) if left_in_transit else None
+        staged = load_staged(state, drop_id, partition) if left_moves_in_transit(metadata) else None
         moved = terms["ledger_moved_out"] if staged is None else moved_rows_gone(state, staged)
     settled = moved - terms["ledger_moved_out"]
     expected = terms["ledger_before"] + terms["ledger_added"] - moved - terms["ledger_deleted"]

@@ -102,6 +102,13 @@ def latest_partition_sync(
     return {key: value.value for key, value in records[0].asset_materialization.metadata.items()}
 
 
+def left_moves_in_transit(load: Mapping[str, object] | None) -> bool:
+    """Whether a load's metadata says it kept moved-out rows its new partition had not yet sent."""
+    metadata = load or {}
+    moved = int(str(metadata.get("moved_out") or 0))
+    return moved > int(str(metadata.get("moved_out_forgotten") or 0))
+
+
 def latest_partition_syncs(
     instance: dg.DagsterInstance, load_asset: dg.AssetKey
 ) -> dict[str, dict[str, object]]:

@@ -180,8 +180,15 @@ def forget_moved_rows(
 
 def moved_rows_gone(state: StateStore, staged: StagedPartition) -> int:
     """The staging's moved-out rows no longer in the partition's ledger (forgotten since)."""
-    moved = state.read_parquet(staged.moved_out, columns=["external_id"]).get_column("external_id")
+    moved = _moved_out_keys(state, staged)
     return int((~moved.is_in(ledger_keys(state, staged.counts.partition).implode())).sum())
+
+
+def _moved_out_keys(state: StateStore, staged: StagedPartition) -> pl.Series:
+    """The external ids the staging found moved to another partition (none for older stagings)."""
+    if not state.exists(staged.moved_out):
+        return pl.Series("external_id", [], dtype=pl.String)
+    return state.read_parquet(staged.moved_out, columns=["external_id"]).get_column("external_id")
 
 
 def retagged_moved_rows(
@@ -192,9 +199,7 @@ def retagged_moved_rows(
     Returns how many moved to another partition, and the external ids of those Salesforce
     already tags with another partition.
     """
-    if not state.exists(staged.moved_out):
-        return 0, pl.Series("external_id", [], dtype=pl.String)
-    moved = state.read_parquet(staged.moved_out, columns=["external_id"]).get_column("external_id")
+    moved = _moved_out_keys(state, staged)
     if moved.is_empty():
         return 0, moved
     still_here = still_tagged(staged.counts.partition, moved.to_list())
